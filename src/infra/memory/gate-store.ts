@@ -1,0 +1,146 @@
+import type {
+  AcquireRequest,
+  AcquireResult,
+  GateStore,
+  RateDecision,
+  RateRule,
+} from "../../machines/ports.js";
+
+interface Hold {
+  holder: string;
+  leaseUntil: number;
+}
+
+/**
+ * Rate limits, channel holds and alert throttle in one process: the embedded default.
+ * Same semantics as the Lua scripts in lua/ (the contract suite runs both).
+ */
+export class MemoryGateStore implements GateStore {
+  /** phoneKey → records (member, at) ordered by time. */
+  #records = new Map<string, { member: string; at: number }[]>();
+  /** numberId → holds. */
+  #holds = new Map<string, Hold[]>();
+  /** numberId → waiter → counted until. */
+  #waiters = new Map<string, Map<string, number>>();
+  /** throttle key → allowed again at. */
+  #throttle = new Map<string, number>();
+
+  async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
+    return decide(this.#trim(phoneKey, rules, now), rules, now);
+  }
+
+  async record(
+    phoneKey: string,
+    member: string,
+    rules: RateRule[],
+    now: number,
+    enforce = true,
+  ): Promise<RateDecision> {
+    const records = this.#trim(phoneKey, rules, now);
+    const decision = decide(records, rules, now);
+    if ((decision.allowed || !enforce) && !records.some((r) => r.member === member)) {
+      records.push({ member, at: now });
+      records.sort((a, b) => a.at - b.at);
+    }
+    return decision;
+  }
+
+  async undo(phoneKey: string, member: string): Promise<boolean> {
+    const records = this.#records.get(phoneKey);
+    const index = records?.findIndex((r) => r.member === member) ?? -1;
+    if (!records || index < 0) return false;
+    records.splice(index, 1);
+    return true;
+  }
+
+  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    const holds = this.#liveHolds(req.numberId, req.now);
+    const waiters = this.#waiters.get(req.numberId) ?? new Map<string, number>();
+    this.#waiters.set(req.numberId, waiters);
+    const mine = holds.find((h) => h.holder === req.holder);
+    if (mine) {
+      mine.leaseUntil = Math.max(mine.leaseUntil, req.leaseUntil);
+      return { held: true };
+    }
+    if (holds.length < req.maxChannels) {
+      holds.push({ holder: req.holder, leaseUntil: req.leaseUntil });
+      waiters.delete(req.waiter);
+      return { held: true };
+    }
+    waiters.set(req.waiter, req.now + req.waiterTtlMs);
+    for (const [waiter, until] of waiters) if (until <= req.now) waiters.delete(waiter);
+    return { held: false, waiters: waiters.size };
+  }
+
+  async release(numberId: string, holder: string): Promise<boolean> {
+    const holds = this.#holds.get(numberId) ?? [];
+    const index = holds.findIndex((h) => h.holder === holder);
+    if (index < 0) return false;
+    holds.splice(index, 1);
+    return true;
+  }
+
+  async inUse(numberIds: string[], now: number): Promise<Map<string, number>> {
+    return new Map(numberIds.map((id) => [id, this.#liveHolds(id, now).length]));
+  }
+
+  async reap(numberId: string, now: number): Promise<string[]> {
+    const holds = this.#holds.get(numberId) ?? [];
+    const expired = holds.filter((h) => h.leaseUntil <= now).map((h) => h.holder);
+    this.#liveHolds(numberId, now);
+    return expired;
+  }
+
+  async allow(key: string, windowMs: number, now: number): Promise<boolean> {
+    const until = this.#throttle.get(key);
+    if (until !== undefined && now < until) return false;
+    this.#throttle.set(key, now + windowMs);
+    return true;
+  }
+
+  async close(): Promise<void> {}
+
+  /** Holders of a number right now (tests and invariants). */
+  holders(numberId: string, now: number): string[] {
+    return this.#liveHolds(numberId, now).map((h) => h.holder);
+  }
+
+  /** Members recorded for a phone key (tests). */
+  members(phoneKey: string): string[] {
+    return (this.#records.get(phoneKey) ?? []).map((r) => r.member);
+  }
+
+  #liveHolds(numberId: string, now: number): Hold[] {
+    const live = (this.#holds.get(numberId) ?? []).filter((h) => h.leaseUntil > now);
+    this.#holds.set(numberId, live);
+    return live;
+  }
+
+  /** Drops records older than the largest window (never below it: each rule counts its own window). */
+  #trim(phoneKey: string, rules: RateRule[], now: number) {
+    const largest = Math.max(0, ...rules.map((r) => r.windowSeconds * 1000));
+    const kept = (this.#records.get(phoneKey) ?? []).filter((r) => now < r.at + largest);
+    this.#records.set(phoneKey, kept);
+    return kept;
+  }
+}
+
+/**
+ * Counts each rule over its own half-open window (a record at t counts while now < t + W).
+ * For each rule at its max, room returns at the (count − max + 1)-th oldest record + W; the
+ * decision waits for the latest of those (spec §7.5).
+ */
+export function decide(records: { at: number }[], rules: RateRule[], now: number): RateDecision {
+  const counts: number[] = [];
+  let retryAt = -1;
+  for (const rule of rules) {
+    const windowMs = rule.windowSeconds * 1000;
+    const inWindow = records.filter((r) => now < r.at + windowMs);
+    counts.push(inWindow.length);
+    if (inWindow.length >= rule.maxCalls) {
+      const freeing = inWindow[inWindow.length - rule.maxCalls];
+      retryAt = Math.max(retryAt, (freeing?.at ?? now) + windowMs);
+    }
+  }
+  return retryAt < 0 ? { allowed: true, counts } : { allowed: false, counts, retryAt };
+}

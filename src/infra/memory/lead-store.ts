@@ -1,0 +1,228 @@
+import type {
+  DialRow,
+  LeadInput,
+  LeadRecord,
+  LeadStatus,
+  LeadStore,
+  OutboundNumber,
+  Settlement,
+  Template,
+} from "../../machines/ports.js";
+
+/** Statuses each settlement may start from (a compare-and-set on the token as well). */
+const SETTLES_FROM: Record<Settlement["kind"], LeadStatus[]> = {
+  defer: ["CLAIMED", "DIALING"],
+  finish: ["CLAIMED", "DIALING"],
+  placed: ["DIALING"],
+  unknown: ["DIALING"],
+  ended: ["PROCESSING"],
+  unknownExpired: ["PROCESSING"],
+};
+
+/** Leads, templates, numbers and the block list in one process: the embedded default. */
+export class MemoryLeadStore implements LeadStore {
+  #leads = new Map<string, LeadRecord>();
+  #templates = new Map<string, Template>();
+  #numbers = new Map<string, OutboundNumber>();
+  #blocked = new Set<string>();
+  #byDial = new Map<string, string>();
+
+  async submit(inputs: LeadInput[], now: number): Promise<LeadRecord[]> {
+    return inputs.map((input) => {
+      const existing = this.#leads.get(input.id);
+      if (existing) return structuredClone(existing);
+      const lead: LeadRecord = {
+        id: input.id,
+        phone: input.phone,
+        templateId: input.templateId,
+        status: "SCHEDULED",
+        outcome: null,
+        attempt: 0,
+        notPlacedStreak: 0,
+        claimSeq: 0,
+        token: null,
+        owner: null,
+        leaseUntil: null,
+        nextAttemptAt: input.dueAt ?? now,
+        expiresAt: input.expiresAt ?? null,
+        timeZone: input.timeZone ?? null,
+        cancelRequested: false,
+        dial: null,
+        payload: input.payload ?? {},
+      };
+      this.#leads.set(lead.id, lead);
+      return structuredClone(lead);
+    });
+  }
+
+  async get(id: string): Promise<LeadRecord | null> {
+    const lead = this.#leads.get(id);
+    return lead ? structuredClone(lead) : null;
+  }
+
+  async claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]> {
+    for (const lead of this.#leads.values()) {
+      if (lead.status === "DIALING" && (lead.leaseUntil ?? 0) <= now) this.#toUnknown(lead);
+    }
+    const due = [...this.#leads.values()]
+      .filter(
+        (l) =>
+          (l.status === "SCHEDULED" && l.nextAttemptAt <= now) ||
+          (l.status === "CLAIMED" && (l.leaseUntil ?? 0) <= now),
+      )
+      .sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : 1))
+      .slice(0, Math.max(0, limit));
+    return due.map((lead) => {
+      lead.claimSeq += 1;
+      lead.token = `${lead.id}:${lead.claimSeq}`;
+      lead.status = "CLAIMED";
+      lead.owner = owner;
+      lead.leaseUntil = now + leaseMs;
+      return structuredClone(lead);
+    });
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    let next: number | null = null;
+    for (const lead of this.#leads.values()) {
+      if (lead.status === "SCHEDULED" && (next === null || lead.nextAttemptAt < next)) next = lead.nextAttemptAt;
+    }
+    return next;
+  }
+
+  async renewLeases(tokens: string[], leaseUntil: number): Promise<void> {
+    for (const token of tokens) {
+      const lead = this.#byToken(token);
+      if (lead && (lead.status === "CLAIMED" || lead.status === "DIALING")) lead.leaseUntil = leaseUntil;
+    }
+  }
+
+  async beginDial(token: string, row: DialRow): Promise<boolean> {
+    const lead = this.#byToken(token);
+    if (!lead || lead.status !== "CLAIMED") return false;
+    lead.status = "DIALING";
+    lead.dial = { ...row, callId: null, unknown: false };
+    this.#byDial.set(`ref:${row.dialRef}`, lead.id);
+    return true;
+  }
+
+  async settle(token: string, s: Settlement, _now: number): Promise<boolean> {
+    const lead = this.#byToken(token);
+    if (!lead || !SETTLES_FROM[s.kind].includes(lead.status)) return false;
+    if (s.kind === "unknown" && !lead.dial) return false;
+    switch (s.kind) {
+      case "defer":
+        this.#schedule(lead, s.at);
+        if (s.notPlacedStreak !== undefined) lead.notPlacedStreak = s.notPlacedStreak;
+        break;
+      case "finish":
+        this.#finish(lead, s.outcome);
+        break;
+      case "placed":
+        lead.status = "PROCESSING";
+        lead.notPlacedStreak = 0;
+        if (lead.dial) lead.dial.callId = s.callId;
+        this.#byDial.set(`call:${s.callId}`, lead.id);
+        break;
+      case "unknown":
+        this.#toUnknown(lead);
+        break;
+      case "ended":
+        if (lead.cancelRequested) this.#finish(lead, "CANCELLED");
+        else if (s.retryAt !== undefined) {
+          lead.attempt += 1;
+          this.#schedule(lead, s.retryAt);
+        } else this.#finish(lead, s.outcome);
+        break;
+      case "unknownExpired":
+        if (!lead.dial?.unknown) return false;
+        if (lead.cancelRequested) this.#finish(lead, "CANCELLED");
+        else this.#schedule(lead, s.at);
+        break;
+    }
+    return true;
+  }
+
+  async findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null> {
+    const id =
+      (ref.callId && this.#byDial.get(`call:${ref.callId}`)) ||
+      (ref.dialRef && this.#byDial.get(`ref:${ref.dialRef}`));
+    return id ? this.get(id) : null;
+  }
+
+  async cancel(id: string, _now: number): Promise<LeadRecord | null> {
+    const lead = this.#leads.get(id);
+    if (!lead) return null;
+    if (lead.status === "SCHEDULED" || lead.status === "CLAIMED") this.#finish(lead, "CANCELLED");
+    else if (lead.status !== "FINISHED") lead.cancelRequested = true;
+    return structuredClone(lead);
+  }
+
+  async expiredUnknownDials(dialAtOrBefore: number): Promise<LeadRecord[]> {
+    return [...this.#leads.values()]
+      .filter((l) => l.status === "PROCESSING" && l.dial?.unknown && l.dial.at <= dialAtOrBefore)
+      .map((l) => structuredClone(l));
+  }
+
+  async list(): Promise<LeadRecord[]> {
+    return [...this.#leads.values()].map((l) => structuredClone(l));
+  }
+
+  async template(id: string): Promise<Template | null> {
+    return this.#templates.get(id) ?? null;
+  }
+
+  async number(id: string): Promise<OutboundNumber | null> {
+    return this.#numbers.get(id) ?? null;
+  }
+
+  async poolNumbers(provider?: string): Promise<OutboundNumber[]> {
+    return [...this.#numbers.values()]
+      .filter((n) => n.pool && n.status === "AVAILABLE" && (provider === undefined || n.provider === provider))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async isBlocked(phone: string): Promise<boolean> {
+    return this.#blocked.has(phone);
+  }
+
+  async upsertTemplates(templates: Template[]): Promise<void> {
+    for (const t of templates) this.#templates.set(t.id, structuredClone(t));
+  }
+
+  async upsertNumbers(numbers: OutboundNumber[]): Promise<void> {
+    for (const n of numbers) this.#numbers.set(n.id, structuredClone(n));
+  }
+
+  async block(phones: string[]): Promise<void> {
+    for (const p of phones) this.#blocked.add(p);
+  }
+
+  async close(): Promise<void> {}
+
+  #byToken(token: string): LeadRecord | undefined {
+    const lead = this.#leads.get(token.slice(0, token.lastIndexOf(":")));
+    return lead?.token === token ? lead : undefined;
+  }
+
+  #schedule(lead: LeadRecord, at: number): void {
+    lead.status = "SCHEDULED";
+    lead.nextAttemptAt = at;
+    lead.owner = null;
+    lead.leaseUntil = null;
+  }
+
+  #finish(lead: LeadRecord, outcome: string): void {
+    lead.status = "FINISHED";
+    lead.outcome = outcome;
+    lead.owner = null;
+    lead.leaseUntil = null;
+  }
+
+  #toUnknown(lead: LeadRecord): void {
+    lead.status = "PROCESSING";
+    lead.owner = null;
+    lead.leaseUntil = null;
+    if (lead.dial) lead.dial.unknown = true;
+  }
+}

@@ -1,0 +1,306 @@
+/**
+ * Ports: the outside world as the lead machine and the supervisor see it.
+ * Adapters live in src/infra (memory, redis, postgres, providers, alerts). Every time-dependent
+ * decision takes the caller's `now` (epoch ms) so that a virtual clock can drive real adapters.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Domain
+
+/** Lifecycle of a lead row (spec §7.3). */
+export type LeadStatus = "SCHEDULED" | "CLAIMED" | "DIALING" | "PROCESSING" | "FINISHED";
+
+/** Outcomes written by the dispatcher itself; call outcomes are free-form template words. */
+export type DispatcherOutcome =
+  | "NO_CONFIG"
+  | "INVALID_PHONE"
+  | "BLACKLISTED"
+  | "NUMBER_UNAVAILABLE"
+  | "PROVIDER_REJECTED"
+  | "PRECHECK_FAILED"
+  | "CANCELLED"
+  | "EXPIRED"
+  | "UNKNOWN";
+
+export interface RateRule {
+  maxCalls: number;
+  windowSeconds: number;
+}
+
+export interface CallingWindow {
+  /** "HH:MM", inclusive. */
+  start: string;
+  /** "HH:MM", exclusive; end < start wraps past midnight. */
+  end: string;
+  timeZone: string;
+}
+
+export interface RetryPolicy {
+  /** Placed calls at most, the first included. */
+  maxAttempts: number;
+  onOutcomes: string[];
+  delaySeconds: number;
+}
+
+export interface Template {
+  id: string;
+  resellerId: string;
+  /** Pinned outbound number; when unset the provider's shared pool is used. */
+  numberId?: string;
+  /** Provider of the pool; any provider when unset. */
+  provider?: string;
+  window?: CallingWindow;
+  retry?: RetryPolicy;
+  /** Replaces the dispatcher's rate-limit rules for this template. */
+  rateLimitRules?: RateRule[];
+}
+
+export type NumberStatus = "AVAILABLE" | "DISABLED";
+
+export interface OutboundNumber {
+  id: string;
+  e164: string;
+  provider: string;
+  maxChannels: number;
+  status: NumberStatus;
+  /** Part of the shared pool of its provider. */
+  pool: boolean;
+}
+
+/** What a caller submits. */
+export interface LeadInput {
+  id: string;
+  phone: string;
+  templateId: string;
+  /** Epoch ms; defaults to now. */
+  dueAt?: number;
+  /** Epoch ms; a lead not dialled by then ends EXPIRED. */
+  expiresAt?: number;
+  /** IANA zone of the callee; overrides the template window's zone. */
+  timeZone?: string;
+  payload?: Record<string, unknown>;
+}
+
+/** The last dial of a lead (one dial-attempt row per makeCall in the durable store). */
+export interface DialInfo {
+  dialRef: string;
+  numberId: string;
+  at: number;
+  callId: string | null;
+  /** Sent, but no usable reply: held like a placed call until reconciled. */
+  unknown: boolean;
+  /** Whether the rate-limit member (the claim token) was recorded. */
+  recorded: boolean;
+}
+
+export interface LeadRecord {
+  id: string;
+  phone: string;
+  templateId: string;
+  status: LeadStatus;
+  outcome: string | null;
+  /** Retry counter: placed calls that ended and were retried (spec §7.2). */
+  attempt: number;
+  /** Consecutive notPlaced results. */
+  notPlacedStreak: number;
+  claimSeq: number;
+  /** `leadId:claimSeq` of the current (or last) claim: names the hold, the rate-limit member, the dialRef. */
+  token: string | null;
+  owner: string | null;
+  leaseUntil: number | null;
+  nextAttemptAt: number;
+  expiresAt: number | null;
+  timeZone: string | null;
+  cancelRequested: boolean;
+  dial: DialInfo | null;
+  payload: Record<string, unknown>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lead store (durable source of truth: Postgres, or memory)
+
+/** How an actor (or an end signal) leaves a lead. Each kind is a compare-and-set on the token. */
+export type Settlement =
+  /** CLAIMED|DIALING → SCHEDULED at `at`. */
+  | { kind: "defer"; at: number; notPlacedStreak?: number; dialResult?: string }
+  /** CLAIMED|DIALING → FINISHED. */
+  | { kind: "finish"; outcome: string; dialResult?: string }
+  /** DIALING → PROCESSING with the provider's call id. */
+  | { kind: "placed"; callId: string }
+  /** DIALING → PROCESSING, unknown. */
+  | { kind: "unknown" }
+  /** PROCESSING → FINISHED (outcome), or SCHEDULED at `retryAt` with attempt + 1. */
+  | { kind: "ended"; outcome: string; retryAt?: number }
+  /** PROCESSING(unknown) → SCHEDULED at `at` (FINISHED CANCELLED when a cancel was requested). */
+  | { kind: "unknownExpired"; at: number };
+
+export interface DialRow {
+  dialRef: string;
+  numberId: string;
+  at: number;
+  recorded: boolean;
+}
+
+export interface LeadStore {
+  /** Idempotent by lead id: a second submit returns the existing lead. */
+  submit(leads: LeadInput[], now: number): Promise<LeadRecord[]>;
+  get(id: string): Promise<LeadRecord | null>;
+  /**
+   * Claim up to `limit` due SCHEDULED leads (nextAttemptAt ≤ now), oldest due first: status CLAIMED,
+   * claimSeq + 1, a new token, owner and lease. Also takes over CLAIMED leads whose lease expired; a
+   * DIALING lead whose lease expired becomes a held unknown dial (never redialled blindly).
+   */
+  claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]>;
+  /** Earliest nextAttemptAt of a SCHEDULED lead, or null. */
+  nextDueAt(): Promise<number | null>;
+  renewLeases(tokens: string[], leaseUntil: number): Promise<void>;
+  /** CLAIMED + token → DIALING with its dial row, in one step. False when the claim was lost. */
+  beginDial(token: string, row: DialRow): Promise<boolean>;
+  /** Compare-and-set on the token (see Settlement). False when the lead moved on. */
+  settle(token: string, settlement: Settlement, now: number): Promise<boolean>;
+  /** Find the lead of a dial by provider call id or dialRef. */
+  findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null>;
+  /** SCHEDULED/CLAIMED → FINISHED CANCELLED; DIALING/PROCESSING → cancel requested. Returns the lead. */
+  cancel(id: string, now: number): Promise<LeadRecord | null>;
+  /** Held unknown dials whose hold started at or before `dialAtOrBefore`. */
+  expiredUnknownDials(dialAtOrBefore: number): Promise<LeadRecord[]>;
+  /** Every lead (for reports and invariants). */
+  list(): Promise<LeadRecord[]>;
+
+  template(id: string): Promise<Template | null>;
+  number(id: string): Promise<OutboundNumber | null>;
+  /** AVAILABLE pool numbers of `provider` (all providers when undefined), by id. */
+  poolNumbers(provider?: string): Promise<OutboundNumber[]>;
+  isBlocked(phone: string): Promise<boolean>;
+
+  upsertTemplates(templates: Template[]): Promise<void>;
+  upsertNumbers(numbers: OutboundNumber[]): Promise<void>;
+  block(phones: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gate store (Redis with Lua, or memory). Phones appear only as `phoneKey` (HMAC of the E.164).
+
+/** Per rule count, and when blocked the instant the blocking rules have room again (spec §7.5). */
+export type RateDecision =
+  | { allowed: true; counts: number[] }
+  | { allowed: false; counts: number[]; retryAt: number };
+
+export interface RateLimiter {
+  /** Read-only apart from trimming records older than the largest window. */
+  peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision>;
+  /**
+   * Atomic trim + count every rule + add `member` only if every rule is under its max.
+   * With `enforce: false` (rateLimit.mode alertOnly) the member is added regardless and the
+   * decision still tells whether it went over.
+   */
+  record(
+    phoneKey: string,
+    member: string,
+    rules: RateRule[],
+    now: number,
+    enforce?: boolean,
+  ): Promise<RateDecision>;
+  /** Removes exactly that member. True when it was there. */
+  undo(phoneKey: string, member: string): Promise<boolean>;
+}
+
+export interface AcquireRequest {
+  numberId: string;
+  maxChannels: number;
+  /** The claim token: names the hold. */
+  holder: string;
+  now: number;
+  leaseUntil: number;
+  /** Lead id counted as a distinct waiter when no line is free. */
+  waiter: string;
+  /** How long a waiter stays counted. */
+  waiterTtlMs: number;
+}
+
+export type AcquireResult = { held: true } | { held: false; waiters: number };
+
+export interface ChannelPool {
+  /** Strict cap: holds with an unexpired lease never exceed maxChannels. Re-acquire by the same holder is a no-op success. */
+  acquire(req: AcquireRequest): Promise<AcquireResult>;
+  /** Idempotent by holder: true only when this call freed the holder's line. */
+  release(numberId: string, holder: string): Promise<boolean>;
+  /** Lines held (unexpired) per number. */
+  inUse(numberIds: string[], now: number): Promise<Map<string, number>>;
+  /** Drops expired holds of a number; returns the holders freed. */
+  reap(numberId: string, now: number): Promise<string[]>;
+}
+
+export interface AlertThrottle {
+  /** True for the first call per key inside `windowMs` (shared across processes). */
+  allow(key: string, windowMs: number, now: number): Promise<boolean>;
+}
+
+export type GateStore = RateLimiter & ChannelPool & AlertThrottle & { close(): Promise<void> };
+
+// ---------------------------------------------------------------------------------------------
+// Provider
+
+export interface DialRequest {
+  leadId: string;
+  to: string;
+  from: string;
+  numberId: string;
+  dialRef: string;
+  signal: AbortSignal;
+}
+
+export type DialResult =
+  | { kind: "placed"; callId: string }
+  /** Proved not placed: refused, 4xx, connect error. */
+  | { kind: "notPlaced"; reason: string }
+  | { kind: "throttled"; retryAfterSeconds?: number; reason?: string }
+  /** Sent, but no usable reply: timeout after send, reset, broken body, 5xx, 2xx without call id. */
+  | { kind: "unknown"; reason: string }
+  /** Permanent refusal; `account` when the whole account is refused (P1 alert). */
+  | { kind: "rejected"; reason: string; account?: boolean };
+
+export interface Provider {
+  readonly name: string;
+  makeCall(req: DialRequest): Promise<DialResult>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts and time
+
+export type Severity = "P0" | "P1" | "P2";
+
+export type AlertKind =
+  | "rate_limit_blocked"
+  | "no_outbound_number"
+  | "store_unavailable"
+  | "unknown_dial"
+  | "orphan_call_end"
+  | "provider_rejected";
+
+export interface Alert {
+  kind: AlertKind;
+  severity: Severity;
+  /** Throttle key: one alert per key per window. */
+  key: string;
+  message: string;
+  /** Already masked (phones as ***1234). */
+  fields: Record<string, string | number>;
+  at: number;
+}
+
+export interface AlertSink {
+  send(alert: Alert): Promise<void>;
+}
+
+export interface Timer {
+  cancel(): void;
+}
+
+/** The only source of time: wall clock in production, virtual in the simulator and tests. */
+export interface Clock {
+  now(): number;
+  /** Runs `fn` once at `at` (epoch ms) or as soon as possible when that is past. */
+  setTimer(at: number, fn: () => void): Timer;
+}
