@@ -108,7 +108,11 @@ export interface LeadRecord {
   token: string | null;
   owner: string | null;
   leaseUntil: number | null;
+  /** When the lead may be claimed again (defers move it). */
   nextAttemptAt: number;
+  /** When the current attempt became due (submit or retry); claims take the oldest first, so a lead
+   *  that waited for a line keeps its place in line. */
+  dueAt: number;
   expiresAt: number | null;
   timeZone: string | null;
   cancelRequested: boolean;
@@ -146,7 +150,7 @@ export interface LeadStore {
   submit(leads: LeadInput[], now: number): Promise<LeadRecord[]>;
   get(id: string): Promise<LeadRecord | null>;
   /**
-   * Claim up to `limit` due SCHEDULED leads (nextAttemptAt ≤ now), oldest due first: status CLAIMED,
+   * Claim up to `limit` due SCHEDULED leads (nextAttemptAt ≤ now), by dueAt then id: status CLAIMED,
    * claimSeq + 1, a new token, owner and lease. Also takes over CLAIMED leads whose lease expired; a
    * DIALING lead whose lease expired becomes a held unknown dial (never redialled blindly).
    */
@@ -158,6 +162,8 @@ export interface LeadStore {
   beginDial(token: string, row: DialRow): Promise<boolean>;
   /** Compare-and-set on the token (see Settlement). False when the lead moved on. */
   settle(token: string, settlement: Settlement, now: number): Promise<boolean>;
+  /** SCHEDULED → nextAttemptAt = min(nextAttemptAt, at): wakes a waiting lead early. False otherwise. */
+  expedite(id: string, at: number): Promise<boolean>;
   /** Find the lead of a dial by provider call id or dialRef. */
   findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null>;
   /** SCHEDULED/CLAIMED → FINISHED CANCELLED; DIALING/PROCESSING → cancel requested. Returns the lead. */
@@ -244,6 +250,8 @@ export type GateStore = RateLimiter & ChannelPool & AlertThrottle & { close(): P
 
 export interface DialRequest {
   leadId: string;
+  /** The lead's retry counter: (leadId, attempt) rings at most once. */
+  attempt: number;
   to: string;
   from: string;
   numberId: string;

@@ -44,6 +44,7 @@ export class MemoryLeadStore implements LeadStore {
         owner: null,
         leaseUntil: null,
         nextAttemptAt: input.dueAt ?? now,
+        dueAt: input.dueAt ?? now,
         expiresAt: input.expiresAt ?? null,
         timeZone: input.timeZone ?? null,
         cancelRequested: false,
@@ -70,7 +71,7 @@ export class MemoryLeadStore implements LeadStore {
           (l.status === "SCHEDULED" && l.nextAttemptAt <= now) ||
           (l.status === "CLAIMED" && (l.leaseUntil ?? 0) <= now),
       )
-      .sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : 1))
+      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1))
       .slice(0, Math.max(0, limit));
     return due.map((lead) => {
       lead.claimSeq += 1;
@@ -85,7 +86,8 @@ export class MemoryLeadStore implements LeadStore {
   async nextDueAt(): Promise<number | null> {
     let next: number | null = null;
     for (const lead of this.#leads.values()) {
-      if (lead.status === "SCHEDULED" && (next === null || lead.nextAttemptAt < next)) next = lead.nextAttemptAt;
+      if (lead.status === "SCHEDULED" && (next === null || lead.nextAttemptAt < next))
+        next = lead.nextAttemptAt;
     }
     return next;
   }
@@ -131,6 +133,7 @@ export class MemoryLeadStore implements LeadStore {
         if (lead.cancelRequested) this.#finish(lead, "CANCELLED");
         else if (s.retryAt !== undefined) {
           lead.attempt += 1;
+          lead.dueAt = s.retryAt;
           this.#schedule(lead, s.retryAt);
         } else this.#finish(lead, s.outcome);
         break;
@@ -140,6 +143,13 @@ export class MemoryLeadStore implements LeadStore {
         else this.#schedule(lead, s.at);
         break;
     }
+    return true;
+  }
+
+  async expedite(id: string, at: number): Promise<boolean> {
+    const lead = this.#leads.get(id);
+    if (lead?.status !== "SCHEDULED" || lead.nextAttemptAt <= at) return false;
+    lead.nextAttemptAt = at;
     return true;
   }
 
@@ -178,7 +188,9 @@ export class MemoryLeadStore implements LeadStore {
 
   async poolNumbers(provider?: string): Promise<OutboundNumber[]> {
     return [...this.#numbers.values()]
-      .filter((n) => n.pool && n.status === "AVAILABLE" && (provider === undefined || n.provider === provider))
+      .filter(
+        (n) => n.pool && n.status === "AVAILABLE" && (provider === undefined || n.provider === provider),
+      )
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 

@@ -1,0 +1,248 @@
+import { isValidPhoneNumber } from "libphonenumber-js";
+import { fromPromise } from "xstate";
+import type { DispatcherEvents } from "../events.js";
+import type { DispatcherConfig } from "../infra/config.js";
+import { phoneKey } from "../infra/phone-key.js";
+import type {
+  AcquireOutput,
+  BeginDialOutput,
+  CallOutput,
+  CheckOutput,
+  GateInput,
+  PeekOutput,
+  RecordOutput,
+  ReleaseInput,
+  SelectOutput,
+  WindowOutput,
+} from "../machines/lead-machine.js";
+import type {
+  Clock,
+  DialResult,
+  GateStore,
+  LeadRecord,
+  LeadStore,
+  OutboundNumber,
+  Provider,
+} from "../machines/ports.js";
+import { windowDecision } from "./calling-window.js";
+import type { Outbox } from "./outbox.js";
+
+export interface GateDeps {
+  config: DispatcherConfig;
+  store: LeadStore;
+  gates: GateStore;
+  providers: ReadonlyMap<string, Provider>;
+  clock: Clock;
+  outbox: Outbox;
+  hmacSecret: string;
+  /** Uniform in [0, 1): seeded in the simulator. */
+  random: () => number;
+  emit: <K extends keyof DispatcherEvents>(name: K, payload: DispatcherEvents[K]) => void;
+}
+
+/** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
+const HOLD_MARGIN_MS = 10 * 60_000;
+/** Spread for actors that lost one race, so they do not return as a herd (spec §7.5). */
+const RACE_JITTER_MS = 1000;
+
+/** The gate actors of the lead machine, over the ports. Each one is a single step of spec §2. */
+export function createGateActors(deps: GateDeps) {
+  const { config, store, gates, clock } = deps;
+  const keyOf = (phone: string) => phoneKey(deps.hmacSecret, phone);
+  const enforcing = config.rateLimit.mode === "block";
+  /** Tokens whose rate-limit record waits in the outbox (store failed at record time). */
+  const pendingRecords = new Set<string>();
+
+  const check = fromPromise<CheckOutput, GateInput>(async ({ input: { lead } }) => {
+    if (lead.expiresAt !== null && lead.expiresAt <= clock.now())
+      return { kind: "finish", outcome: "EXPIRED" };
+    const template = await store.template(lead.templateId);
+    if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
+    if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
+    if (await store.isBlocked(lead.phone)) return { kind: "finish", outcome: "BLACKLISTED" };
+    return { kind: "ok", template, rules: template.rateLimitRules ?? config.rateLimit.rules };
+  });
+
+  const window = fromPromise<WindowOutput, GateInput>(async ({ input: { lead, template } }) => {
+    const decision = windowDecision(template?.window, clock.now(), lead.timeZone ?? undefined);
+    return decision.open ? { kind: "open" } : { kind: "closed", opensAt: decision.opensAt };
+  });
+
+  const peek = fromPromise<PeekOutput, GateInput>(async ({ input: { lead, rules } }) => {
+    const decision = await gates.peek(keyOf(lead.phone), rules, clock.now());
+    deps.emit("gate:result", {
+      leadId: lead.id,
+      gate: "peek",
+      verdict: decision.allowed ? "allowed" : "blocked",
+    });
+    if (decision.allowed) return { kind: "allowed" };
+    return enforcing ? { kind: "blocked", deferAt: decision.retryAt } : { kind: "over" };
+  });
+
+  const selectNumber = fromPromise<SelectOutput, GateInput>(async ({ input: { template } }) => {
+    if (template?.numberId) {
+      const pinned = await store.number(template.numberId);
+      if (pinned?.status === "AVAILABLE") return { kind: "selected", number: pinned };
+    }
+    const pool = await store.poolNumbers(template?.provider);
+    const number = await leastBusy(pool);
+    return number ? { kind: "selected", number } : { kind: "none" };
+  });
+
+  /** The pool number with the most free lines, ties by id (spec §7.9). */
+  async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
+    if (pool.length <= 1) return pool[0];
+    let used: Map<string, number>;
+    try {
+      used = await gates.inUse(
+        pool.map((n) => n.id),
+        clock.now(),
+      );
+    } catch {
+      return pool[0]; // the channel gate meets the outage and fails closed there, with its alert
+    }
+    let best = pool[0];
+    let bestFree = Number.NEGATIVE_INFINITY;
+    for (const n of pool) {
+      const free = n.maxChannels - (used.get(n.id) ?? 0);
+      if (free > bestFree) [best, bestFree] = [n, free];
+    }
+    return best;
+  }
+
+  const acquire = fromPromise<AcquireOutput, GateInput>(async ({ input: { lead, number } }) => {
+    if (!number || !lead.token) throw new Error("acquire needs a number and a claim token");
+    const now = clock.now();
+    const { channelWait } = config;
+    const result = await gates.acquire({
+      numberId: number.id,
+      maxChannels: number.maxChannels,
+      holder: lead.token,
+      now,
+      leaseUntil: now + config.maxCallMinutes * 60_000 + HOLD_MARGIN_MS,
+      waiter: lead.id,
+      waiterTtlMs: channelWait.pileDeferSeconds * 1000,
+    });
+    deps.emit("gate:result", {
+      leadId: lead.id,
+      gate: "channel",
+      verdict: result.held ? "held" : "exhausted",
+    });
+    if (result.held) return { kind: "held" };
+    deps.emit("channel:waiting", { leadId: lead.id, numberId: number.id, dueAt: lead.dueAt });
+    if (result.waiters >= channelWait.pileThreshold) {
+      return { kind: "full", pile: true, deferAt: now + channelWait.pileDeferSeconds * 1000 };
+    }
+    const seconds = 1 + deps.random() * (channelWait.maxBackoffSeconds - 1);
+    return { kind: "full", pile: false, deferAt: now + Math.round(seconds * 1000) };
+  });
+
+  const record = fromPromise<RecordOutput, GateInput>(async ({ input: { lead, rules } }) => {
+    const token = lead.token as string;
+    const decision = await gates.record(keyOf(lead.phone), token, rules, clock.now(), enforcing);
+    const verdict = decision.allowed || !enforcing ? "recorded" : "rejected";
+    deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict });
+    if (decision.allowed) return { kind: "recorded" };
+    if (!enforcing) return { kind: "over" };
+    return { kind: "rejected", deferAt: decision.retryAt + Math.floor(deps.random() * RACE_JITTER_MS) };
+  });
+
+  const beginDial = fromPromise<BeginDialOutput, GateInput>(async ({ input: { lead, number, recorded } }) => {
+    const token = lead.token as string;
+    const at = clock.now();
+    const dialRef = `${token}@${at}`;
+    const written = await store.beginDial(token, {
+      dialRef,
+      numberId: (number as OutboundNumber).id,
+      at,
+      recorded,
+    });
+    return written ? { kind: "written", dialRef } : { kind: "lost" };
+  });
+
+  const makeCall = fromPromise<CallOutput, GateInput>(async ({ input: { lead, number, dialRef } }) => {
+    const from = number as OutboundNumber;
+    const ref = dialRef as string;
+    const provider = deps.providers.get(from.provider);
+    const result = provider ? await dialWithTimeout(provider, lead, from, ref) : noAdapter(from);
+    deps.emit("lead:dialResult", { leadId: lead.id, numberId: from.id, dialRef: ref, result: result.kind });
+    return { ...result, at: clock.now() };
+  });
+
+  async function dialWithTimeout(
+    provider: Provider,
+    lead: LeadRecord,
+    from: OutboundNumber,
+    dialRef: string,
+  ): Promise<DialResult> {
+    const leadId = lead.id;
+    const controller = new AbortController();
+    const timer = clock.setTimer(clock.now() + config.dial.timeoutMs, () => controller.abort());
+    deps.emit("lead:dialling", { leadId, token: dialRef.split("@")[0] ?? "", numberId: from.id, dialRef });
+    try {
+      return await provider.makeCall({
+        leadId,
+        attempt: lead.attempt,
+        to: lead.phone,
+        from: from.e164,
+        numberId: from.id,
+        dialRef,
+        signal: controller.signal,
+      });
+    } catch (error) {
+      // After the timeout fired the request may have gone out: never assume it did not ring.
+      if (controller.signal.aborted) return { kind: "unknown", reason: "timeout" };
+      throw error;
+    } finally {
+      timer.cancel();
+    }
+  }
+
+  const release = fromPromise<void, ReleaseInput>(async ({ input: { lead, number, held, recorded } }) => {
+    const token = lead.token as string;
+    if (held && number) {
+      try {
+        if (await gates.release(number.id, token))
+          deps.emit("channel:released", { numberId: number.id, holder: token });
+      } catch {
+        deps.outbox.add({
+          what: `release ${number.id} ${token}`,
+          run: () => gates.release(number.id, token),
+        });
+      }
+    }
+    const key = keyOf(lead.phone);
+    if (pendingRecords.has(token)) {
+      // The record is still queued: undo after it, in order.
+      deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
+    } else if (recorded) {
+      try {
+        await gates.undo(key, token);
+      } catch {
+        deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
+      }
+    }
+  });
+
+  /** The record of a dial made while the store failed open, written when it is back (spec §7.6). */
+  function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {
+    const token = lead.token as string;
+    pendingRecords.add(token);
+    deps.outbox.add({
+      what: `record ${token}`,
+      run: async () => {
+        await gates.record(keyOf(lead.phone), token, rules, at, false);
+        pendingRecords.delete(token);
+      },
+    });
+  }
+
+  return {
+    actors: { check, window, peek, selectNumber, acquire, record, beginDial, makeCall, release },
+    recordLater,
+  };
+}
+
+function noAdapter(number: OutboundNumber): DialResult {
+  return { kind: "rejected", reason: `no provider adapter named '${number.provider}'`, account: true };
+}

@@ -1,0 +1,172 @@
+import type { Logger } from "pino";
+import { createActor } from "xstate";
+import { maskPhone } from "../infra/mask.js";
+import { type LeadEnd, leadMachine, type StopReason } from "../machines/lead-machine.js";
+import type { LeadRecord, Settlement } from "../machines/ports.js";
+import type { Alerter } from "./alerter.js";
+import { createGateActors, type GateDeps } from "./gates.js";
+
+export interface LeadActorDeps extends GateDeps {
+  alerter: Alerter;
+  logger: Logger;
+}
+
+export interface RunningLead {
+  readonly leadId: string;
+  readonly token: string;
+  /** Resolves once the end is persisted. Never rejects. */
+  readonly done: Promise<LeadEnd | null>;
+  /** Stop before the dial; ignored once dialling started. */
+  stop(reason: StopReason): void;
+}
+
+/**
+ * The runner of one claimed lead: binds the machine's gates and side effects to the ports, runs it to
+ * a final state and persists that end with one compare-and-set on the claim token.
+ */
+export function createLeadRunner(deps: LeadActorDeps) {
+  const { clock, config, store, alerter } = deps;
+  const { actors, recordLater } = createGateActors(deps);
+
+  const machine = leadMachine.provide({
+    actors,
+    actions: {
+      alertRateLimited: ({ context }) => {
+        const t = context.template;
+        void alerter.raise(
+          "rate_limit_blocked",
+          `${t?.resellerId ?? "?"}:${context.lead.templateId}`,
+          "Per-phone call limit reached; the lead waits until the window has room",
+          {
+            leadId: context.lead.id,
+            phone: maskPhone(context.lead.phone),
+            templateId: context.lead.templateId,
+          },
+        );
+      },
+      alertNoNumber: ({ context }) => {
+        const resellerId = context.template?.resellerId ?? "?";
+        void alerter.raise(
+          "no_outbound_number",
+          `${resellerId}:${context.lead.templateId}`,
+          "No AVAILABLE outbound number for the template: leads finish NUMBER_UNAVAILABLE",
+          { resellerId, templateId: context.lead.templateId },
+        );
+      },
+      alertStoreUnavailable: () => {
+        void alerter.raise(
+          "store_unavailable",
+          "gate-store",
+          "Gate store unavailable: channel gate fails closed",
+        );
+      },
+      alertProviderRejected: ({ context, event }) => {
+        const output = (event as { output?: { kind?: string; account?: boolean; reason?: string } }).output;
+        if (output?.kind === "rejected" && !output.account) return;
+        const provider = context.number?.provider ?? "?";
+        void alerter.raise("provider_rejected", provider, "Provider refuses calls", {
+          provider,
+          numberId: context.number?.id ?? "?",
+          reason: output?.reason ?? "notPlaced too often",
+        });
+      },
+      noteFailOpen: ({ context, event }) => {
+        const gate = context.held ? "record" : "peek";
+        const error = String((event as { error?: unknown }).error);
+        deps.emit("gate:failOpen", { leadId: context.lead.id, gate, error });
+        void alerter.raise("store_unavailable", "gate-store", `Gate store unavailable: ${gate} failed open`);
+      },
+      recordLater: ({ context }) => recordLater(context.lead, context.rules, clock.now()),
+      noteReleaseFailed: ({ context, event }) =>
+        deps.emit("error", {
+          where: `release ${context.lead.id}`,
+          error: (event as { error?: unknown }).error,
+        }),
+    },
+  });
+
+  return function run(lead: LeadRecord): RunningLead {
+    const token = lead.token as string;
+    const logger = deps.logger.child({ leadId: lead.id });
+    const actor = createActor(machine, { input: { lead } });
+    const done = new Promise<LeadEnd | null>((resolve) => {
+      actor.subscribe({
+        complete: () => {
+          const end = actor.getSnapshot().output as LeadEnd;
+          persist(lead, end).then(
+            () => resolve(end),
+            (error: unknown) => {
+              deps.emit("error", { where: `persist ${lead.id}`, error });
+              resolve(end);
+            },
+          );
+        },
+        error: (error) => {
+          // A defect, not a gate outcome: the claim lease expires and another claim retries the lead.
+          logger.error({ err: error }, "lead actor failed");
+          deps.emit("error", { where: `actor ${lead.id}`, error });
+          resolve(null);
+        },
+      });
+    });
+    actor.start();
+    return { leadId: lead.id, token, done, stop: (reason) => actor.send({ type: "STOP", reason }) };
+  };
+
+  async function persist(lead: LeadRecord, end: LeadEnd): Promise<void> {
+    const token = lead.token as string;
+    const now = clock.now();
+    switch (end.end) {
+      case "dropped":
+        deps.emit("lead:dropped", { leadId: lead.id });
+        return;
+      case "deferred": {
+        const at = end.at ?? now + defaultDeferMs(end, deps.random) * (end.reason === "shutdown" ? 0 : 1);
+        await settle(token, {
+          kind: "defer",
+          at,
+          notPlacedStreak: end.notPlacedStreak,
+          dialResult: end.dialResult,
+        });
+        deps.emit("lead:deferred", { leadId: lead.id, reason: end.reason, at });
+        return;
+      }
+      case "finished":
+        await settle(token, { kind: "finish", outcome: end.outcome, dialResult: end.dialResult });
+        deps.emit("lead:finished", { leadId: lead.id, outcome: end.outcome });
+        return;
+      case "dialled":
+        await settle(token, { kind: "placed", callId: end.callId });
+        deps.emit("lead:dialled", { leadId: lead.id, numberId: end.numberId, callId: end.callId });
+        return;
+      case "heldUnknown":
+        await settle(token, { kind: "unknown" });
+        deps.emit("lead:heldUnknown", { leadId: lead.id, numberId: end.numberId, reason: end.reason });
+        void alerter.raise("unknown_dial", end.numberId, "A dial got no usable reply; its line is held", {
+          leadId: lead.id,
+          numberId: end.numberId,
+          reason: end.reason,
+        });
+        return;
+    }
+  }
+
+  /** A settle that fails is retried from the outbox: the compare-and-set makes a late one harmless. */
+  async function settle(token: string, settlement: Settlement): Promise<void> {
+    try {
+      await store.settle(token, settlement, clock.now());
+    } catch (error) {
+      deps.outbox.add({
+        what: `settle ${settlement.kind} ${token}`,
+        run: () => store.settle(token, settlement, clock.now()),
+      });
+      throw error;
+    }
+  }
+
+  function defaultDeferMs(end: Extract<LeadEnd, { end: "deferred" }>, random: () => number): number {
+    if (end.reason === "notPlaced") return Math.min(60, 5 * (end.notPlacedStreak ?? 1)) * 1000;
+    const { min, max } = config.storeErrorDeferSeconds;
+    return Math.round((min + random() * (max - min)) * 1000);
+  }
+}

@@ -1,0 +1,413 @@
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { Alerter } from "./actors/alerter.js";
+import { createLeadRunner } from "./actors/lead-actor.js";
+import { Outbox } from "./actors/outbox.js";
+import { Supervisor } from "./actors/supervisor.js";
+import type { DispatcherEventName, DispatcherEvents } from "./events.js";
+import { LogAlertSink } from "./infra/alerts/log-sink.js";
+import { SystemClock } from "./infra/clock.js";
+import {
+  configSchema,
+  type DispatcherConfig,
+  type DispatcherConfigInput,
+  leadSchema,
+  numberSchema,
+  parseOrThrow,
+  templateSchema,
+} from "./infra/config.js";
+import { createLogger } from "./infra/logger.js";
+import { MemoryGateStore } from "./infra/memory/gate-store.js";
+import { MemoryLeadStore } from "./infra/memory/lead-store.js";
+import { phoneKey } from "./infra/phone-key.js";
+import type {
+  AlertSink,
+  Clock,
+  GateStore,
+  LeadInput,
+  LeadRecord,
+  LeadStore,
+  OutboundNumber,
+  Provider,
+  Template,
+  Timer,
+} from "./machines/ports.js";
+
+export interface DispatcherOptions {
+  /** Validated; every field has a default (spec §6). */
+  config?: DispatcherConfigInput;
+  /** Durable leads; in-memory by default. */
+  leadStore?: LeadStore;
+  /** Rate limits, channel holds, alert throttle; in-memory by default. */
+  gateStore?: GateStore;
+  /** Provider adapters by the name numbers refer to (`OutboundNumber.provider`). */
+  providers?: Provider[];
+  alertSinks?: AlertSink[];
+  clock?: Clock;
+  logger?: Logger;
+  /** Key of the phone HMAC in the gate store; a random one per process when omitted (memory only). */
+  hmacSecret?: string;
+  /** Name of this process in claim leases. */
+  owner?: string;
+  /** Uniform [0, 1) source for jitter; seeded by the simulator. */
+  random?: () => number;
+  numbers?: unknown[];
+  templates?: unknown[];
+  blockedPhones?: string[];
+}
+
+export type CallEndResult =
+  | { kind: "ended"; leadId: string; next: "finished" | "retry" }
+  /** Already ended, or an end for an older dial of the lead: nothing freed. */
+  | { kind: "duplicate"; leadId: string }
+  /** Nobody dialled it: an orphan_call_end alert went out (throttled). */
+  | { kind: "orphan" };
+
+export interface DispatcherStats {
+  inFlight: number;
+  outbox: number;
+  claimed: number;
+  dials: number;
+  placed: number;
+  heldUnknown: number;
+  deferred: Record<string, number>;
+  finished: Record<string, number>;
+  gates: { peek: number; record: number; recordRejected: number; channelExhausted: number; failOpen: number };
+  alerts: number;
+}
+
+const callEndSchema = z
+  .object({
+    callId: z.string().min(1).optional(),
+    dialRef: z.string().min(1).optional(),
+    outcome: z.string().min(1).max(50),
+  })
+  .strict()
+  .refine((v) => v.callId !== undefined || v.dialRef !== undefined, {
+    message: "needs callId or dialRef",
+    path: ["callId"],
+  });
+
+/** Creates an embedded dispatcher. Nothing runs until `start()`. */
+export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
+  return new Dispatcher(options);
+}
+
+export class Dispatcher {
+  readonly config: DispatcherConfig;
+  readonly store: LeadStore;
+  readonly gates: GateStore;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly #events = new EventEmitter();
+  readonly #supervisor: Supervisor;
+  readonly #alerter: Alerter;
+  readonly #outbox: Outbox;
+  readonly #hmacSecret: string;
+  readonly #seed: { numbers: OutboundNumber[]; templates: Template[]; blocked: string[] };
+  readonly #stats: DispatcherStats;
+  readonly #unknownTimers = new Map<string, Timer>();
+  /** Leads waiting for a line: number → lead → due time (spec §7.11). */
+  readonly #waiters = new Map<string, Map<string, number>>();
+  #started = false;
+
+  constructor(options: DispatcherOptions) {
+    this.config = parseOrThrow(configSchema, options.config ?? {}, "DispatcherConfig");
+    this.#seed = {
+      numbers: (options.numbers ?? []).map((n, i) => parseOrThrow(numberSchema, n, `numbers[${i}]`)),
+      templates: (options.templates ?? []).map((t, i) => parseOrThrow(templateSchema, t, `templates[${i}]`)),
+      blocked: options.blockedPhones ?? [],
+    };
+    this.clock = options.clock ?? new SystemClock();
+    this.logger = options.logger ?? createLogger();
+    this.store = options.leadStore ?? new MemoryLeadStore();
+    this.gates = options.gateStore ?? new MemoryGateStore();
+    this.#hmacSecret = options.hmacSecret ?? randomUUID();
+    this.#events.setMaxListeners(100);
+    this.#stats = emptyStats();
+    this.#countEvents();
+
+    const emit = this.#emit.bind(this);
+    const onError = (where: string, error: unknown) => emit("error", { where, error });
+    this.#outbox = new Outbox(this.clock, (what, error) => onError(`outbox ${what}`, error));
+    this.#alerter = new Alerter(
+      this.gates,
+      options.alertSinks ?? [new LogAlertSink(this.logger)],
+      this.clock,
+      (alert) => emit("alert", alert),
+      (error) => onError("alert sink", error),
+    );
+    const run = createLeadRunner({
+      config: this.config,
+      store: this.store,
+      gates: this.gates,
+      providers: new Map((options.providers ?? []).map((p) => [p.name, p])),
+      clock: this.clock,
+      outbox: this.#outbox,
+      hmacSecret: this.#hmacSecret,
+      random: options.random ?? Math.random,
+      emit,
+      alerter: this.#alerter,
+      logger: this.logger,
+    });
+    this.#supervisor = new Supervisor({
+      store: this.store,
+      clock: this.clock,
+      owner: options.owner ?? `dialgate-${process.pid}-${randomUUID().slice(0, 8)}`,
+      concurrency: this.config.concurrency,
+      claimLeaseMs: this.config.claimLeaseMs,
+      drainTimeoutMs: this.config.drainTimeoutMs,
+      run,
+      onError,
+      onClaimed: (lead) => emit("lead:claimed", { leadId: lead.id, token: lead.token as string }),
+    });
+    this.on("lead:heldUnknown", ({ leadId }) => this.#armUnknownExpiry(leadId));
+    this.#wakeWaitersOnRelease();
+  }
+
+  /** Seeds numbers, templates and the block list given in the options, then starts claiming. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    await this.store.upsertNumbers(this.#seed.numbers);
+    await this.store.upsertTemplates(this.#seed.templates);
+    await this.store.block(this.#seed.blocked);
+    this.#started = true;
+    this.#supervisor.start();
+  }
+
+  /**
+   * Stops claiming, stops actors still before their dial (they release what they hold and the lead is
+   * re-queued now), and waits up to drainTimeoutMs for dials in flight; never cancels one.
+   */
+  async stop(): Promise<{ drained: boolean }> {
+    if (!this.#started) return { drained: true };
+    this.#started = false;
+    const result = await this.#supervisor.stop();
+    for (const timer of this.#unknownTimers.values()) timer.cancel();
+    this.#unknownTimers.clear();
+    await this.#outbox.flush();
+    this.#outbox.stop();
+    return result;
+  }
+
+  /** Validates every lead first (nothing is written when one is bad), then stores them. Idempotent by id. */
+  async submit(leads: LeadInput | LeadInput[]): Promise<LeadRecord[]> {
+    const list = Array.isArray(leads) ? leads : [leads];
+    const valid = list.map((lead, i) =>
+      parseOrThrow(leadSchema, lead, Array.isArray(leads) ? `leads[${i}]` : "lead"),
+    );
+    const stored = await this.store.submit(valid, this.clock.now());
+    this.#supervisor.poke();
+    return stored;
+  }
+
+  /** Re-reads the store for claimable leads (after another process added some). */
+  poke(): void {
+    this.#supervisor.poke();
+  }
+
+  async upsertNumbers(numbers: unknown[]): Promise<void> {
+    await this.store.upsertNumbers(numbers.map((n, i) => parseOrThrow(numberSchema, n, `numbers[${i}]`)));
+  }
+
+  async upsertTemplates(templates: unknown[]): Promise<void> {
+    await this.store.upsertTemplates(
+      templates.map((t, i) => parseOrThrow(templateSchema, t, `templates[${i}]`)),
+    );
+  }
+
+  /**
+   * Before the dial: FINISHED CANCELLED (its actor releases what it holds). While dialling or in a
+   * call: the call finishes, then the lead ends CANCELLED instead of retrying.
+   */
+  async cancel(leadId: string): Promise<LeadRecord | null> {
+    const lead = await this.store.cancel(leadId, this.clock.now());
+    this.#supervisor.stopLead(leadId);
+    if (lead?.status === "FINISHED" && lead.outcome === "CANCELLED") {
+      this.#emit("lead:finished", { leadId, outcome: "CANCELLED" });
+    }
+    return lead;
+  }
+
+  /**
+   * A call ended (from a provider callback, received by any process): finishes the lead or schedules
+   * its retry, then frees its line exactly once. Duplicate and late signals free nothing.
+   */
+  async callEnded(signal: { callId?: string; dialRef?: string; outcome: string }): Promise<CallEndResult> {
+    const { callId, dialRef, outcome } = parseOrThrow(callEndSchema, signal, "callEnded");
+    const lead = await this.store.findByDial({ callId, dialRef });
+    if (!lead) {
+      await this.#alerter.raise("orphan_call_end", "orphan", "A call ended that no lead dialled", {
+        ref: callId ?? dialRef ?? "?",
+      });
+      return { kind: "orphan" };
+    }
+    const dial = lead.dial;
+    const current = dial && (dial.callId === callId || dial.dialRef === dialRef);
+    if (!current || lead.status !== "PROCESSING" || !dial) return { kind: "duplicate", leadId: lead.id };
+    const now = this.clock.now();
+    const retryAt = await this.#retryAt(lead, outcome, now);
+    const token = lead.token as string;
+    if (!(await this.store.settle(token, { kind: "ended", outcome, retryAt }, now))) {
+      return { kind: "duplicate", leadId: lead.id };
+    }
+    this.#unknownTimers.get(lead.id)?.cancel();
+    this.#unknownTimers.delete(lead.id);
+    await this.#releaseLine(dial.numberId, token);
+    if (lead.cancelRequested) this.#emit("lead:finished", { leadId: lead.id, outcome: "CANCELLED" });
+    else if (retryAt !== undefined)
+      this.#emit("lead:deferred", { leadId: lead.id, reason: "retry", at: retryAt });
+    else this.#emit("lead:finished", { leadId: lead.id, outcome });
+    this.#supervisor.poke();
+    return { kind: "ended", leadId: lead.id, next: retryAt === undefined ? "finished" : "retry" };
+  }
+
+  /**
+   * Held unknown dials older than unknownDial.holdMinutes: release the line, undo the record and
+   * re-queue the lead (spec §7.16). Runs on a timer per held dial; callable by an external sweep.
+   */
+  async sweepUnknownDials(): Promise<number> {
+    const now = this.clock.now();
+    const expired = await this.store.expiredUnknownDials(now - this.config.unknownDial.holdMinutes * 60_000);
+    let count = 0;
+    for (const lead of expired) {
+      const token = lead.token as string;
+      if (!(await this.store.settle(token, { kind: "unknownExpired", at: now }, now))) continue;
+      count += 1;
+      if (lead.dial) await this.#releaseLine(lead.dial.numberId, token);
+      await this.#undoRecord(lead.phone, token);
+      if (lead.cancelRequested) this.#emit("lead:finished", { leadId: lead.id, outcome: "CANCELLED" });
+      else this.#emit("lead:deferred", { leadId: lead.id, reason: "unknownExpired", at: now });
+      this.#supervisor.poke();
+    }
+    return count;
+  }
+
+  stats(): DispatcherStats {
+    return structuredClone({
+      ...this.#stats,
+      inFlight: this.#supervisor.inFlight,
+      outbox: this.#outbox.size,
+    });
+  }
+
+  on<K extends DispatcherEventName>(name: K, listener: (payload: DispatcherEvents[K]) => void): this {
+    this.#events.on(name, listener);
+    return this;
+  }
+
+  off<K extends DispatcherEventName>(name: K, listener: (payload: DispatcherEvents[K]) => void): this {
+    this.#events.off(name, listener);
+    return this;
+  }
+
+  #emit<K extends DispatcherEventName>(name: K, payload: DispatcherEvents[K]): void {
+    this.#events.emit(name, payload);
+  }
+
+  async #retryAt(lead: LeadRecord, outcome: string, now: number): Promise<number | undefined> {
+    if (lead.cancelRequested) return undefined;
+    const retry = (await this.store.template(lead.templateId))?.retry;
+    if (!retry || !retry.onOutcomes.includes(outcome) || lead.attempt + 1 >= retry.maxAttempts)
+      return undefined;
+    return now + retry.delaySeconds * 1000;
+  }
+
+  async #releaseLine(numberId: string, holder: string): Promise<void> {
+    try {
+      if (await this.gates.release(numberId, holder)) this.#emit("channel:released", { numberId, holder });
+    } catch {
+      this.#outbox.add({
+        what: `release ${numberId} ${holder}`,
+        run: () => this.gates.release(numberId, holder),
+      });
+    }
+  }
+
+  async #undoRecord(phone: string, token: string): Promise<void> {
+    const key = phoneKey(this.#hmacSecret, phone);
+    try {
+      await this.gates.undo(key, token);
+    } catch {
+      this.#outbox.add({ what: `undo ${token}`, run: () => this.gates.undo(key, token) });
+    }
+  }
+
+  /**
+   * A released line wakes one lead that found its number full, instead of leaving the line idle until
+   * that lead's backoff ends. A wake is a hint: the woken lead still meets every gate.
+   */
+  #wakeWaitersOnRelease(): void {
+    this.on("channel:waiting", ({ leadId, numberId, dueAt }) => {
+      const waiting = this.#waiters.get(numberId) ?? new Map<string, number>();
+      this.#waiters.set(numberId, waiting.set(leadId, dueAt));
+    });
+    this.on("lead:claimed", ({ leadId }) => {
+      for (const waiting of this.#waiters.values()) waiting.delete(leadId);
+    });
+    this.on("channel:released", ({ numberId }) => {
+      const waiting = this.#waiters.get(numberId);
+      const pool = waiting?.size ? [waiting] : [...this.#waiters.values()];
+      let oldest: [string, number] | undefined;
+      for (const w of pool) for (const entry of w) if (!oldest || entry[1] < oldest[1]) oldest = entry;
+      if (!oldest) return;
+      const [leadId] = oldest;
+      for (const w of this.#waiters.values()) w.delete(leadId);
+      this.store.expedite(leadId, this.clock.now()).then(
+        (woken) => woken && this.#supervisor.poke(),
+        (error: unknown) => this.#emit("error", { where: "wake waiter", error }),
+      );
+    });
+  }
+
+  #armUnknownExpiry(leadId: string): void {
+    const at = this.clock.now() + this.config.unknownDial.holdMinutes * 60_000;
+    this.#unknownTimers.get(leadId)?.cancel();
+    this.#unknownTimers.set(
+      leadId,
+      this.clock.setTimer(at, () => {
+        this.#unknownTimers.delete(leadId);
+        this.sweepUnknownDials().catch((error: unknown) =>
+          this.#emit("error", { where: "unknown sweep", error }),
+        );
+      }),
+    );
+  }
+
+  #countEvents(): void {
+    const s = this.#stats;
+    const bump = (record: Record<string, number>, key: string) => {
+      record[key] = (record[key] ?? 0) + 1;
+    };
+    this.on("lead:claimed", () => s.claimed++);
+    this.on("lead:dialling", () => s.dials++);
+    this.on("lead:dialled", () => s.placed++);
+    this.on("lead:heldUnknown", () => s.heldUnknown++);
+    this.on("lead:deferred", ({ reason }) => bump(s.deferred, reason));
+    this.on("lead:finished", ({ outcome }) => bump(s.finished, outcome));
+    this.on("gate:failOpen", () => s.gates.failOpen++);
+    this.on("alert", () => s.alerts++);
+    this.on("gate:result", ({ gate, verdict }) => {
+      if (gate === "peek") s.gates.peek++;
+      else if (gate === "record") verdict === "rejected" ? s.gates.recordRejected++ : s.gates.record++;
+      else if (verdict === "exhausted") s.gates.channelExhausted++;
+    });
+  }
+}
+
+function emptyStats(): DispatcherStats {
+  return {
+    inFlight: 0,
+    outbox: 0,
+    claimed: 0,
+    dials: 0,
+    placed: 0,
+    heldUnknown: 0,
+    deferred: {},
+    finished: {},
+    gates: { peek: 0, record: 0, recordRejected: 0, channelExhausted: 0, failOpen: 0 },
+    alerts: 0,
+  };
+}

@@ -1,0 +1,40 @@
+import type { DeferReason } from "./machines/lead-machine.js";
+import type { Alert } from "./machines/ports.js";
+
+/** Everything a dispatcher tells its host. Payloads never carry a phone number. */
+export interface DispatcherEvents {
+  /** A lead was claimed and its actor started. */
+  "lead:claimed": { leadId: string; token: string };
+  /** makeCall was invoked (whatever its result comes to be). */
+  "lead:dialling": { leadId: string; token: string; numberId: string; dialRef: string };
+  /** makeCall returned; `result` is the provider's classification. */
+  "lead:dialResult": { leadId: string; numberId: string; dialRef: string; result: string };
+  /** The provider placed the call: the lead is PROCESSING and holds its line until the call ends. */
+  "lead:dialled": { leadId: string; numberId: string; callId: string };
+  /** Sent but no usable reply: line and record held until an end signal or the unknown-dial hold ends. */
+  "lead:heldUnknown": { leadId: string; numberId: string; reason: string };
+  /** The lead went back to the schedule. */
+  "lead:deferred": { leadId: string; reason: DeferReason | "retry" | "unknownExpired"; at: number };
+  /** The lead reached FINISHED. */
+  "lead:finished": { leadId: string; outcome: string };
+  /** The actor found the lead no longer its own and touched nothing. */
+  "lead:dropped": { leadId: string };
+  /** A gate decided without the store (peek or record failed open). */
+  "gate:failOpen": { leadId: string; gate: "peek" | "record"; error: string };
+  /** A gate ran: peek/record with their verdicts, channel with exhaustion. */
+  "gate:result": {
+    leadId: string;
+    gate: "peek" | "record" | "channel";
+    verdict: "allowed" | "blocked" | "recorded" | "rejected" | "held" | "exhausted";
+  };
+  /** No free line on the number: the lead waits (deferred) and is woken when a line is released. */
+  "channel:waiting": { leadId: string; numberId: string; dueAt: number };
+  /** A channel hold was given back. */
+  "channel:released": { numberId: string; holder: string };
+  /** An alert passed its throttle and went to the sinks. */
+  alert: Alert;
+  /** Something failed that the dispatcher absorbed (sink down, outbox retry, persist failure). */
+  error: { where: string; error: unknown };
+}
+
+export type DispatcherEventName = keyof DispatcherEvents;

@@ -1,0 +1,74 @@
+import type { Clock, Timer } from "../machines/ports.js";
+
+/** Wall-clock time; the one place in src/ that reads it. */
+export class SystemClock implements Clock {
+  now(): number {
+    return Date.now();
+  }
+
+  setTimer(at: number, fn: () => void): Timer {
+    // setTimeout caps at 2^31-1 ms; re-arm for longer waits.
+    const MAX = 2 ** 31 - 1;
+    let handle: NodeJS.Timeout;
+    const arm = () => {
+      const wait = at - Date.now();
+      handle = setTimeout(wait > MAX ? arm : fn, Math.max(0, Math.min(wait, MAX)));
+      handle.unref?.();
+    };
+    arm();
+    return { cancel: () => clearTimeout(handle) };
+  }
+}
+
+interface Pending {
+  at: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * Time that moves only when told to: the simulator and the tests advance it when no port call is
+ * outstanding, so a day of traffic runs in seconds and every run with one seed is the same.
+ */
+export class VirtualClock implements Clock {
+  #now: number;
+  #seq = 0;
+  #timers: Pending[] = [];
+
+  constructor(start: number) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimer(at: number, fn: () => void): Timer {
+    const timer: Pending = { at: Math.max(at, this.#now), seq: this.#seq++, fn, cancelled: false };
+    this.#timers.push(timer);
+    return {
+      cancel: () => {
+        timer.cancelled = true;
+      },
+    };
+  }
+
+  /** When the next live timer fires, or null. */
+  nextAt(): number | null {
+    this.#timers = this.#timers.filter((t) => !t.cancelled);
+    let next: number | null = null;
+    for (const t of this.#timers) if (next === null || t.at < next) next = t.at;
+    return next;
+  }
+
+  /** Moves to `at` (never backwards) and fires every timer due by then, in time order. */
+  advanceTo(at: number): void {
+    this.#now = Math.max(this.#now, at);
+    const due = this.#timers
+      .filter((t) => !t.cancelled && t.at <= this.#now)
+      .sort((a, b) => a.at - b.at || a.seq - b.seq);
+    this.#timers = this.#timers.filter((t) => !due.includes(t));
+    for (const t of due) if (!t.cancelled) t.fn();
+  }
+}

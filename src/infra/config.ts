@@ -1,0 +1,156 @@
+import { isValidPhoneNumber } from "libphonenumber-js";
+import { z } from "zod";
+import { maskPhone } from "./mask.js";
+
+/** A value rejected at the boundary; the message quotes the field path and the (masked) value. */
+export class ValidationError extends Error {
+  override readonly name = "ValidationError";
+  constructor(
+    readonly path: string,
+    readonly value: unknown,
+    readonly problem: string,
+  ) {
+    super(`${path} ${problem}, got ${formatValue(value)}`);
+  }
+}
+
+function formatValue(value: unknown): string {
+  if (value === undefined) return "undefined";
+  const text = JSON.stringify(value);
+  return text === undefined ? String(value) : text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "must be HH:MM (24 h)");
+const ianaZone = z.string().refine(isIanaZone, "must be an IANA time zone such as Asia/Kolkata");
+const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, "must be an E.164 number such as +15550000001");
+const id = z.string().min(1, "must not be empty").max(200, "must be at most 200 characters");
+
+export const rateRuleSchema = z.object({
+  maxCalls: z.number().int().min(1),
+  windowSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(31 * 86400),
+});
+
+export const configSchema = z
+  .object({
+    rateLimit: z
+      .object({
+        rules: z
+          .array(rateRuleSchema)
+          .min(1)
+          .default([{ maxCalls: 7, windowSeconds: 3600 }]),
+        mode: z.enum(["block", "alertOnly"]).default("block"),
+      })
+      .prefault({}),
+    channelWait: z
+      .object({
+        maxBackoffSeconds: z.number().min(1).default(3),
+        pileThreshold: z.number().int().min(1).default(50),
+        pileDeferSeconds: z.number().min(1).default(60),
+      })
+      .prefault({}),
+    dial: z.object({ timeoutMs: z.number().int().min(1).default(15_000) }).prefault({}),
+    unknownDial: z.object({ holdMinutes: z.number().positive().default(5) }).prefault({}),
+    maxCallMinutes: z.number().positive().default(240),
+    concurrency: z.number().int().min(1).max(100_000).default(100),
+    drainTimeoutMs: z.number().int().min(0).default(30_000),
+    claimLeaseMs: z.number().int().min(1000).default(60_000),
+    store: z.object({ commandTimeoutMs: z.number().int().min(1).default(500) }).prefault({}),
+    /** Seconds a store-error defer waits: uniform in [min, max]. */
+    storeErrorDeferSeconds: z
+      .object({ min: z.number().min(0).default(5), max: z.number().min(0).default(30) })
+      .prefault({}),
+  })
+  .strict();
+
+export type DispatcherConfig = z.output<typeof configSchema>;
+export type DispatcherConfigInput = z.input<typeof configSchema>;
+
+export const numberSchema = z
+  .object({
+    id,
+    e164,
+    provider: z.string().min(1),
+    maxChannels: z.number().int().min(0),
+    status: z.enum(["AVAILABLE", "DISABLED"]).default("AVAILABLE"),
+    pool: z.boolean().default(false),
+  })
+  .strict();
+
+export const templateSchema = z
+  .object({
+    id,
+    resellerId: id,
+    numberId: id.optional(),
+    provider: z.string().min(1).optional(),
+    window: z.object({ start: hhmm, end: hhmm, timeZone: ianaZone }).strict().optional(),
+    retry: z
+      .object({
+        maxAttempts: z.number().int().min(1),
+        onOutcomes: z.array(z.string().min(1)),
+        delaySeconds: z.number().min(0),
+      })
+      .strict()
+      .optional(),
+    rateLimitRules: z.array(rateRuleSchema).min(1).optional(),
+  })
+  .strict();
+
+export const leadSchema = z
+  .object({
+    id,
+    phone: z.string().refine((p) => isValidPhoneNumber(p), "must be a valid phone number in E.164 form"),
+    templateId: id,
+    dueAt: z.number().int().nonnegative().optional(),
+    expiresAt: z.number().int().nonnegative().optional(),
+    timeZone: ianaZone.optional(),
+    payload: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+
+/**
+ * Parses `value` or throws a ValidationError naming the first bad field as `root.a.b[0].c`.
+ * Phone values are masked in the message.
+ */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, root: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  if (!issue) throw new ValidationError(root, value, "is invalid");
+  const path = root + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+  let bad: unknown = value;
+  for (const key of issue.path) bad = (bad as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
+  if (issue.path.at(-1) === "phone" && typeof bad === "string") bad = maskPhone(bad);
+  throw new ValidationError(path, bad, describeIssue(issue));
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "too_small":
+      return issue.origin === "array"
+        ? `must have at least ${issue.minimum} item(s)`
+        : `must be ${issue.inclusive ? "≥" : ">"} ${issue.minimum}`;
+    case "too_big":
+      return `must be ${issue.inclusive ? "≤" : "<"} ${issue.maximum}`;
+    case "invalid_type":
+      return `must be ${issue.expected}`;
+    case "unrecognized_keys":
+      return `has unknown key(s) ${issue.keys.join(", ")}`;
+    case "invalid_value":
+      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    default:
+      return issue.message;
+  }
+}
+
+function isIanaZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: zone });
+    return zone.includes("/") || zone === "UTC";
+  } catch {
+    return false;
+  }
+}

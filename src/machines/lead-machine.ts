@@ -1,0 +1,527 @@
+import { assign, fromPromise, setup } from "xstate";
+import type { DialResult, LeadRecord, OutboundNumber, RateRule, Template } from "./ports.js";
+
+/**
+ * One dispatch attempt of one lead (spec §2). Gates run in order:
+ *   checking → window → peekingRateLimit → selectingNumber → acquiringChannel → recordingAttempt → dialing
+ * Every gate is an invoked actor with an explicit id, supplied by `provide`, so this file does no I/O.
+ * Nothing is held before acquiringChannel; from there every reject, failure or stop goes through
+ * `releasing`, the one place that gives back the line and undoes the rate-limit record.
+ */
+
+// ---- gate outputs (what each invoked actor resolves to) -------------------------------------
+
+export type CheckOutput =
+  | { kind: "ok"; template: Template; rules: RateRule[] }
+  /** The lead is no longer ours to dispatch: touch nothing. */
+  | { kind: "drop" }
+  | { kind: "finish"; outcome: "NO_CONFIG" | "INVALID_PHONE" | "BLACKLISTED" | "EXPIRED" };
+export type WindowOutput = { kind: "open" } | { kind: "closed"; opensAt: number };
+/** `over`: at the limit in rateLimit.mode alertOnly: alert, but go on. */
+export type PeekOutput = { kind: "allowed" } | { kind: "blocked"; deferAt: number } | { kind: "over" };
+export type SelectOutput = { kind: "selected"; number: OutboundNumber } | { kind: "none" };
+export type AcquireOutput = { kind: "held" } | { kind: "full"; deferAt: number; pile: boolean };
+export type RecordOutput = { kind: "recorded" } | { kind: "rejected"; deferAt: number } | { kind: "over" };
+export type BeginDialOutput = { kind: "written"; dialRef: string } | { kind: "lost" };
+/** The provider's answer and the clock reading when it came. */
+export type CallOutput = DialResult & { at: number };
+
+export interface GateInput {
+  lead: LeadRecord;
+  template: Template | null;
+  rules: RateRule[];
+  number: OutboundNumber | null;
+  dialRef: string | null;
+  recorded: boolean;
+}
+export interface ReleaseInput {
+  lead: LeadRecord;
+  number: OutboundNumber | null;
+  held: boolean;
+  recorded: boolean;
+}
+
+export type DeferReason =
+  | "window"
+  | "rateLimit"
+  | "channel"
+  | "pile"
+  | "notPlaced"
+  | "throttled"
+  | "store"
+  | "shutdown";
+
+/** What the attempt left behind; the runner persists it with one compare-and-set. */
+export type LeadEnd =
+  /** `at: null` = the runner picks the time (store errors: jittered 5–30 s; shutdown: now). */
+  | { end: "deferred"; reason: DeferReason; at: number | null; notPlacedStreak?: number; dialResult?: string }
+  | { end: "finished"; outcome: string; dialResult?: string }
+  | { end: "dropped" }
+  | { end: "dialled"; callId: string; numberId: string }
+  | { end: "heldUnknown"; numberId: string; reason: string };
+
+export type StopReason = "shutdown" | "cancel";
+export type LeadEvent = { type: "STOP"; reason: StopReason };
+
+export interface LeadContext {
+  lead: LeadRecord;
+  template: Template | null;
+  rules: RateRule[];
+  number: OutboundNumber | null;
+  /** A channel hold may exist (set before the acquire result is known to be safe on errors). */
+  held: boolean;
+  recorded: boolean;
+  dialRef: string | null;
+  stop: StopReason | null;
+  end: LeadEnd | null;
+}
+
+/** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (spec §7.2). */
+export const MAX_NOT_PLACED_IN_A_ROW = 10;
+
+const notProvided = <O, I>(id: string) =>
+  fromPromise<O, I>(async () => {
+    throw new Error(`gate actor '${id}' was not provided`);
+  });
+
+const gateInput = ({ context }: { context: LeadContext }): GateInput => ({
+  lead: context.lead,
+  template: context.template,
+  rules: context.rules,
+  number: context.number,
+  dialRef: context.dialRef,
+  recorded: context.recorded,
+});
+
+/** The end a stop leads to: a shutdown re-queues the lead now; a cancel already finished it in the store. */
+const stopEnd = (stop: StopReason | null): LeadEnd =>
+  stop === "cancel" ? { end: "dropped" } : { end: "deferred", reason: "shutdown", at: null };
+
+const notPlacedBackoffSeconds = (streak: number) => Math.min(60, 5 * streak);
+
+export const leadMachine = setup({
+  types: {
+    context: {} as LeadContext,
+    input: {} as { lead: LeadRecord },
+    events: {} as LeadEvent,
+    output: {} as LeadEnd,
+  },
+  actors: {
+    check: notProvided<CheckOutput, GateInput>("check"),
+    window: notProvided<WindowOutput, GateInput>("window"),
+    peek: notProvided<PeekOutput, GateInput>("peek"),
+    selectNumber: notProvided<SelectOutput, GateInput>("selectNumber"),
+    acquire: notProvided<AcquireOutput, GateInput>("acquire"),
+    record: notProvided<RecordOutput, GateInput>("record"),
+    beginDial: notProvided<BeginDialOutput, GateInput>("beginDial"),
+    makeCall: notProvided<CallOutput, GateInput>("makeCall"),
+    release: notProvided<void, ReleaseInput>("release"),
+  },
+  guards: {
+    isStopRequested: ({ context }) => context.stop !== null,
+    isStopCancel: ({ event }) => (event as LeadEvent).reason === "cancel",
+    isDropped: ({ event }) => out<CheckOutput>(event).kind === "drop",
+    isNotDispatchable: ({ event }) => out<CheckOutput>(event).kind === "finish",
+    isWindowClosed: ({ event }) => out<WindowOutput>(event).kind === "closed",
+    isRateBlocked: ({ event }) => out<PeekOutput>(event).kind === "blocked",
+    isRateOver: ({ event }) => out<PeekOutput | RecordOutput>(event).kind === "over",
+    isNoNumber: ({ event }) => out<SelectOutput>(event).kind === "none",
+    isChannelFull: ({ event }) => out<AcquireOutput>(event).kind === "full",
+    isRecordRejected: ({ event }) => out<RecordOutput>(event).kind === "rejected",
+    isDialRowLost: ({ event }) => out<BeginDialOutput>(event).kind === "lost",
+    isPlaced: ({ event }) => out<CallOutput>(event).kind === "placed",
+    isUnknown: ({ event }) => out<CallOutput>(event).kind === "unknown",
+    isThrottled: ({ event }) => out<CallOutput>(event).kind === "throttled",
+    isRejected: ({ event }) => out<CallOutput>(event).kind === "rejected",
+    isNotPlacedTooOften: ({ context }) => context.lead.notPlacedStreak + 1 >= MAX_NOT_PLACED_IN_A_ROW,
+    endsDeferred: ({ context }) => context.end?.end === "deferred",
+    endsFinished: ({ context }) => context.end?.end === "finished",
+  },
+  actions: {
+    // Side effects, supplied by the runner; the definitions here keep the machine pure.
+    alertRateLimited: () => {},
+    alertNoNumber: () => {},
+    alertStoreUnavailable: () => {},
+    alertProviderRejected: () => {},
+    noteFailOpen: () => {},
+    recordLater: () => {},
+    noteReleaseFailed: () => {},
+    noteStop: assign({ stop: ({ event }) => (event as LeadEvent).reason }),
+  },
+}).createMachine({
+  id: "lead",
+  context: ({ input }) => ({
+    lead: input.lead,
+    template: null,
+    rules: [],
+    number: null,
+    held: false,
+    recorded: false,
+    dialRef: null,
+    stop: null,
+    end: null,
+  }),
+  output: ({ context }) => context.end as LeadEnd,
+  initial: "checking",
+  states: {
+    checking: {
+      on: {
+        STOP: [
+          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
+          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
+        ],
+      },
+      invoke: {
+        id: "check",
+        src: "check",
+        input: gateInput,
+        onDone: [
+          { guard: "isDropped", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
+          {
+            guard: "isNotDispatchable",
+            target: "finished",
+            actions: assign({
+              end: ({ event }) => ({
+                end: "finished",
+                outcome: (event.output as { outcome: string }).outcome,
+              }),
+            }),
+          },
+          {
+            target: "window",
+            actions: assign(({ event }) => {
+              const ok = event.output as Extract<CheckOutput, { kind: "ok" }>;
+              return { template: ok.template, rules: ok.rules };
+            }),
+          },
+        ],
+        onError: { target: "deferred", actions: assign({ end: storeDefer }) },
+      },
+    },
+    window: {
+      on: {
+        STOP: [
+          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
+          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
+        ],
+      },
+      invoke: {
+        id: "window",
+        src: "window",
+        input: gateInput,
+        onDone: [
+          {
+            guard: "isWindowClosed",
+            target: "deferred",
+            actions: assign({
+              end: ({ event }) => ({
+                end: "deferred",
+                reason: "window",
+                at: (event.output as { opensAt: number }).opensAt,
+              }),
+            }),
+          },
+          { target: "peekingRateLimit" },
+        ],
+        onError: { target: "deferred", actions: assign({ end: storeDefer }) },
+      },
+    },
+    peekingRateLimit: {
+      on: {
+        STOP: [
+          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
+          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
+        ],
+      },
+      invoke: {
+        id: "peek",
+        src: "peek",
+        input: gateInput,
+        onDone: [
+          {
+            guard: "isRateBlocked",
+            target: "deferred",
+            actions: [
+              "alertRateLimited",
+              assign({
+                end: ({ event }) => ({
+                  end: "deferred",
+                  reason: "rateLimit",
+                  at: (event.output as { deferAt: number }).deferAt,
+                }),
+              }),
+            ],
+          },
+          { guard: "isRateOver", target: "selectingNumber", actions: "alertRateLimited" },
+          { target: "selectingNumber" },
+        ],
+        // Fail open: a read-only count is not worth a missed call; record is the authoritative cap.
+        onError: { target: "selectingNumber", actions: "noteFailOpen" },
+      },
+    },
+    selectingNumber: {
+      on: {
+        STOP: [
+          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
+          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
+        ],
+      },
+      invoke: {
+        id: "selectNumber",
+        src: "selectNumber",
+        input: gateInput,
+        onDone: [
+          {
+            // A missing number is a misconfiguration, never a retry loop.
+            guard: "isNoNumber",
+            target: "finished",
+            actions: ["alertNoNumber", assign({ end: { end: "finished", outcome: "NUMBER_UNAVAILABLE" } })],
+          },
+          {
+            target: "acquiringChannel",
+            actions: assign({ number: ({ event }) => (event.output as { number: OutboundNumber }).number }),
+          },
+        ],
+        onError: { target: "deferred", actions: assign({ end: storeDefer }) },
+      },
+    },
+    acquiringChannel: {
+      // A stop waits for the store call to settle, then releases what it took (spec §7.12).
+      on: { STOP: { actions: "noteStop" } },
+      invoke: {
+        id: "acquire",
+        src: "acquire",
+        input: gateInput,
+        onDone: [
+          {
+            guard: "isChannelFull",
+            target: "deferred",
+            actions: assign({
+              end: ({ event }) => {
+                const full = event.output as Extract<AcquireOutput, { kind: "full" }>;
+                return { end: "deferred", reason: full.pile ? "pile" : "channel", at: full.deferAt };
+              },
+            }),
+          },
+          {
+            guard: "isStopRequested",
+            target: "releasing",
+            actions: assign({ held: true, end: ({ context }) => stopEnd(context.stop) }),
+          },
+          { target: "recordingAttempt", actions: assign({ held: true }) },
+        ],
+        // Fail closed: capacity can't be proven. The command may still have run: release by name.
+        onError: {
+          target: "releasing",
+          actions: ["alertStoreUnavailable", assign({ held: true, end: storeDefer })],
+        },
+      },
+    },
+    recordingAttempt: {
+      on: { STOP: { actions: "noteStop" } },
+      invoke: {
+        id: "record",
+        src: "record",
+        input: gateInput,
+        onDone: [
+          {
+            // Lost the race: another actor on the same phone recorded after our peek.
+            guard: "isRecordRejected",
+            target: "releasing",
+            actions: [
+              "alertRateLimited",
+              assign({
+                end: ({ event }) => ({
+                  end: "deferred",
+                  reason: "rateLimit",
+                  at: (event.output as { deferAt: number }).deferAt,
+                }),
+              }),
+            ],
+          },
+          {
+            guard: "isStopRequested",
+            target: "releasing",
+            actions: assign({ recorded: true, end: ({ context }) => stopEnd(context.stop) }),
+          },
+          {
+            guard: "isRateOver",
+            target: "dialing",
+            actions: ["alertRateLimited", assign({ recorded: true })],
+          },
+          { target: "dialing", actions: assign({ recorded: true }) },
+        ],
+        onError: [
+          {
+            guard: "isStopRequested",
+            target: "releasing",
+            actions: ["recordLater", assign({ end: ({ context }) => stopEnd(context.stop) })],
+          },
+          { target: "dialing", actions: ["noteFailOpen", "recordLater"] },
+        ],
+      },
+    },
+    dialing: {
+      // Committed: a stop never cancels a dial that has started (spec §3).
+      initial: "writingDialRow",
+      states: {
+        writingDialRow: {
+          invoke: {
+            id: "beginDial",
+            src: "beginDial",
+            input: gateInput,
+            onDone: [
+              {
+                // The lead was cancelled or re-claimed meanwhile: makeCall never runs.
+                guard: "isDialRowLost",
+                target: "#lead.releasing",
+                actions: assign({ end: { end: "dropped" } }),
+              },
+              {
+                target: "placingCall",
+                actions: assign({ dialRef: ({ event }) => (event.output as { dialRef: string }).dialRef }),
+              },
+            ],
+            // No dial without its dial row.
+            onError: { target: "#lead.releasing", actions: assign({ end: storeDefer }) },
+          },
+        },
+        placingCall: {
+          invoke: {
+            id: "makeCall",
+            src: "makeCall",
+            input: gateInput,
+            onDone: [
+              {
+                guard: "isPlaced",
+                target: "#lead.inCall",
+                actions: assign({
+                  end: ({ event, context }) => ({
+                    end: "dialled",
+                    callId: (event.output as { callId: string }).callId,
+                    numberId: context.number?.id ?? "",
+                  }),
+                }),
+              },
+              {
+                // Sent, no usable reply: keep the line and the record; never redial blindly.
+                guard: "isUnknown",
+                target: "#lead.heldUnknown",
+                actions: assign({
+                  end: ({ event, context }) => ({
+                    end: "heldUnknown",
+                    numberId: context.number?.id ?? "",
+                    reason: (event.output as { reason: string }).reason,
+                  }),
+                }),
+              },
+              {
+                guard: "isRejected",
+                target: "#lead.releasing",
+                actions: [
+                  "alertProviderRejected",
+                  assign({ end: { end: "finished", outcome: "PROVIDER_REJECTED", dialResult: "rejected" } }),
+                ],
+              },
+              {
+                guard: "isThrottled",
+                target: "#lead.releasing",
+                actions: assign({
+                  end: ({ event, context }) => throttledDefer(context, event.output as CallOutput),
+                }),
+              },
+              {
+                guard: "isNotPlacedTooOften",
+                target: "#lead.releasing",
+                actions: [
+                  "alertProviderRejected",
+                  assign({ end: { end: "finished", outcome: "PROVIDER_REJECTED", dialResult: "notPlaced" } }),
+                ],
+              },
+              {
+                target: "#lead.releasing",
+                actions: assign({
+                  end: ({ event, context }) => notPlacedDefer(context, (event.output as CallOutput).at),
+                }),
+              },
+            ],
+            // The provider adapter threw before any reply: nothing was placed.
+            onError: [
+              {
+                guard: "isNotPlacedTooOften",
+                target: "#lead.releasing",
+                actions: [
+                  "alertProviderRejected",
+                  assign({ end: { end: "finished", outcome: "PROVIDER_REJECTED", dialResult: "notPlaced" } }),
+                ],
+              },
+              {
+                target: "#lead.releasing",
+                actions: assign({ end: ({ context }) => notPlacedDefer(context, null) }),
+              },
+            ],
+          },
+        },
+      },
+    },
+    releasing: {
+      invoke: {
+        id: "release",
+        src: "release",
+        input: ({ context }) => ({
+          lead: context.lead,
+          number: context.number,
+          held: context.held,
+          recorded: context.recorded,
+        }),
+        onDone: [
+          { guard: "endsDeferred", target: "deferred" },
+          { guard: "endsFinished", target: "finished" },
+          { target: "dropped" },
+        ],
+        // The release actor hands what it could not give back to the outbox; never block here.
+        onError: [
+          { guard: "endsDeferred", target: "deferred", actions: "noteReleaseFailed" },
+          { guard: "endsFinished", target: "finished", actions: "noteReleaseFailed" },
+          { target: "dropped", actions: "noteReleaseFailed" },
+        ],
+      },
+    },
+    deferred: { type: "final" },
+    finished: { type: "final" },
+    dropped: { type: "final" },
+    inCall: { type: "final" },
+    heldUnknown: { type: "final" },
+  },
+});
+
+function out<T>(event: unknown): T {
+  return (event as { output: T }).output;
+}
+
+function storeDefer(): LeadEnd {
+  return { end: "deferred", reason: "store", at: null };
+}
+
+function notPlacedDefer(context: LeadContext, at: number | null): LeadEnd {
+  const streak = context.lead.notPlacedStreak + 1;
+  return {
+    end: "deferred",
+    reason: "notPlaced",
+    at: at === null ? null : at + notPlacedBackoffSeconds(streak) * 1000,
+    notPlacedStreak: streak,
+    dialResult: "notPlaced",
+  };
+}
+
+function throttledDefer(context: LeadContext, output: CallOutput): LeadEnd {
+  const streak = context.lead.notPlacedStreak + 1;
+  const retryAfter = output.kind === "throttled" ? output.retryAfterSeconds : undefined;
+  return {
+    end: "deferred",
+    reason: "throttled",
+    at: output.at + (retryAfter ?? notPlacedBackoffSeconds(streak)) * 1000,
+    notPlacedStreak: streak,
+    dialResult: "throttled",
+  };
+}
