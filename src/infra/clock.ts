@@ -72,3 +72,31 @@ export class VirtualClock implements Clock {
     for (const t of due) if (!t.cancelled) t.fn();
   }
 }
+
+/**
+ * Lets every promise chain that can run, run: on the in-memory backend all port calls finish in
+ * microtasks, so after this nothing is in flight and the virtual clock may move.
+ */
+export async function settle(rounds = 3): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Drives a virtual clock: settle, then jump to the next timer, until none is left before `until`
+ * or `isDone()` says so. `settleFn` waits for outstanding port calls (real backends need more than
+ * a few event-loop turns).
+ */
+export async function runVirtual(
+  clock: VirtualClock,
+  options: { until: number; isDone?: () => boolean; settleFn?: () => Promise<void>; onStep?: () => void },
+): Promise<void> {
+  const wait = options.settleFn ?? (() => settle());
+  for (;;) {
+    await wait();
+    if (options.isDone?.()) return;
+    const next = clock.nextAt();
+    if (next === null || next > options.until) return;
+    clock.advanceTo(next);
+    options.onStep?.();
+  }
+}
