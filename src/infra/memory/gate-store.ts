@@ -38,7 +38,9 @@ export class MemoryGateStore implements GateStore {
   ): Promise<RateDecision> {
     const records = this.#trim(phoneKey, rules, now);
     const decision = decide(records, rules, now);
-    if ((decision.allowed || !enforce) && !records.some((r) => r.member === member)) {
+    // A retried record that had already run is the same record: allowed, counted once.
+    if (records.some((r) => r.member === member)) return { allowed: true, counts: decision.counts };
+    if (decision.allowed || !enforce) {
       records.push({ member, at: now });
       records.sort((a, b) => a.at - b.at);
     }
@@ -81,7 +83,8 @@ export class MemoryGateStore implements GateStore {
   }
 
   async inUse(numberIds: string[], now: number): Promise<Map<string, number>> {
-    return new Map(numberIds.map((id) => [id, this.#liveHolds(id, now).length]));
+    const live = (id: string) => (this.#holds.get(id) ?? []).filter((h) => h.leaseUntil > now).length;
+    return new Map(numberIds.map((id) => [id, live(id)]));
   }
 
   async reap(numberId: string, now: number): Promise<string[]> {

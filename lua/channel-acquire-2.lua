@@ -1,0 +1,54 @@
+--[[
+  Channel acquire: a named hold on one line of a number, with a lease (spec §2 step 5, §7.10).
+  Strict cap: holds with an unexpired lease never exceed maxChannels. When no line is free the caller is
+  counted as a waiter, so the dispatcher can tell a short queue from a pile of distinct leads.
+
+  KEYS[1]  <prefix>{n:<numberId>}:holds    sorted set: member = holder (claim token), score = leaseUntil (ms)
+  KEYS[2]  <prefix>{n:<numberId>}:waiters  sorted set: member = waiter (lead id), score = counted until (ms)
+  ARGV[1]  now            caller's clock (ms)
+  ARGV[2]  maxChannels
+  ARGV[3]  holder
+  ARGV[4]  leaseUntil     ms
+  ARGV[5]  waiter
+  ARGV[6]  waiterTtlMs    how long a waiter stays counted
+
+  Returns { 1, 0 } when held, { 0, unexpired waiters } when every line is taken.
+]]
+--- @include "includes/keep-at-least"
+
+local holds, waiters = KEYS[1], KEYS[2]
+local now = tonumber(ARGV[1])
+local maxChannels = tonumber(ARGV[2])
+local holder = ARGV[3]
+local leaseUntil = tonumber(ARGV[4])
+local waiter = ARGV[5]
+local waiterTtl = tonumber(ARGV[6])
+
+-- A lease ending at or before now holds nothing: drop it before counting, so a crashed holder's
+-- line comes back without anyone releasing it.
+redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+
+-- Same holder again (a retried command that had already run): success without a second line; the
+-- lease may grow but never shrinks.
+local lease = redis.call('ZSCORE', holds, holder)
+if lease then
+  if leaseUntil > tonumber(lease) then
+    redis.call('ZADD', holds, leaseUntil, holder)
+    keepAtLeast(holds, (leaseUntil - now) * 2 + DAY_MS)
+  end
+  return { 1, 0 }
+end
+
+if redis.call('ZCARD', holds) < maxChannels then
+  redis.call('ZADD', holds, leaseUntil, holder)
+  keepAtLeast(holds, math.max(0, leaseUntil - now) * 2 + DAY_MS)
+  -- It is no longer waiting.
+  redis.call('ZREM', waiters, waiter)
+  return { 1, 0 }
+end
+
+-- Full: count this lead once (re-tries refresh its expiry), drop waiters that gave up, count the rest.
+redis.call('ZADD', waiters, now + waiterTtl, waiter)
+redis.call('ZREMRANGEBYSCORE', waiters, '-inf', now)
+keepAtLeast(waiters, waiterTtl * 2 + DAY_MS)
+return { 0, redis.call('ZCARD', waiters) }

@@ -1,0 +1,47 @@
+-- Shared by rate-limit-peek-1 and rate-limit-record-1: the sliding windows of one phone (spec §7.5, §7.6).
+-- The sorted set holds one member per recorded attempt (the claim token), scored by the caller's `now`
+-- at record time. Rules arrive as ARGV pairs (maxCalls, windowMs) from ARGV[first] on.
+
+local function readRules(first)
+  local rules, largest = {}, 0
+  for i = first, #ARGV, 2 do
+    local rule = { max = tonumber(ARGV[i]), window = tonumber(ARGV[i + 1]) }
+    rules[#rules + 1] = rule
+    largest = math.max(largest, rule.window)
+  end
+  return rules, largest
+end
+
+-- Exclusive score bound, printed exactly (Lua's tostring keeps only 14 digits).
+local function above(score)
+  return '(' .. string.format('%.17g', score)
+end
+
+-- Windows are half-open (a record at t counts while now < t + W): a record at or before
+-- now - largest counts for no rule. Never trim below the largest window: each rule counts its own.
+local function trim(key, now, largest)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - largest)
+end
+
+-- Returns { allowed (1|0), retryAt (-1 when allowed), count of rule 1, ..., count of rule N }.
+-- For each rule at its max, room returns when the (count - max + 1)-th oldest record of its window
+-- leaves it; the decision waits for the latest of those over the blocking rules.
+local function decide(key, now, rules)
+  local retryAt = -1
+  local counts = {}
+  for i, rule in ipairs(rules) do
+    local from = above(now - rule.window)
+    local count = redis.call('ZCOUNT', key, from, '+inf')
+    counts[i] = count
+    if count >= rule.max then
+      local freeing = redis.call('ZRANGEBYSCORE', key, from, '+inf', 'WITHSCORES', 'LIMIT', count - rule.max, 1)
+      local at = freeing[2] and tonumber(freeing[2]) or now
+      retryAt = math.max(retryAt, at + rule.window)
+    end
+  end
+  local reply = { retryAt < 0 and 1 or 0, retryAt }
+  for _, count in ipairs(counts) do
+    reply[#reply + 1] = count
+  end
+  return reply
+end
