@@ -1,0 +1,56 @@
+import { Command, InvalidArgumentError } from "commander";
+import { ValidationError } from "../infra/config.js";
+import { demo } from "./demo.js";
+
+const program = new Command()
+  .name("dialgate")
+  .description("Outbound call dispatcher: per-phone rate limits, per-number channels, no double dials.")
+  .showHelpAfterError();
+
+program
+  .command("demo")
+  .description("run a small campaign on the embedded dispatcher (nothing to install)")
+  .option("--seed <n>", "random seed", toInt, 21)
+  .action(async (opts: { seed: number }) => finish(await demo({ seed: opts.seed })));
+
+program
+  .command("simulate")
+  .description("run a scenario on a virtual clock against a simulated provider and report")
+  .argument("<scenario>", "scenario JSON file")
+  .option("--backend <backend>", "memory | redis", "memory")
+  .option("--json", "print only the report as JSON on stdout")
+  .option("--out <file>", "also write the report to this file")
+  .action(async (file: string, opts: { backend: string; json?: boolean; out?: string }) => {
+    const { simulateCommand } = await import("./simulate/index.js");
+    finish(await simulateCommand(file, opts));
+  });
+
+program
+  .command("viz")
+  .description("write docs/lead-machine.md and docs/lead-machine.html from the lead statechart")
+  .option("--check", "exit 1 when the committed diagrams are stale")
+  .action(async (opts: { check?: boolean }) => {
+    const { viz } = await import("./viz.js");
+    const { stale } = await viz({ check: opts.check });
+    if (opts.check && stale.length > 0) {
+      console.error(`stale: ${stale.join(", ")} (run \`dialgate viz\` and commit)`);
+      finish(1);
+    }
+    finish(0);
+  });
+
+function toInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError("must be an integer");
+  return n;
+}
+
+function finish(code: number): void {
+  process.exitCode = code;
+}
+
+program.parseAsync().catch((error: unknown) => {
+  if (error instanceof ValidationError) console.error(`dialgate: ${error.message}`);
+  else console.error(error);
+  process.exitCode = error instanceof ValidationError ? 2 : 1;
+});
