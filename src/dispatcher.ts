@@ -310,8 +310,7 @@ export class Dispatcher {
   async #retryAt(lead: LeadRecord, outcome: string, now: number): Promise<number | undefined> {
     if (lead.cancelRequested) return undefined;
     const retry = (await this.store.template(lead.templateId))?.retry;
-    if (!retry || !retry.onOutcomes.includes(outcome) || lead.attempt + 1 >= retry.maxAttempts)
-      return undefined;
+    if (!retry?.onOutcomes.includes(outcome) || lead.attempt + 1 >= retry.maxAttempts) return undefined;
     return now + retry.delaySeconds * 1000;
   }
 

@@ -29,7 +29,10 @@ export async function demo(options: { seed?: number } = {}): Promise<number> {
     leads.push({
       id,
       phone: `+9198${String(10_000_000 + ((i * 7919) % PHONES) * 1237).slice(0, 8)}`,
-      templateId: i % 29 === 0 ? "misconfigured" : ["reminders", "collections", "confirmations"][i % 3] ?? "reminders",
+      templateId:
+        i % 29 === 0
+          ? "misconfigured"
+          : (["reminders", "collections", "confirmations"][i % 3] ?? "reminders"),
       dueAt: clock.start + Math.floor(random() * 600_000),
     });
   }
@@ -57,7 +60,11 @@ export async function demo(options: { seed?: number } = {}): Promise<number> {
       { id: "retired", e164: "+15550000009", provider: "legacy", maxChannels: 2, status: "DISABLED" },
     ],
     templates: [
-      { id: "reminders", resellerId: "acme", retry: { maxAttempts: 2, onOutcomes: ["NO_ANSWER", "BUSY"], delaySeconds: 300 } },
+      {
+        id: "reminders",
+        resellerId: "acme",
+        retry: { maxAttempts: 2, onOutcomes: ["NO_ANSWER", "BUSY"], delaySeconds: 300 },
+      },
       { id: "collections", resellerId: "acme", numberId: "collections-line" },
       { id: "confirmations", resellerId: "shopco" },
       { id: "misconfigured", resellerId: "shopco", numberId: "retired", provider: "legacy" },
@@ -77,7 +84,12 @@ export async function demo(options: { seed?: number } = {}): Promise<number> {
     `dialgate demo: ${LEADS} leads on ${PHONES} phones, 3 numbers / 8 lines, 3 calls per phone per hour; ` +
       `time runs ${SCALE}× (1 s = ${SCALE / 60} min)\n`,
   );
-  await showProgress(dispatcher, () => ended.size, () => inCall.size, clock);
+  await showProgress(
+    dispatcher,
+    () => ended.size,
+    () => inCall.size,
+    clock,
+  );
   const { drained } = await dispatcher.stop();
   printSummary(dispatcher, alerts, await dispatcher.store.list(), drained);
   return 0;
@@ -102,7 +114,8 @@ async function showProgress(
   const tty = process.stdout.isTTY;
   const bar = new cliProgress.SingleBar(
     {
-      format: "{bar} {value}/{total} finished | in call {inCall} | dials {dials} | waits for a line {waits} | {clock}",
+      format:
+        "{bar} {value}/{total} finished | in call {inCall} | dials {dials} | waits for a line {waits} | {clock}",
       hideCursor: true,
       noTTYOutput: !tty,
       notTTYSchedule: 5000,

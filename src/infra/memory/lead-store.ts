@@ -101,7 +101,7 @@ export class MemoryLeadStore implements LeadStore {
 
   async beginDial(token: string, row: DialRow): Promise<boolean> {
     const lead = this.#byToken(token);
-    if (!lead || lead.status !== "CLAIMED") return false;
+    if (lead?.status !== "CLAIMED") return false;
     lead.status = "DIALING";
     lead.dial = { ...row, callId: null, unknown: false };
     this.#byDial.set(`ref:${row.dialRef}`, lead.id);
