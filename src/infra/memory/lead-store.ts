@@ -179,11 +179,13 @@ export class MemoryLeadStore implements LeadStore {
   }
 
   async template(id: string): Promise<Template | null> {
-    return this.#templates.get(id) ?? null;
+    const template = this.#templates.get(id);
+    return template ? structuredClone(template) : null;
   }
 
   async number(id: string): Promise<OutboundNumber | null> {
-    return this.#numbers.get(id) ?? null;
+    const number = this.#numbers.get(id);
+    return number ? structuredClone(number) : null;
   }
 
   async poolNumbers(provider?: string): Promise<OutboundNumber[]> {

@@ -1,0 +1,729 @@
+/**
+ * The LeadStore port's semantics, shared by every adapter (spec §4: one contract suite for both
+ * backends). Each test gets an empty store from the factory and closes it afterwards.
+ */
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { LeadInput, LeadStore, OutboundNumber, Settlement, Template } from "../../src/machines/ports.js";
+
+export type LeadStoreFactory = () => Promise<LeadStore>;
+
+/** Past 2^32 on purpose: times must survive a bigint column. */
+const T0 = 1_780_000_000_000;
+const LEASE = 60_000;
+const PHONE = "+14155550100";
+
+function lead(id: string, extra: Partial<LeadInput> = {}): LeadInput {
+  return { id, phone: PHONE, templateId: "tpl", dueAt: T0, ...extra };
+}
+
+const SETTLEMENTS: Record<Settlement["kind"], Settlement> = {
+  defer: { kind: "defer", at: T0 + 5_000 },
+  finish: { kind: "finish", outcome: "NUMBER_UNAVAILABLE" },
+  placed: { kind: "placed", callId: "call-9" },
+  unknown: { kind: "unknown" },
+  ended: { kind: "ended", outcome: "ANSWERED" },
+  unknownExpired: { kind: "unknownExpired", at: T0 + 5_000 },
+};
+const KINDS = Object.keys(SETTLEMENTS) as Settlement["kind"][];
+
+type State = "scheduled" | "claimed" | "dialing" | "inCall" | "heldUnknown" | "finished";
+
+/** Written from the spec (ports.ts), not from an adapter's table. */
+const ALLOWED_FROM: Record<Settlement["kind"], State[]> = {
+  defer: ["claimed", "dialing"],
+  finish: ["claimed", "dialing"],
+  placed: ["dialing"],
+  unknown: ["dialing"],
+  ended: ["inCall", "heldUnknown"],
+  unknownExpired: ["heldUnknown"],
+};
+
+export function leadStoreContract(name: string, factory: LeadStoreFactory): void {
+  describe(`LeadStore contract: ${name}`, () => {
+    let store: LeadStore;
+
+    beforeEach(async () => {
+      store = await factory();
+    });
+
+    afterEach(async () => {
+      await store.close();
+    });
+
+    // Each helper submits one lead due at T0 and walks it to a state; it returns the claim token.
+    // Earlier leads of a test must no longer be claimable, so the claim takes this lead.
+
+    /** Claims the next due lead (oldest first) and returns its token. */
+    async function claimNext(now: number, owner = "w1"): Promise<string> {
+      const [claim] = await store.claimDue(owner, now, 1, LEASE);
+      expect(claim?.token).toEqual(expect.any(String));
+      return claim.token as string;
+    }
+
+    async function claimed(id: string): Promise<string> {
+      await store.submit([lead(id)], T0);
+      const [claim] = await store.claimDue("w1", T0, 1, LEASE);
+      expect(claim.id).toBe(id);
+      return claim.token as string;
+    }
+
+    async function dialing(id: string, at = T0 + 1): Promise<string> {
+      const token = await claimed(id);
+      expect(
+        await store.beginDial(token, { dialRef: `${token}@${at}`, numberId: "n1", at, recorded: true }),
+      ).toBe(true);
+      return token;
+    }
+
+    async function inCall(id: string, callId = `call-${id}`): Promise<string> {
+      const token = await dialing(id);
+      expect(await store.settle(token, { kind: "placed", callId }, T0 + 2)).toBe(true);
+      return token;
+    }
+
+    async function heldUnknown(id: string, at = T0 + 1): Promise<string> {
+      const token = await dialing(id, at);
+      expect(await store.settle(token, { kind: "unknown" }, T0 + 2)).toBe(true);
+      return token;
+    }
+
+    const setUp: Record<State, (id: string) => Promise<string>> = {
+      async scheduled(id) {
+        const token = await claimed(id);
+        await store.settle(token, { kind: "defer", at: T0 + 1_000 }, T0);
+        return token;
+      },
+      claimed,
+      dialing: (id) => dialing(id),
+      inCall: (id) => inCall(id),
+      heldUnknown: (id) => heldUnknown(id),
+      async finished(id) {
+        const token = await claimed(id);
+        await store.settle(token, { kind: "finish", outcome: "BLACKLISTED" }, T0);
+        return token;
+      },
+    };
+
+    describe("submit", () => {
+      it("creates a SCHEDULED lead with every field of the input", async () => {
+        const [created] = await store.submit(
+          [
+            lead("a", {
+              dueAt: T0 + 10,
+              expiresAt: T0 + 99_000,
+              timeZone: "America/New_York",
+              payload: { order: 42, tags: ["x"], nested: { ok: true } },
+            }),
+          ],
+          T0,
+        );
+        expect(created).toEqual({
+          id: "a",
+          phone: PHONE,
+          templateId: "tpl",
+          status: "SCHEDULED",
+          outcome: null,
+          attempt: 0,
+          notPlacedStreak: 0,
+          claimSeq: 0,
+          token: null,
+          owner: null,
+          leaseUntil: null,
+          nextAttemptAt: T0 + 10,
+          dueAt: T0 + 10,
+          expiresAt: T0 + 99_000,
+          timeZone: "America/New_York",
+          cancelRequested: false,
+          dial: null,
+          payload: { order: 42, tags: ["x"], nested: { ok: true } },
+        });
+        expect(await store.get("a")).toEqual(created);
+      });
+
+      it("defaults the due time to now, and expiry, zone and payload to empty", async () => {
+        const [created] = await store.submit([{ id: "a", phone: PHONE, templateId: "tpl" }], T0 + 7);
+        expect(created).toMatchObject({
+          nextAttemptAt: T0 + 7,
+          dueAt: T0 + 7,
+          expiresAt: null,
+          timeZone: null,
+          payload: {},
+        });
+      });
+
+      it("is idempotent by id: a second submit returns the existing lead unchanged", async () => {
+        const token = await claimed("a");
+        const [again] = await store.submit([lead("a", { phone: "+14155550199", dueAt: T0 + 1 })], T0 + 5);
+        expect(again).toMatchObject({ id: "a", phone: PHONE, status: "CLAIMED", token, nextAttemptAt: T0 });
+        expect(await store.list()).toHaveLength(1);
+      });
+
+      it("creates a lead once from a batch that repeats its id, from its first occurrence", async () => {
+        const result = await store.submit(
+          [lead("a", { dueAt: T0 + 1 }), lead("b"), lead("a", { dueAt: T0 + 2 })],
+          T0,
+        );
+        expect(result.map((l) => [l.id, l.nextAttemptAt])).toEqual([
+          ["a", T0 + 1],
+          ["b", T0],
+          ["a", T0 + 1],
+        ]);
+        expect(await store.list()).toHaveLength(2);
+      });
+
+      it("an empty submit is a no-op", async () => {
+        expect(await store.submit([], T0)).toEqual([]);
+      });
+
+      it("get returns null for an unknown id", async () => {
+        expect(await store.get("nope")).toBeNull();
+      });
+
+      it("list returns every lead in submission order", async () => {
+        await store.submit([lead("c"), lead("a")], T0);
+        await store.submit([lead("b")], T0);
+        expect((await store.list()).map((l) => l.id)).toEqual(["c", "a", "b"]);
+      });
+    });
+
+    describe("claimDue", () => {
+      it("claims due leads oldest first, ties by id in code-point order, up to the limit", async () => {
+        await store.submit(
+          [
+            lead("c", { dueAt: T0 - 10 }),
+            lead("a", { dueAt: T0 - 10 }),
+            lead("B", { dueAt: T0 - 10 }),
+            lead("old", { dueAt: T0 - 20 }),
+            lead("now", { dueAt: T0 }),
+            lead("later", { dueAt: T0 + 1 }),
+          ],
+          T0 - 100,
+        );
+        expect((await store.claimDue("w1", T0, 3, LEASE)).map((l) => l.id)).toEqual(["old", "B", "a"]);
+        expect((await store.claimDue("w1", T0, 10, LEASE)).map((l) => l.id)).toEqual(["c", "now"]);
+        expect(await store.claimDue("w1", T0, 10, LEASE)).toEqual([]);
+      });
+
+      it("a deferred lead keeps its place in line: claims go by dueAt, not nextAttemptAt", async () => {
+        await store.submit([lead("a", { dueAt: T0 }), lead("b", { dueAt: T0 + 1 })], T0);
+        const token = await claimNext(T0);
+        await store.settle(token, { kind: "defer", at: T0 + 5 }, T0);
+        expect(await store.get("a")).toMatchObject({ nextAttemptAt: T0 + 5, dueAt: T0 });
+        expect((await store.claimDue("w1", T0 + 10, 1, LEASE)).map((l) => l.id)).toEqual(["a"]);
+      });
+
+      it("a claim sets CLAIMED, the next claimSeq, the token id:claimSeq, the owner and the lease", async () => {
+        await store.submit([lead("a")], T0);
+        const [claim] = await store.claimDue("w1", T0 + 3, 1, LEASE);
+        expect(claim).toMatchObject({
+          id: "a",
+          status: "CLAIMED",
+          claimSeq: 1,
+          token: "a:1",
+          owner: "w1",
+          leaseUntil: T0 + 3 + LEASE,
+        });
+        expect(await store.get("a")).toEqual(claim);
+      });
+
+      it("tokens work for ids that contain colons", async () => {
+        const token = await claimed("order:17");
+        expect(token).toBe("order:17:1");
+        expect(await store.settle(token, { kind: "finish", outcome: "NO_CONFIG" }, T0)).toBe(true);
+      });
+
+      it("a limit of 0 claims nothing", async () => {
+        await store.submit([lead("a")], T0);
+        expect(await store.claimDue("w1", T0, 0, LEASE)).toEqual([]);
+        expect((await store.get("a"))?.status).toBe("SCHEDULED");
+      });
+
+      it("takes over a CLAIMED lead once its lease has expired, with a new token", async () => {
+        await claimed("a");
+        expect(await store.claimDue("w2", T0 + LEASE - 1, 10, LEASE)).toEqual([]);
+        const [takeover] = await store.claimDue("w2", T0 + LEASE, 10, LEASE);
+        expect(takeover).toMatchObject({
+          id: "a",
+          claimSeq: 2,
+          token: "a:2",
+          owner: "w2",
+          leaseUntil: T0 + 2 * LEASE,
+        });
+      });
+
+      it("turns a DIALING lead whose lease expired into a held unknown dial and never claims it", async () => {
+        const token = await dialing("a");
+        expect(await store.claimDue("w2", T0 + LEASE - 1, 10, LEASE)).toEqual([]);
+        expect((await store.get("a"))?.status).toBe("DIALING");
+
+        expect(await store.claimDue("w2", T0 + LEASE, 10, LEASE)).toEqual([]);
+        const held = await store.get("a");
+        expect(held).toMatchObject({
+          status: "PROCESSING",
+          token,
+          owner: null,
+          leaseUntil: null,
+          claimSeq: 1,
+        });
+        expect(held?.dial).toMatchObject({ unknown: true, callId: null });
+        expect(await store.claimDue("w2", T0 + 100 * LEASE, 10, LEASE)).toEqual([]);
+        // The original actor's late reply cannot turn it back into a placed call.
+        expect(await store.settle(token, { kind: "placed", callId: "late" }, T0 + LEASE + 1)).toBe(false);
+      });
+
+      it("converts expired DIALING leads even when the limit is 0", async () => {
+        await dialing("a");
+        await store.claimDue("w2", T0 + LEASE, 0, LEASE);
+        expect((await store.get("a"))?.status).toBe("PROCESSING");
+      });
+
+      it("never claims PROCESSING or FINISHED leads", async () => {
+        await inCall("a");
+        await setUp.finished("b");
+        expect(await store.claimDue("w2", T0 + 100 * LEASE, 10, LEASE)).toEqual([]);
+      });
+    });
+
+    describe("nextDueAt", () => {
+      it("is null without scheduled leads", async () => {
+        expect(await store.nextDueAt()).toBeNull();
+        await claimed("a");
+        expect(await store.nextDueAt()).toBeNull();
+      });
+
+      it("is the earliest due time of a SCHEDULED lead", async () => {
+        await store.submit(
+          [lead("a", { dueAt: T0 + 30 }), lead("b", { dueAt: T0 + 10 }), lead("c", { dueAt: T0 + 20 })],
+          T0,
+        );
+        expect(await store.nextDueAt()).toBe(T0 + 10);
+        await store.claimDue("w1", T0 + 15, 10, LEASE);
+        expect(await store.nextDueAt()).toBe(T0 + 20);
+      });
+    });
+
+    describe("renewLeases", () => {
+      it("extends the lease of CLAIMED and DIALING leads held by the token", async () => {
+        const a = await claimed("a");
+        const b = await dialing("b");
+        await store.renewLeases([a, b], T0 + 2 * LEASE);
+        expect(await store.claimDue("w2", T0 + LEASE, 10, LEASE)).toEqual([]);
+        expect((await store.get("a"))?.leaseUntil).toBe(T0 + 2 * LEASE);
+        expect(await store.get("b")).toMatchObject({ status: "DIALING", leaseUntil: T0 + 2 * LEASE });
+      });
+
+      it("ignores a stale token and leads past the dial", async () => {
+        const stale = await claimed("a");
+        await store.claimDue("w2", T0 + LEASE, 10, LEASE);
+        const placed = await inCall("b");
+        const before = await store.get("b");
+        await store.renewLeases([stale, placed], T0 + 10 * LEASE);
+        expect((await store.get("a"))?.leaseUntil).toBe(T0 + 2 * LEASE);
+        expect(await store.get("b")).toEqual(before);
+      });
+    });
+
+    describe("beginDial", () => {
+      it("moves a CLAIMED lead to DIALING with its dial row", async () => {
+        const token = await claimed("a");
+        const row = { dialRef: `${token}@${T0 + 1}`, numberId: "n1", at: T0 + 1, recorded: false };
+        expect(await store.beginDial(token, row)).toBe(true);
+        expect(await store.get("a")).toMatchObject({
+          status: "DIALING",
+          token,
+          owner: "w1",
+          dial: { ...row, callId: null, unknown: false },
+        });
+      });
+
+      it("fails after the lead was cancelled, and leaves no dial behind", async () => {
+        const token = await claimed("a");
+        await store.cancel("a", T0);
+        expect(
+          await store.beginDial(token, { dialRef: "ref-1", numberId: "n1", at: T0, recorded: true }),
+        ).toBe(false);
+        expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "CANCELLED", dial: null });
+        expect(await store.findByDial({ dialRef: "ref-1" })).toBeNull();
+      });
+
+      it("fails with a stale token", async () => {
+        const stale = await claimed("a");
+        await store.claimDue("w2", T0 + LEASE, 10, LEASE);
+        expect(
+          await store.beginDial(stale, { dialRef: "ref-1", numberId: "n1", at: T0, recorded: true }),
+        ).toBe(false);
+        expect(await store.get("a")).toMatchObject({ status: "CLAIMED", token: "a:2", dial: null });
+      });
+
+      it("fails when the claim already dialled", async () => {
+        const token = await dialing("a");
+        expect(
+          await store.beginDial(token, { dialRef: "ref-2", numberId: "n2", at: T0 + 5, recorded: true }),
+        ).toBe(false);
+        expect((await store.get("a"))?.dial?.dialRef).toBe(`${token}@${T0 + 1}`);
+      });
+    });
+
+    describe("settle: allowed from-statuses", () => {
+      for (const kind of KINDS) {
+        for (const state of Object.keys(setUp) as State[]) {
+          const allowed = ALLOWED_FROM[kind].includes(state);
+          it(`${kind} from ${state} ${allowed ? "settles" : "is refused and changes nothing"}`, async () => {
+            const token = await setUp[state]("a");
+            const before = await store.get("a");
+            expect(await store.settle(token, SETTLEMENTS[kind], T0 + 3)).toBe(allowed);
+            if (!allowed) expect(await store.get("a")).toEqual(before);
+          });
+        }
+      }
+    });
+
+    describe("settle: effects", () => {
+      it("defer reschedules, releases the lease, keeps the attempt and the token", async () => {
+        const token = await dialing("a");
+        expect(
+          await store.settle(token, { kind: "defer", at: T0 + 9_000, dialResult: "notPlaced" }, T0 + 2),
+        ).toBe(true);
+        expect(await store.get("a")).toMatchObject({
+          status: "SCHEDULED",
+          nextAttemptAt: T0 + 9_000,
+          owner: null,
+          leaseUntil: null,
+          attempt: 0,
+          notPlacedStreak: 0,
+          token,
+        });
+        expect(await store.nextDueAt()).toBe(T0 + 9_000);
+      });
+
+      it("defer sets notPlacedStreak when given and keeps it otherwise; a placed call resets it", async () => {
+        let token = await dialing("a");
+        await store.settle(token, { kind: "defer", at: T0, notPlacedStreak: 3 }, T0);
+        token = await claimNext(T0);
+        await store.settle(token, { kind: "defer", at: T0 }, T0);
+        expect((await store.get("a"))?.notPlacedStreak).toBe(3);
+
+        token = await claimNext(T0);
+        await store.beginDial(token, { dialRef: `${token}@x`, numberId: "n1", at: T0, recorded: true });
+        await store.settle(token, { kind: "placed", callId: "c-1" }, T0);
+        expect((await store.get("a"))?.notPlacedStreak).toBe(0);
+      });
+
+      it("finish ends the lead with its outcome and it is never claimed again", async () => {
+        const token = await claimed("a");
+        expect(await store.settle(token, { kind: "finish", outcome: "INVALID_PHONE" }, T0)).toBe(true);
+        expect(await store.get("a")).toMatchObject({
+          status: "FINISHED",
+          outcome: "INVALID_PHONE",
+          owner: null,
+          leaseUntil: null,
+        });
+        expect(await store.claimDue("w1", T0 + 100 * LEASE, 10, LEASE)).toEqual([]);
+      });
+
+      it("placed records the provider's call id on the dial", async () => {
+        const token = await dialing("a");
+        expect(await store.settle(token, { kind: "placed", callId: "CA123" }, T0 + 2)).toBe(true);
+        const placed = await store.get("a");
+        expect(placed).toMatchObject({ status: "PROCESSING", token });
+        expect(placed?.dial).toMatchObject({ callId: "CA123", unknown: false });
+      });
+
+      it("unknown holds the dial as unknown and releases the claim's lease", async () => {
+        const token = await dialing("a");
+        expect(await store.settle(token, { kind: "unknown" }, T0 + 2)).toBe(true);
+        const held = await store.get("a");
+        expect(held).toMatchObject({ status: "PROCESSING", owner: null, leaseUntil: null });
+        expect(held?.dial).toMatchObject({ unknown: true, callId: null });
+      });
+
+      it("ended without retryAt finishes the lead with the call's outcome", async () => {
+        const token = await inCall("a");
+        expect(await store.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 60_000)).toBe(true);
+        expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "ANSWERED", attempt: 0 });
+      });
+
+      it("ended with retryAt reschedules with attempt + 1 and the next claim gets a new token", async () => {
+        const token = await inCall("a");
+        expect(
+          await store.settle(token, { kind: "ended", outcome: "NO_ANSWER", retryAt: T0 + 600_000 }, T0),
+        ).toBe(true);
+        expect(await store.get("a")).toMatchObject({
+          status: "SCHEDULED",
+          outcome: null,
+          attempt: 1,
+          nextAttemptAt: T0 + 600_000,
+          dueAt: T0 + 600_000,
+          owner: null,
+          leaseUntil: null,
+        });
+        const [again] = await store.claimDue("w1", T0 + 600_000, 1, LEASE);
+        expect(again).toMatchObject({ id: "a", token: "a:2", attempt: 1 });
+      });
+
+      it("ended after a cancel request finishes CANCELLED, even when the policy would retry", async () => {
+        const token = await inCall("a");
+        await store.cancel("a", T0 + 3);
+        expect(
+          await store.settle(token, { kind: "ended", outcome: "NO_ANSWER", retryAt: T0 + 600_000 }, T0),
+        ).toBe(true);
+        expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "CANCELLED", attempt: 0 });
+      });
+
+      it("ends a held unknown dial too (an end signal carrying its dialRef claims it)", async () => {
+        const token = await heldUnknown("a");
+        expect(await store.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 9)).toBe(true);
+        expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "ANSWERED" });
+      });
+
+      it("unknownExpired re-queues a held unknown dial", async () => {
+        const token = await heldUnknown("a");
+        expect(await store.settle(token, { kind: "unknownExpired", at: T0 + 300_000 }, T0 + 300_000)).toBe(
+          true,
+        );
+        expect(await store.get("a")).toMatchObject({
+          status: "SCHEDULED",
+          nextAttemptAt: T0 + 300_000,
+          dueAt: T0,
+          attempt: 0,
+          owner: null,
+          leaseUntil: null,
+        });
+      });
+
+      it("unknownExpired after a cancel request finishes CANCELLED instead of re-queueing", async () => {
+        const token = await heldUnknown("a");
+        await store.cancel("a", T0 + 3);
+        expect(await store.settle(token, { kind: "unknownExpired", at: T0 + 300_000 }, T0 + 300_000)).toBe(
+          true,
+        );
+        expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "CANCELLED" });
+      });
+
+      it("a stale token never settles a newer claim, whatever the kind", async () => {
+        const stale = await claimed("a");
+        const current = await claimNext(T0 + LEASE, "w2");
+        const assertStaleRefused = async () => {
+          const before = await store.get("a");
+          for (const kind of KINDS)
+            expect(await store.settle(stale, SETTLEMENTS[kind], T0 + LEASE)).toBe(false);
+          expect(await store.settle("a:7", SETTLEMENTS.finish, T0 + LEASE)).toBe(false);
+          expect(await store.get("a")).toEqual(before);
+        };
+        await assertStaleRefused(); // newer claim CLAIMED
+        await store.beginDial(current, { dialRef: "ref-2", numberId: "n1", at: T0 + LEASE, recorded: true });
+        await assertStaleRefused(); // newer claim DIALING
+        await store.settle(current, { kind: "placed", callId: "c-2" }, T0 + LEASE);
+        await assertStaleRefused(); // newer claim in a call
+      });
+    });
+
+    describe("expedite", () => {
+      it("moves a SCHEDULED lead's nextAttemptAt earlier and keeps its dueAt", async () => {
+        await store.submit([lead("a", { dueAt: T0 + 1_000 })], T0);
+        expect(await store.expedite("a", T0 + 10)).toBe(true);
+        expect(await store.get("a")).toMatchObject({ nextAttemptAt: T0 + 10, dueAt: T0 + 1_000 });
+        expect(await store.nextDueAt()).toBe(T0 + 10);
+        expect((await store.claimDue("w1", T0 + 10, 1, LEASE)).map((l) => l.id)).toEqual(["a"]);
+      });
+
+      it("never postpones a lead", async () => {
+        await store.submit([lead("a", { dueAt: T0 + 10 })], T0);
+        expect(await store.expedite("a", T0 + 10)).toBe(false);
+        expect(await store.expedite("a", T0 + 20)).toBe(false);
+        expect((await store.get("a"))?.nextAttemptAt).toBe(T0 + 10);
+      });
+
+      it("does nothing to a lead that is not SCHEDULED, or an unknown one", async () => {
+        await claimed("a");
+        const before = await store.get("a");
+        expect(await store.expedite("a", T0 - 1)).toBe(false);
+        expect(await store.get("a")).toEqual(before);
+        expect(await store.expedite("nope", T0)).toBe(false);
+      });
+    });
+
+    describe("cancel", () => {
+      it("finishes a SCHEDULED lead CANCELLED", async () => {
+        await store.submit([lead("a")], T0);
+        expect(await store.cancel("a", T0)).toMatchObject({ status: "FINISHED", outcome: "CANCELLED" });
+        expect(await store.claimDue("w1", T0, 10, LEASE)).toEqual([]);
+      });
+
+      it("finishes a CLAIMED lead CANCELLED and releases its lease", async () => {
+        await claimed("a");
+        expect(await store.cancel("a", T0)).toMatchObject({
+          status: "FINISHED",
+          outcome: "CANCELLED",
+          owner: null,
+          leaseUntil: null,
+          cancelRequested: false,
+        });
+      });
+
+      it("only flags a DIALING or PROCESSING lead: the dial is let finish", async () => {
+        await dialing("a");
+        await inCall("b");
+        expect(await store.cancel("a", T0)).toMatchObject({
+          status: "DIALING",
+          cancelRequested: true,
+          owner: "w1",
+        });
+        expect(await store.cancel("b", T0)).toMatchObject({ status: "PROCESSING", cancelRequested: true });
+      });
+
+      it("leaves a FINISHED lead as it is", async () => {
+        await setUp.finished("a");
+        const before = await store.get("a");
+        expect(await store.cancel("a", T0)).toEqual(before);
+      });
+
+      it("returns null for an unknown lead", async () => {
+        expect(await store.cancel("nope", T0)).toBeNull();
+      });
+    });
+
+    describe("findByDial", () => {
+      it("finds a lead by dialRef once its dial row is written", async () => {
+        const token = await dialing("a");
+        expect((await store.findByDial({ dialRef: `${token}@${T0 + 1}` }))?.id).toBe("a");
+      });
+
+      it("finds a lead by the provider's call id once placed", async () => {
+        await inCall("a", "CA-1");
+        expect((await store.findByDial({ callId: "CA-1" }))?.id).toBe("a");
+      });
+
+      it("prefers the call id and falls back to the dialRef", async () => {
+        const a = await inCall("a", "CA-1");
+        await inCall("b", "CA-2");
+        expect((await store.findByDial({ callId: "CA-2", dialRef: `${a}@${T0 + 1}` }))?.id).toBe("b");
+        expect((await store.findByDial({ callId: "CA-404", dialRef: `${a}@${T0 + 1}` }))?.id).toBe("a");
+      });
+
+      it("still finds the lead by an earlier dial's call id after a retry", async () => {
+        const token = await inCall("a", "CA-1");
+        await store.settle(token, { kind: "ended", outcome: "NO_ANSWER", retryAt: T0 + 10 }, T0 + 5);
+        const next = await claimNext(T0 + 10);
+        await store.beginDial(next, { dialRef: "ref-2", numberId: "n1", at: T0 + 11, recorded: true });
+        const found = await store.findByDial({ callId: "CA-1" });
+        expect(found).toMatchObject({ id: "a", status: "DIALING" });
+        expect(found?.dial?.dialRef).toBe("ref-2");
+      });
+
+      it("returns null for unknown references", async () => {
+        await inCall("a", "CA-1");
+        expect(await store.findByDial({ callId: "CA-404" })).toBeNull();
+        expect(await store.findByDial({ dialRef: "nope" })).toBeNull();
+        expect(await store.findByDial({})).toBeNull();
+      });
+    });
+
+    describe("expiredUnknownDials", () => {
+      it("lists held unknown dials whose dial time is at or before the bound", async () => {
+        await heldUnknown("a", T0 + 1);
+        await heldUnknown("b", T0 + 5);
+        await inCall("c");
+        expect(await store.expiredUnknownDials(T0)).toEqual([]);
+        expect((await store.expiredUnknownDials(T0 + 1)).map((l) => l.id)).toEqual(["a"]);
+        expect((await store.expiredUnknownDials(T0 + 100)).map((l) => l.id)).toEqual(["a", "b"]);
+      });
+
+      it("includes dials held because their owner's lease expired", async () => {
+        await dialing("a");
+        await store.claimDue("w2", T0 + LEASE, 10, LEASE);
+        expect((await store.expiredUnknownDials(T0 + LEASE)).map((l) => l.id)).toEqual(["a"]);
+      });
+
+      it("no longer lists a dial once it was re-queued or ended", async () => {
+        const a = await heldUnknown("a");
+        const b = await heldUnknown("b");
+        await store.settle(a, { kind: "unknownExpired", at: T0 + 10 }, T0 + 10);
+        await store.settle(b, { kind: "ended", outcome: "ANSWERED" }, T0 + 10);
+        expect(await store.expiredUnknownDials(T0 + 100)).toEqual([]);
+      });
+    });
+
+    describe("numbers", () => {
+      const number = (id: string, extra: Partial<OutboundNumber> = {}): OutboundNumber => ({
+        id,
+        e164: "+14155550000",
+        provider: "twilio",
+        maxChannels: 2,
+        status: "AVAILABLE",
+        pool: true,
+        ...extra,
+      });
+
+      it("poolNumbers lists the AVAILABLE pool numbers of a provider, by id in code-point order", async () => {
+        await store.upsertNumbers([
+          number("n2"),
+          number("n10"),
+          number("N3"),
+          number("off", { status: "DISABLED" }),
+          number("pinned", { pool: false }),
+          number("p1", { provider: "plivo" }),
+        ]);
+        expect((await store.poolNumbers("twilio")).map((n) => n.id)).toEqual(["N3", "n10", "n2"]);
+        expect((await store.poolNumbers("plivo")).map((n) => n.id)).toEqual(["p1"]);
+        expect((await store.poolNumbers()).map((n) => n.id)).toEqual(["N3", "n10", "n2", "p1"]);
+        expect(await store.poolNumbers("exotel")).toEqual([]);
+      });
+
+      it("number returns it by id, and an upsert replaces it", async () => {
+        await store.upsertNumbers([number("n1")]);
+        expect(await store.number("n1")).toEqual(number("n1"));
+        await store.upsertNumbers([number("n1", { status: "DISABLED", maxChannels: 5 })]);
+        expect(await store.number("n1")).toEqual(number("n1", { status: "DISABLED", maxChannels: 5 }));
+        expect(await store.poolNumbers("twilio")).toEqual([]);
+        expect(await store.number("nope")).toBeNull();
+      });
+
+      it("the last of a repeated id in one upsert wins", async () => {
+        await store.upsertNumbers([number("n1", { maxChannels: 1 }), number("n1", { maxChannels: 9 })]);
+        expect((await store.number("n1"))?.maxChannels).toBe(9);
+      });
+    });
+
+    describe("templates", () => {
+      const full: Template = {
+        id: "t1",
+        resellerId: "r1",
+        numberId: "n1",
+        provider: "twilio",
+        window: { start: "09:00", end: "21:00", timeZone: "Europe/Berlin" },
+        retry: { maxAttempts: 3, onOutcomes: ["NO_ANSWER", "BUSY"], delaySeconds: 600 },
+        rateLimitRules: [
+          { maxCalls: 7, windowSeconds: 3600 },
+          { maxCalls: 3, windowSeconds: 86400 },
+        ],
+      };
+
+      it("returns a template as upserted, optional fields absent when not given", async () => {
+        await store.upsertTemplates([full, { id: "t2", resellerId: "r1" }]);
+        expect(await store.template("t1")).toStrictEqual(full);
+        expect(await store.template("t2")).toStrictEqual({ id: "t2", resellerId: "r1" });
+        expect(await store.template("nope")).toBeNull();
+      });
+
+      it("an upsert replaces the whole template, and the last of a repeated id wins", async () => {
+        await store.upsertTemplates([full]);
+        await store.upsertTemplates([
+          { id: "t1", resellerId: "r2" },
+          { id: "t1", resellerId: "r3", provider: "plivo" },
+        ]);
+        expect(await store.template("t1")).toStrictEqual({ id: "t1", resellerId: "r3", provider: "plivo" });
+      });
+    });
+
+    describe("block list", () => {
+      it("isBlocked is true only for blocked phones, and blocking twice is harmless", async () => {
+        expect(await store.isBlocked(PHONE)).toBe(false);
+        await store.block([PHONE, PHONE]);
+        await store.block([PHONE]);
+        expect(await store.isBlocked(PHONE)).toBe(true);
+        expect(await store.isBlocked("+14155550199")).toBe(false);
+      });
+    });
+  });
+}
