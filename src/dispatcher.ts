@@ -53,6 +53,12 @@ export interface DispatcherOptions {
   owner?: string;
   /** Uniform [0, 1) source for jitter; seeded by the simulator. */
   random?: () => number;
+  /**
+   * Run the store-driven sweep this often (ms): needed when several processes share the stores, so
+   * the calls and unknown dials of a process that died are closed. Off (0) by default: each process
+   * always watches its own.
+   */
+  sweepEveryMs?: number;
   numbers?: unknown[];
   templates?: unknown[];
   blockedPhones?: string[];
@@ -108,7 +114,10 @@ export class Dispatcher {
   readonly #hmacSecret: string;
   readonly #seed: { numbers: OutboundNumber[]; templates: Template[]; blocked: string[] };
   readonly #stats: DispatcherStats;
-  readonly #unknownTimers = new Map<string, Timer>();
+  /** Per lead: when its held unknown dial expires, or its call has run too long (spec §7.15, §7.16). */
+  readonly #deadlines = new Map<string, Timer>();
+  #sweepTimer: Timer | null = null;
+  readonly #sweepEveryMs: number;
   /** Leads waiting for a line: number → lead → due time (spec §7.11). */
   readonly #waiters = new Map<string, Map<string, number>>();
   #started = false;
@@ -163,7 +172,11 @@ export class Dispatcher {
       onError,
       onClaimed: (lead) => emit("lead:claimed", { leadId: lead.id, token: lead.token as string }),
     });
-    this.on("lead:heldUnknown", ({ leadId }) => this.#armUnknownExpiry(leadId));
+    this.#sweepEveryMs = options.sweepEveryMs ?? 0;
+    this.on("lead:heldUnknown", ({ leadId }) =>
+      this.#armDeadline(leadId, this.config.unknownDial.holdMinutes),
+    );
+    this.on("lead:dialled", ({ leadId }) => this.#armDeadline(leadId, this.config.maxCallMinutes));
     this.#wakeWaitersOnRelease();
   }
 
@@ -175,6 +188,7 @@ export class Dispatcher {
     await this.store.block(this.#seed.blocked);
     this.#started = true;
     this.#supervisor.start();
+    if (this.#sweepEveryMs > 0) this.#armSweep();
   }
 
   /**
@@ -185,8 +199,9 @@ export class Dispatcher {
     if (!this.#started) return { drained: true };
     this.#started = false;
     const result = await this.#supervisor.stop();
-    for (const timer of this.#unknownTimers.values()) timer.cancel();
-    this.#unknownTimers.clear();
+    for (const timer of this.#deadlines.values()) timer.cancel();
+    this.#deadlines.clear();
+    this.#sweepTimer?.cancel();
     await this.#outbox.flush();
     this.#outbox.stop();
     return result;
@@ -253,8 +268,8 @@ export class Dispatcher {
     if (!(await this.store.settle(token, { kind: "ended", outcome, retryAt }, now))) {
       return { kind: "duplicate", leadId: lead.id };
     }
-    this.#unknownTimers.get(lead.id)?.cancel();
-    this.#unknownTimers.delete(lead.id);
+    this.#deadlines.get(lead.id)?.cancel();
+    this.#deadlines.delete(lead.id);
     await this.#releaseLine(dial.numberId, token);
     if (lead.cancelRequested) this.#emit("lead:finished", { leadId: lead.id, outcome: "CANCELLED" });
     else if (retryAt !== undefined)
@@ -265,24 +280,34 @@ export class Dispatcher {
   }
 
   /**
-   * Held unknown dials older than unknownDial.holdMinutes: release the line, undo the record and
-   * re-queue the lead (spec §7.16). Runs on a timer per held dial; callable by an external sweep.
+   * Store-driven clean-up, for this process's calls and those of processes that died:
+   * - held unknown dials older than unknownDial.holdMinutes: line released, record undone, lead
+   *   re-queued (FINISHED CANCELLED when a cancel was requested);
+   * - calls with no end signal after maxCallMinutes: closed UNKNOWN and their line released.
    */
-  async sweepUnknownDials(): Promise<number> {
+  async sweep(): Promise<{ unknownExpired: number; overdueCalls: number }> {
     const now = this.clock.now();
-    const expired = await this.store.expiredUnknownDials(now - this.config.unknownDial.holdMinutes * 60_000);
-    let count = 0;
-    for (const lead of expired) {
+    let unknownExpired = 0;
+    let overdueCalls = 0;
+    for (const lead of await this.store.expiredUnknownDials(
+      now - this.config.unknownDial.holdMinutes * 60_000,
+    )) {
       const token = lead.token as string;
       if (!(await this.store.settle(token, { kind: "unknownExpired", at: now }, now))) continue;
-      count += 1;
+      unknownExpired += 1;
       if (lead.dial) await this.#releaseLine(lead.dial.numberId, token);
       await this.#undoRecord(lead.phone, token);
       if (lead.cancelRequested) this.#emit("lead:finished", { leadId: lead.id, outcome: "CANCELLED" });
       else this.#emit("lead:deferred", { leadId: lead.id, reason: "unknownExpired", at: now });
-      this.#supervisor.poke();
     }
-    return count;
+    for (const lead of await this.store.overdueCalls(now - this.config.maxCallMinutes * 60_000)) {
+      const dial = lead.dial;
+      if (!dial?.callId) continue;
+      if ((await this.callEnded({ callId: dial.callId, outcome: "UNKNOWN" })).kind === "ended")
+        overdueCalls += 1;
+    }
+    if (unknownExpired > 0) this.#supervisor.poke();
+    return { unknownExpired, overdueCalls };
   }
 
   stats(): DispatcherStats {
@@ -361,18 +386,25 @@ export class Dispatcher {
     });
   }
 
-  #armUnknownExpiry(leadId: string): void {
-    const at = this.clock.now() + this.config.unknownDial.holdMinutes * 60_000;
-    this.#unknownTimers.get(leadId)?.cancel();
-    this.#unknownTimers.set(
+  #armDeadline(leadId: string, minutes: number): void {
+    this.#deadlines.get(leadId)?.cancel();
+    const at = this.clock.now() + minutes * 60_000;
+    this.#deadlines.set(
       leadId,
       this.clock.setTimer(at, () => {
-        this.#unknownTimers.delete(leadId);
-        this.sweepUnknownDials().catch((error: unknown) =>
-          this.#emit("error", { where: "unknown sweep", error }),
-        );
+        this.#deadlines.delete(leadId);
+        this.sweep().catch((error: unknown) => this.#emit("error", { where: "sweep", error }));
       }),
     );
+  }
+
+  /** The periodic sweep (`sweepEveryMs`): finds what other, dead processes left behind. */
+  #armSweep(): void {
+    this.#sweepTimer = this.clock.setTimer(this.clock.now() + this.#sweepEveryMs, () => {
+      this.sweep()
+        .catch((error: unknown) => this.#emit("error", { where: "sweep", error }))
+        .finally(() => this.#started && this.#armSweep());
+    });
   }
 
   #countEvents(): void {

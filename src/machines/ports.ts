@@ -170,6 +170,8 @@ export interface LeadStore {
   cancel(id: string, now: number): Promise<LeadRecord | null>;
   /** Held unknown dials whose hold started at or before `dialAtOrBefore`. */
   expiredUnknownDials(dialAtOrBefore: number): Promise<LeadRecord[]>;
+  /** Placed calls (PROCESSING, not unknown) dialled at or before `dialAtOrBefore`: no end signal came. */
+  overdueCalls(dialAtOrBefore: number): Promise<LeadRecord[]>;
   /** Every lead (for reports and invariants). */
   list(): Promise<LeadRecord[]>;
 

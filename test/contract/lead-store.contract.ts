@@ -644,6 +644,20 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
       });
     });
 
+    describe("overdueCalls", () => {
+      it("lists placed calls dialled at or before the bound, never held unknown dials", async () => {
+        await inCall("a");
+        await heldUnknown("b");
+        expect((await store.overdueCalls(T0 + 100)).map((l) => l.id)).toEqual(["a"]);
+      });
+
+      it("no longer lists a call once it ended", async () => {
+        const a = await inCall("a");
+        await store.settle(a, { kind: "ended", outcome: "ANSWERED" }, T0 + 10);
+        expect(await store.overdueCalls(T0 + 100)).toEqual([]);
+      });
+    });
+
     describe("numbers", () => {
       const number = (id: string, extra: Partial<OutboundNumber> = {}): OutboundNumber => ({
         id,

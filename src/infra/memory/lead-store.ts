@@ -174,6 +174,12 @@ export class MemoryLeadStore implements LeadStore {
       .map((l) => structuredClone(l));
   }
 
+  async overdueCalls(dialAtOrBefore: number): Promise<LeadRecord[]> {
+    return [...this.#leads.values()]
+      .filter((l) => l.status === "PROCESSING" && l.dial && !l.dial.unknown && l.dial.at <= dialAtOrBefore)
+      .map((l) => structuredClone(l));
+  }
+
   async list(): Promise<LeadRecord[]> {
     return [...this.#leads.values()].map((l) => structuredClone(l));
   }

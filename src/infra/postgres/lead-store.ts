@@ -119,6 +119,10 @@ export class PostgresLeadStore implements LeadStore {
     return this.#leads(this.#sql.expiredUnknownDials, [dialAtOrBefore]);
   }
 
+  async overdueCalls(dialAtOrBefore: number): Promise<LeadRecord[]> {
+    return this.#leads(this.#sql.overdueCalls, [dialAtOrBefore]);
+  }
+
   async list(): Promise<LeadRecord[]> {
     return this.#leads(this.#sql.listLeads, []);
   }
@@ -380,6 +384,11 @@ function statements(s: string) {
     expiredUnknownDials: `
       ${selectLeads(`${s}.leads l`)}
       WHERE l.status = 'PROCESSING' AND d.unknown AND d.at <= $1
+      ORDER BY l.seq`,
+
+    overdueCalls: `
+      ${selectLeads(`${s}.leads l`)}
+      WHERE l.status = 'PROCESSING' AND NOT d.unknown AND d.at <= $1
       ORDER BY l.seq`,
 
     templateById: `SELECT * FROM ${s}.templates WHERE id = $1`,
