@@ -130,9 +130,9 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, roo
 function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case "too_small":
-      return issue.origin === "array"
-        ? `must have at least ${issue.minimum} item(s)`
-        : `must be ${issue.inclusive ? "≥" : ">"} ${issue.minimum}`;
+      if (issue.origin === "array") return `must have at least ${issue.minimum} item(s)`;
+      if (issue.origin === "string") return issue.minimum === 1 ? "must not be empty" : issue.message;
+      return `must be ${issue.inclusive ? "≥" : ">"} ${issue.minimum}`;
     case "too_big":
       return `must be ${issue.inclusive ? "≤" : "<"} ${issue.maximum}`;
     case "invalid_type":

@@ -1,0 +1,30 @@
+/** dialgate's public API: the embedded dispatcher, its ports, and the adapters that ship with it. */
+export {
+  type CallEndResult,
+  createDispatcher,
+  Dispatcher,
+  type DispatcherOptions,
+  type DispatcherStats,
+} from "./dispatcher.js";
+export type { DispatcherEventName, DispatcherEvents } from "./events.js";
+export { LogAlertSink } from "./infra/alerts/log-sink.js";
+export { runVirtual, ScaledClock, SystemClock, VirtualClock } from "./infra/clock.js";
+export type { DispatcherConfig, DispatcherConfigInput } from "./infra/config.js";
+export { ValidationError } from "./infra/config.js";
+export { MemoryGateStore } from "./infra/memory/gate-store.js";
+export { MemoryLeadStore } from "./infra/memory/lead-store.js";
+export { PostgresLeadStore } from "./infra/postgres/lead-store.js";
+export { migrate } from "./infra/postgres/migrate.js";
+export {
+  type CallbackHandlerOptions,
+  createCallbackHandler,
+  verifyPlivoSignatureV3,
+  verifyTwilioSignature,
+} from "./infra/providers/callbacks.js";
+export { type ExotelOptions, ExotelProvider } from "./infra/providers/exotel.js";
+export { type PlivoOptions, PlivoProvider } from "./infra/providers/plivo.js";
+export { type SimPlan, SimulatedProvider } from "./infra/providers/simulated.js";
+export { type TwilioOptions, TwilioProvider } from "./infra/providers/twilio.js";
+export { createRedisClient, RedisGateStore } from "./infra/redis/gate-store.js";
+export { type LeadEnd, leadMachine } from "./machines/lead-machine.js";
+export type * from "./machines/ports.js";
