@@ -1,6 +1,6 @@
 import { isValidPhoneNumber } from "libphonenumber-js";
 import { z } from "zod";
-import { maskPhone } from "./mask.js";
+import { maskPhones } from "./mask.js";
 
 /** A value rejected at the boundary; the message quotes the field path and the (masked) value. */
 export class ValidationError extends Error {
@@ -123,8 +123,7 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, roo
   const path = root + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
   let bad: unknown = value;
   for (const key of issue.path) bad = (bad as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
-  if (issue.path.at(-1) === "phone" && typeof bad === "string") bad = maskPhone(bad);
-  throw new ValidationError(path, bad, describeIssue(issue));
+  throw new ValidationError(path, maskPhones(bad, issue.path.at(-1) === "phone"), describeIssue(issue));
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

@@ -3,3 +3,29 @@ export function maskPhone(phone: string): string {
   const digits = phone.replace(/\D/g, "");
   return `***${digits.slice(-4)}`;
 }
+
+/**
+ * Runs of 7–15 digits, optionally with a leading + or ( and short separators (`+1 (415) 555-0123`),
+ * that stand alone: not glued to a word, an id (`lead-123…`, a UUID segment) or a mask (`***1234`).
+ */
+const PHONE_LIKE = /(?<![\w*@-])\+?\(?\d(?:[\s().-]{0,2}\d){6,14}(?!\w)/g;
+/** A calendar date looks like a phone to PHONE_LIKE and is left alone. */
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+/** Every phone-like run in free text masked (`***1234`); dates and ids stay as they are. */
+export function maskPhoneLike(text: string): string {
+  return text.replace(PHONE_LIKE, (match) => (DATE.test(match) ? match : maskPhone(match)));
+}
+
+/** A value with every phone in it masked: fields named `phone`, and phone-like text anywhere. */
+export function maskPhones(value: unknown, isPhone = false): unknown {
+  if (isPhone && (typeof value === "string" || typeof value === "number")) return maskPhone(String(value));
+  if (typeof value === "string") return maskPhoneLike(value);
+  if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) >= 1e6)
+    return maskPhone(String(value));
+  if (Array.isArray(value)) return value.map((v) => maskPhones(v));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskPhones(v, k === "phone")]));
+  }
+  return value;
+}
