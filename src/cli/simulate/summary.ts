@@ -1,0 +1,107 @@
+import type { SimulationRun } from "./engine.js";
+import { isPlaced, type Report, rulesInForce } from "./report.js";
+
+/** An invariant the run broke, in words; empty when the dispatcher kept every promise. */
+export function violations(report: Report, run: SimulationRun): string[] {
+  const found: string[] = [];
+  const inv = report.invariants;
+  for (const number of run.scenario.numbers) {
+    const max = inv.maxConcurrentByNumber[number.id] ?? 0;
+    if (max > number.maxChannels)
+      found.push(`number ${number.id} had ${max} calls at once (maxChannels ${number.maxChannels})`);
+  }
+  // alertOnly dials over the cap by design, and a template's own rules are not the ones measured.
+  const enforced =
+    run.scenario.config.rateLimit.mode === "block" && run.scenario.templates.every((t) => !t.rateLimitRules);
+  if (enforced) {
+    rulesInForce(run).forEach((rule, i) => {
+      const max = inv.maxDialsPerPhoneByRule[i] ?? 0;
+      if (max > rule.maxCalls)
+        found.push(`a phone got ${max} calls within ${rule.windowSeconds} s (rule ${i}: ${rule.maxCalls})`);
+    });
+  }
+  if (inv.duplicateDials > 0) found.push(`${inv.duplicateDials} duplicate dial(s)`);
+  if (inv.lostLeads > 0) found.push(`${inv.lostLeads} lost lead(s)`);
+  return found;
+}
+
+/** Seconds of placed calls, ring to hang-up. */
+export function totalCallSeconds(run: SimulationRun): number {
+  let ms = 0;
+  for (const d of run.dials)
+    if (isPlaced(d) && d.endsAt !== null && d.resultAt !== null) ms += d.endsAt - d.resultAt;
+  return ms / 1000;
+}
+
+/** Lines of the AVAILABLE numbers. */
+export function totalLines(run: SimulationRun): number {
+  return run.scenario.numbers
+    .filter((n) => n.status === "AVAILABLE")
+    .reduce((sum, n) => sum + n.maxChannels, 0);
+}
+
+/** The human-readable report printed without --json. */
+export function formatSummary(report: Report, run: SimulationRun, title: string): string {
+  const { totals, invariants: inv, gates } = report;
+  const rules = rulesInForce(run);
+  const broken = violations(report, run);
+  const callSeconds = totalCallSeconds(run);
+  const lines = totalLines(run);
+  const ideal = lines > 0 ? callSeconds / lines : 0;
+  const ratio =
+    totals.pending > 0
+      ? ` (the horizon: ${totals.pending} lead(s) not finished)`
+      : ideal > 0
+        ? ` (×${(report.makespanSeconds / ideal).toFixed(2)} of call time ÷ lines)`
+        : "";
+  const rows: [string, string][] = [
+    ["leads", `${totals.leads}  finished ${totals.leads - totals.pending}  pending ${totals.pending}`],
+    ["dials", `${totals.dials}  placed ${totals.placed}`],
+    ["finished", pairs(totals.finished)],
+    ["deferred", pairs(totals.deferred)],
+    ["gates", pairs(gates)],
+    [
+      "alerts",
+      `${report.alerts.length}${report.alerts.length ? `  ${pairs(countBy(report.alerts, (a) => a.kind))}` : ""}`,
+    ],
+    ["", ""],
+    [
+      "max concurrent",
+      run.scenario.numbers
+        .map((n) => `${n.id} ${inv.maxConcurrentByNumber[n.id] ?? 0}/${n.maxChannels}`)
+        .join("  "),
+    ],
+    [
+      "max per phone",
+      rules
+        .map((r, i) => `${inv.maxDialsPerPhoneByRule[i] ?? 0}/${r.maxCalls} per ${r.windowSeconds} s`)
+        .join("  "),
+    ],
+    ["duplicate dials", String(inv.duplicateDials)],
+    ["lost leads", String(inv.lostLeads)],
+    ["invariants", broken.length === 0 ? "ok" : `BROKEN: ${broken.join("; ")}`],
+    ["", ""],
+    ["makespan", `${fixed(report.makespanSeconds)} s${ratio}`],
+    ["call time ÷ lines", `${fixed(callSeconds)} s ÷ ${lines} = ${fixed(ideal)} s`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  const body = rows
+    .map(([label, value]) => (label ? `  ${label.padEnd(width)}  ${value || "-"}` : ""))
+    .join("\n");
+  return `${title}\n\n${body}\n`;
+}
+
+function pairs(record: Record<string, number>): string {
+  const entries = Object.entries(record);
+  return entries.length ? entries.map(([k, v]) => `${k} ${v}`).join("  ") : "-";
+}
+
+function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
+  return counts;
+}
+
+function fixed(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
