@@ -4,7 +4,7 @@ import { ScaledClock } from "../infra/clock.js";
 import { createLogger } from "../infra/logger.js";
 import { type SimPlan, SimulatedProvider } from "../infra/providers/simulated.js";
 import type { Alert, LeadInput } from "../machines/ports.js";
-import { seededRandom } from "./random.js";
+import { randomStream } from "./simulate/random.js";
 
 /** Virtual seconds per real second: an hour-long campaign plays in well under a minute. */
 const SCALE = 90;
@@ -17,7 +17,7 @@ const PHONES = 160;
  * reply, a block list, and one template pinned to a disabled number (a misconfiguration).
  */
 export async function demo(options: { seed?: number } = {}): Promise<number> {
-  const random = seededRandom(options.seed ?? 21);
+  const random = randomStream(options.seed ?? 21, 0);
   const clock = new ScaledClock(Date.parse("2026-05-21T09:00:00Z"), SCALE);
   const alerts: Alert[] = [];
   let dispatcher: Dispatcher | undefined;
