@@ -18,6 +18,7 @@ const THROTTLE_MS: Record<Severity, number> = { P0: 5 * 60_000, P1: 30 * 60_000,
  */
 export class Alerter {
   #local = new Map<string, number>();
+  #deliveries = new Set<Promise<void>>();
 
   constructor(
     private readonly throttle: AlertThrottle,
@@ -40,10 +41,20 @@ export class Alerter {
     if (!allowed) return false;
     const alert: Alert = { kind, severity, key: throttleKey, message, fields, at: now };
     this.onSent(alert);
-    await Promise.all(
-      this.sinks.map((sink) => sink.send(alert).catch((error: unknown) => this.onError(error))),
-    );
+    // Delivery is not awaited: a slow or hung sink must not hold up a call-end or a gate.
+    for (const sink of this.sinks) {
+      const delivery = sink
+        .send(alert)
+        .catch((error: unknown) => this.onError(error))
+        .finally(() => this.#deliveries.delete(delivery));
+      this.#deliveries.add(delivery);
+    }
     return true;
+  }
+
+  /** Waits for deliveries in flight (on stop). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.#deliveries]);
   }
 
   #allowLocally(key: string, windowMs: number, now: number): boolean {
