@@ -60,6 +60,9 @@ export function createGateActors(deps: GateDeps) {
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
     if (await store.isBlocked(lead.phone)) return { kind: "finish", outcome: "BLACKLISTED" };
+    // Last: another process may have cancelled or re-claimed the lead meanwhile. Then touch nothing.
+    const current = await store.get(lead.id);
+    if (current?.status !== "CLAIMED" || current.token !== lead.token) return { kind: "drop" };
     return { kind: "ok", template, rules: template.rateLimitRules ?? config.rateLimit.rules };
   });
 

@@ -1,0 +1,170 @@
+/**
+ * A real dispatcher on the in-memory backend, a virtual clock and a chosen provider, with everything
+ * a behaviour test asserts on close at hand: the gate store's ledger and call log, every event the
+ * dispatcher emitted, and helpers that move time.
+ */
+import pino from "pino";
+import { createDispatcher, type Dispatcher, type DispatcherOptions } from "../../src/dispatcher.js";
+import type { DispatcherEventName, DispatcherEvents } from "../../src/events.js";
+import { runVirtual, settle, VirtualClock } from "../../src/infra/clock.js";
+import type { DispatcherConfigInput } from "../../src/infra/config.js";
+import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
+import { phoneKey } from "../../src/infra/phone-key.js";
+import type { Alert, AlertKind, LeadRecord, Provider } from "../../src/machines/ports.js";
+import { FaultyGateStore } from "./faulty-gate-store.js";
+
+/** Monday 2031-01-06 06:00 UTC (01:00 in New York, 11:30 in Kolkata), far from the wall clock. */
+export const T0 = Date.UTC(2031, 0, 6, 6, 0, 0);
+export const SECOND = 1000;
+export const MINUTE = 60 * SECOND;
+export const HOUR = 60 * MINUTE;
+export const HMAC_SECRET = "test-secret";
+
+/** Valid (libphonenumber) customer phones. */
+export const PHONES = [
+  "+14155550123",
+  "+14155552671",
+  "+12025550143",
+  "+12125551234",
+  "+919876543210",
+  "+919876543211",
+  "+15005550006",
+  "+919000000001",
+] as const;
+export const PHONE = PHONES[0];
+
+export const NUMBER = {
+  id: "num-1",
+  e164: "+15550000001",
+  provider: "sim",
+  maxChannels: 20,
+  status: "AVAILABLE",
+  pool: true,
+} as const;
+
+export const TEMPLATE = { id: "tpl-1", resellerId: "res-1" } as const;
+
+export const silentLogger = pino({ level: "silent" });
+
+/** mulberry32: the same jitter every run. */
+export function seededRandom(seed = 42): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const EVENT_NAMES = [
+  "lead:claimed",
+  "lead:dialling",
+  "lead:dialResult",
+  "lead:dialled",
+  "lead:heldUnknown",
+  "lead:deferred",
+  "lead:finished",
+  "lead:dropped",
+  "gate:failOpen",
+  "gate:result",
+  "channel:waiting",
+  "channel:released",
+  "alert",
+  "error",
+] as const satisfies readonly DispatcherEventName[];
+
+export type Recorded = {
+  [K in DispatcherEventName]: { name: K; payload: DispatcherEvents[K]; at: number };
+}[DispatcherEventName];
+
+export interface HarnessOptions<P extends Provider = Provider> {
+  config?: DispatcherConfigInput;
+  numbers?: unknown[];
+  templates?: unknown[];
+  blockedPhones?: string[];
+  /** Built on the harness clock; gets the dispatcher lazily (for end signals). */
+  provider: (clock: VirtualClock, dispatcher: () => Dispatcher) => P;
+  start?: number;
+  /** The lead store (a MemoryLeadStore, possibly with hooks). */
+  leadStore?: MemoryLeadStore;
+  extra?: Partial<DispatcherOptions>;
+}
+
+/** Builds and starts the dispatcher. */
+export async function createHarness<P extends Provider>(options: HarnessOptions<P>) {
+  const h = build(options);
+  await h.dispatcher.start();
+  await settle();
+  return h;
+}
+
+function build<P extends Provider>(options: HarnessOptions<P>) {
+  const clock = new VirtualClock(options.start ?? T0);
+  const gates = new FaultyGateStore({ clock });
+  const leads = options.leadStore ?? new MemoryLeadStore();
+  let dispatcher: Dispatcher | undefined;
+  const provider = options.provider(clock, () => dispatcher as Dispatcher);
+  dispatcher = createDispatcher({
+    config: options.config,
+    leadStore: leads,
+    gateStore: gates,
+    providers: [provider],
+    clock,
+    logger: silentLogger,
+    hmacSecret: HMAC_SECRET,
+    owner: "test-process",
+    random: seededRandom(),
+    numbers: options.numbers ?? [NUMBER],
+    templates: options.templates ?? [TEMPLATE],
+    blockedPhones: options.blockedPhones,
+    ...options.extra,
+  });
+  const events: Recorded[] = [];
+  for (const name of EVENT_NAMES) {
+    dispatcher.on(name, (payload: unknown) => events.push({ name, payload, at: clock.now() } as Recorded));
+  }
+  const d = dispatcher;
+
+  /** The events named `name`, with the clock reading when each was emitted. */
+  const timed = <K extends DispatcherEventName>(name: K) =>
+    events.filter((e) => e.name === name) as { name: K; payload: DispatcherEvents[K]; at: number }[];
+  const of = <K extends DispatcherEventName>(name: K): DispatcherEvents[K][] =>
+    timed(name).map((e) => e.payload);
+
+  return {
+    clock,
+    gates,
+    memory: gates.inner,
+    leads,
+    provider,
+    dispatcher: d,
+    events,
+    timed,
+    of,
+    alerts: (kind?: AlertKind): Alert[] => of("alert").filter((a) => kind === undefined || a.kind === kind),
+    /** The phone's key in the gate store. */
+    key: (phone: string) => phoneKey(HMAC_SECRET, phone),
+    members: (phone: string) => gates.inner.members(phoneKey(HMAC_SECRET, phone)),
+    holders: (numberId: string = NUMBER.id) => gates.inner.holders(numberId, clock.now()),
+    lead: async (id: string): Promise<LeadRecord> => {
+      const lead = await leads.get(id);
+      if (!lead) throw new Error(`no lead ${id}`);
+      return lead;
+    },
+    /** Runs every timer up to `now + ms`, then stands at exactly that instant. */
+    advance: async (ms: number) => {
+      const until = clock.now() + ms;
+      await runVirtual(clock, { until });
+      clock.advanceTo(until);
+      await settle();
+    },
+    /** Runs timers until `isDone()` or `ms` of virtual time passed; returns whether it got done. */
+    runUntil: async (isDone: () => boolean, ms: number) => {
+      await runVirtual(clock, { until: clock.now() + ms, isDone });
+      return isDone();
+    },
+    settle: () => settle(),
+  };
+}
