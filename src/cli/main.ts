@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { ValidationError } from "../infra/config.js";
 import { demo } from "./demo.js";
 
@@ -25,6 +25,54 @@ program
     finish(await simulateCommand(file, opts));
   });
 
+const schemaOption = () =>
+  new Option("--schema <name>", "Postgres schema of the lead store")
+    .env("DIALGATE_SCHEMA")
+    .default("dialgate");
+
+program
+  .command("migrate")
+  .description("apply pending database migrations to DATABASE_URL (idempotent)")
+  .addOption(schemaOption())
+  .action(async (opts: { schema: string }) => {
+    const { migrateCommand } = await import("./migrate.js");
+    finish(await migrateCommand(opts));
+  });
+
+program
+  .command("run")
+  .description(
+    "run the dispatcher on REDIS_URL + DATABASE_URL until SIGTERM/SIGINT (needs DIALGATE_HMAC_SECRET)",
+  )
+  .addOption(
+    new Option("--config <file>", "JSON: { config, numbers, templates, provider }").env("DIALGATE_CONFIG"),
+  )
+  .addOption(schemaOption())
+  .addOption(
+    new Option("--prefix <prefix>", "prefix of every Redis key")
+      .env("DIALGATE_REDIS_PREFIX")
+      .default("dialgate:"),
+  )
+  .addOption(
+    new Option("--sweep-every-ms <ms>", "sweep for calls and unknown dials of dead processes this often")
+      .env("DIALGATE_SWEEP_EVERY_MS")
+      .default(5000)
+      .argParser(toPositiveInt),
+  )
+  .option("--migrate", "apply pending migrations before starting")
+  .action(
+    async (opts: {
+      config?: string;
+      schema: string;
+      prefix: string;
+      sweepEveryMs: number;
+      migrate?: boolean;
+    }) => {
+      const { runCommand } = await import("./run.js");
+      finish(await runCommand(opts));
+    },
+  );
+
 program
   .command("viz")
   .description("write docs/lead-machine.md and docs/lead-machine.html from the lead statechart")
@@ -42,6 +90,12 @@ program
 function toInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n)) throw new InvalidArgumentError("must be an integer");
+  return n;
+}
+
+function toPositiveInt(value: string): number {
+  const n = toInt(value);
+  if (n < 1) throw new InvalidArgumentError("must be ≥ 1");
   return n;
 }
 

@@ -1,0 +1,386 @@
+import { randomUUID } from "node:crypto";
+import { closeSync, openSync, writeSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { createDispatcher, type Dispatcher } from "../dispatcher.js";
+import { type Backend, connectBackend } from "../infra/backend.js";
+import { SystemClock } from "../infra/clock.js";
+import {
+  configSchema,
+  numberSchema,
+  parseOrThrow,
+  templateSchema,
+  ValidationError,
+} from "../infra/config.js";
+import { createLogger } from "../infra/logger.js";
+import { phoneKey } from "../infra/phone-key.js";
+import { type SimResult, SimulatedProvider } from "../infra/providers/simulated.js";
+import type { Clock, DialRequest, DialResult, Provider, Timer } from "../machines/ports.js";
+import { checkSchemaName, missingEnvironment } from "./migrate.js";
+
+/**
+ * `dialgate run`: the long-running dispatcher on the shared stores (REDIS_URL + DATABASE_URL). Any
+ * number of these processes may run side by side; claims, leases and the Lua gates keep them apart.
+ */
+
+export interface RunOptions {
+  /** JSON file of RunFile; also DIALGATE_CONFIG. */
+  config?: string;
+  schema: string;
+  prefix: string;
+  sweepEveryMs: number;
+  /** Apply pending migrations before starting. */
+  migrate?: boolean;
+}
+
+const SIM_RESULTS = [
+  "placed",
+  "notPlaced",
+  "throttled",
+  "unknown",
+  "throw",
+  "rejected",
+] as const satisfies readonly SimResult[];
+
+/** One planned answer of the simulated provider (simulate.md `provider.default` / `perLead`). */
+const simPlanSchema = z
+  .object({
+    result: z.enum(SIM_RESULTS),
+    latencyMs: z.number().min(0).optional(),
+    callSeconds: z.number().min(0).optional(),
+    outcome: z.string().min(1).max(50).optional(),
+    retryAfterSeconds: z.number().min(0).optional(),
+  })
+  .strict();
+
+/** The optional `--config` file. Numbers and templates are upserted at start (idempotent by id). */
+export const runFileSchema = z
+  .object({
+    config: configSchema.prefault({}),
+    numbers: z.array(numberSchema).default([]),
+    templates: z.array(templateSchema).default([]),
+    /** The simulated provider "sim" (the only provider until real ones arrive). */
+    provider: z
+      .object({
+        default: simPlanSchema.partial({ result: true }).optional(),
+        /** Answers by the lead's dial sequence in this process, then `default`. */
+        perLead: z.record(z.string().min(1), z.array(simPlanSchema)).default({}),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type RunFile = z.output<typeof runFileSchema>;
+
+/** Parses the JSON text of a run file; errors name the file and the field path. */
+export function parseRunFile(text: string, file: string): RunFile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ValidationError(`config file ${file}`, text.slice(0, 40), `is not JSON (${errorText(error)})`);
+  }
+  try {
+    return parseOrThrow(runFileSchema, json, "");
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    // "config file run.json: config.concurrency must be ≥ 1, got 0"
+    const path = error.path.replace(/^\./, "");
+    throw new ValidationError(`config file ${file}${path ? `: ${path}` : ""}`, error.value, error.problem);
+  }
+}
+
+/** Runs until SIGTERM or SIGINT; resolves with the exit code. */
+export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const refusal = missingEnvironment(env, ["DIALGATE_HMAC_SECRET", "REDIS_URL", "DATABASE_URL"]);
+  if (refusal) {
+    console.error(refusal);
+    return 2;
+  }
+  checkSchemaName(options.schema);
+  const configFile = options.config ?? env.DIALGATE_CONFIG;
+  let text = "{}";
+  if (configFile) {
+    try {
+      text = await readFile(configFile, "utf8");
+    } catch (error) {
+      console.error(`dialgate: cannot read config file ${configFile}: ${errorText(error)}`);
+      return 2;
+    }
+  }
+  const file = parseRunFile(text, configFile ?? "(none)");
+  const hmacSecret = env.DIALGATE_HMAC_SECRET as string;
+  const logger = createLogger();
+  const shutdown = shutdownSignal(logger);
+  const dialLog = env.DIALGATE_SIM_LOG ? new DialLog(env.DIALGATE_SIM_LOG, hmacSecret) : null;
+
+  let backend: Backend;
+  try {
+    backend = await connectBackend({
+      redisUrl: env.REDIS_URL as string,
+      databaseUrl: env.DATABASE_URL as string,
+      prefix: options.prefix,
+      schema: options.schema,
+      commandTimeoutMs: file.config.store.commandTimeoutMs,
+      migrate: options.migrate,
+      logger,
+    });
+  } catch (error) {
+    dialLog?.close();
+    // 42P01 undefined_table: the schema was never migrated.
+    const hint =
+      (error as { code?: string }).code === "42P01"
+        ? ` (run \`dialgate migrate --schema ${options.schema}\` first, or pass --migrate)`
+        : "";
+    console.error(`dialgate: cannot connect to Redis and Postgres: ${errorText(error)}${hint}`);
+    return 1;
+  }
+  if (backend.migrated.length > 0) logger.info({ migrations: backend.migrated }, "migrations applied");
+
+  let dispatcher: Dispatcher | undefined;
+  let unlisten: (() => Promise<void>) | undefined;
+  let takeover: Timer | undefined;
+  try {
+    const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    const clock = new SystemClock();
+    const provider = new LoggedSimProvider(clock, file.provider, dialLog, (end) =>
+      dispatcher?.callEnded(end),
+    );
+    const running = createDispatcher({
+      config: file.config,
+      leadStore: backend.leadStore,
+      gateStore: backend.gateStore,
+      providers: [provider],
+      clock,
+      logger,
+      hmacSecret,
+      owner,
+      sweepEveryMs: options.sweepEveryMs,
+      numbers: file.numbers,
+      templates: file.templates,
+    });
+    dispatcher = running;
+    running.on("error", ({ where, error }) => logger.warn({ where, err: error }, "dispatcher error"));
+    unlisten = await backend.onLeadsAdded(() => running.poke());
+    await running.start();
+    // A claim also takes over the leads of a dead process (expired lease; a DIALING one becomes a
+    // held unknown dial), but an idle supervisor only wakes for SCHEDULED leads: without this poke
+    // those leads wait for unrelated traffic (dispatcher.md §3). It belongs in the dispatcher's
+    // periodic sweep; drop it once it is there.
+    const pokeEvery = () => {
+      takeover = clock.setTimer(clock.now() + options.sweepEveryMs, () => {
+        running.poke();
+        pokeEvery();
+      });
+    };
+    pokeEvery();
+    logger.info(
+      { owner, schema: options.schema, prefix: options.prefix, sweepEveryMs: options.sweepEveryMs },
+      "dialgate run started",
+    );
+
+    const signal = await shutdown;
+    takeover?.cancel();
+    logger.info({ signal }, "stopping: no new claims; leads before their dial are re-queued");
+    const { drained } = await running.stop();
+    if (!drained) logger.warn("drain timeout: some dials were still in flight");
+    // The simulated calls live in this process: let them end, so their ends reach the store.
+    const ended = await provider.callsEnded(running.config.drainTimeoutMs);
+    if (!ended) logger.warn("drain timeout: simulated calls still in progress are left to the sweep");
+    logger.info({ stats: running.stats() }, "dialgate run stopped");
+    return 0;
+  } finally {
+    takeover?.cancel();
+    await dispatcher?.stop().catch(() => {});
+    await unlisten?.().catch(() => {});
+    await closeQuietly(backend, logger);
+    dialLog?.close();
+  }
+}
+
+async function closeQuietly(backend: Backend, logger: Logger): Promise<void> {
+  try {
+    await backend.close();
+  } catch (error) {
+    logger.warn({ err: error }, "closing the backend failed");
+  }
+}
+
+/**
+ * Resolves with the first SIGTERM/SIGINT. A second one exits at once (an operator who means it), with
+ * code 1: in-flight dials were not waited for.
+ */
+function shutdownSignal(logger: Logger): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) {
+        logger.warn({ signal }, "second signal: exiting without draining");
+        process.exit(1);
+      }
+      received = true;
+      resolve(signal);
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated provider "sim", with its dials appended to DIALGATE_SIM_LOG.
+
+/** One line of DIALGATE_SIM_LOG. The phone appears only as its phoneKey (HMAC with the secret). */
+export interface SimLogLine {
+  pid: number;
+  leadId: string;
+  attempt: number;
+  dialRef: string;
+  numberId: string;
+  phoneKey: string;
+  /** When makeCall was invoked (epoch ms). */
+  at: number;
+  /** When its result came back; null on the line written at invocation. */
+  resultAt: number | null;
+  result: SimResult | null;
+  callId: string | null;
+  /** When a placed call hangs up. */
+  endsAt: number | null;
+  outcome: string | null;
+}
+
+/**
+ * Appends JSON lines synchronously, so a line is on disk before the dispatcher learns the result: a
+ * process killed right after still leaves the truth behind. Each dial gets a line when it is invoked
+ * (result null) and one when its result came back; readers keep the last line per dialRef.
+ */
+class DialLog {
+  readonly #fd: number;
+  readonly #secret: string;
+
+  constructor(path: string, secret: string) {
+    this.#fd = openSync(path, "a");
+    this.#secret = secret;
+  }
+
+  write(
+    req: DialRequest,
+    fields: Omit<SimLogLine, "pid" | "leadId" | "attempt" | "dialRef" | "numberId" | "phoneKey">,
+  ) {
+    const line: SimLogLine = {
+      pid: process.pid,
+      leadId: req.leadId,
+      attempt: req.attempt,
+      dialRef: req.dialRef,
+      numberId: req.numberId,
+      phoneKey: phoneKey(this.#secret, req.to),
+      ...fields,
+    };
+    writeSync(this.#fd, `${JSON.stringify(line)}\n`);
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+}
+
+type CallEnd = { callId: string; dialRef: string; outcome: string };
+
+/**
+ * The SimulatedProvider on the wall clock. Its calls live in this process, so on shutdown their ends
+ * are waited for (callsEnded), or the store would keep them until the maxCallMinutes sweep.
+ */
+class LoggedSimProvider implements Provider {
+  readonly name = "sim";
+  readonly #sim: SimulatedProvider;
+  /**
+   * The SimulatedProvider numbers its calls sim-1, sim-2, … per instance: across processes those
+   * collide, and an end signal found by call id would finish another process's call. Prefixed here
+   * with a per-process id, as a real provider's call ids are unique.
+   */
+  readonly #callIdPrefix = `sim-${randomUUID()}-`;
+  readonly #clock: Clock;
+  readonly #log: DialLog | null;
+  /** Placed calls whose end has not been applied yet. */
+  readonly #ringing = new Set<string>();
+  #allEnded: (() => void) | null = null;
+
+  constructor(
+    clock: Clock,
+    plans: RunFile["provider"],
+    log: DialLog | null,
+    onCallEnd: (end: CallEnd) => Promise<unknown> | undefined,
+  ) {
+    this.#clock = clock;
+    this.#log = log;
+    this.#sim = new SimulatedProvider({
+      clock,
+      name: this.name,
+      default: plans.default && { result: "placed", ...plans.default },
+      perLead: plans.perLead,
+      onCallEnd: (end) => {
+        const callId = this.#globalId(end.callId);
+        Promise.resolve(onCallEnd({ ...end, callId }))
+          .catch(() => {}) // the dispatcher reports its own errors; the sweep closes what is left
+          .finally(() => this.#ended(callId));
+      },
+    });
+  }
+
+  async makeCall(req: DialRequest): Promise<DialResult> {
+    const at = this.#clock.now();
+    this.#log?.write(req, { at, resultAt: null, result: null, callId: null, endsAt: null, outcome: null });
+    try {
+      const result = await this.#sim.makeCall(req);
+      if (result.kind !== "placed") return result;
+      const callId = this.#globalId(result.callId);
+      this.#ringing.add(callId);
+      return { ...result, callId };
+    } finally {
+      this.#settled(req, at);
+    }
+  }
+
+  /** Resolves true once every placed call has ended, false after `timeoutMs`. */
+  callsEnded(timeoutMs: number): Promise<boolean> {
+    if (this.#ringing.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = this.#clock.setTimer(this.#clock.now() + timeoutMs, () => resolve(false));
+      this.#allEnded = () => {
+        timer.cancel();
+        resolve(true);
+      };
+    });
+  }
+
+  #globalId(callId: string): string {
+    return `${this.#callIdPrefix}${callId.replace(/^sim-/, "")}`;
+  }
+
+  #ended(callId: string): void {
+    this.#ringing.delete(callId);
+    if (this.#ringing.size === 0) this.#allEnded?.();
+  }
+
+  /** Logs the dial's result and forgets it: the provider's own list would grow for ever. */
+  #settled(req: DialRequest, at: number): void {
+    const dials = this.#sim.dials;
+    const index = dials.findLastIndex((d) => d.dialRef === req.dialRef);
+    const dial = index >= 0 ? dials[index] : undefined;
+    if (index >= 0) dials.splice(index, 1);
+    this.#log?.write(req, {
+      at: dial?.at ?? at,
+      resultAt: dial?.resultAt ?? this.#clock.now(),
+      result: dial?.result ?? "throw",
+      callId: dial?.callId ? this.#globalId(dial.callId) : null,
+      endsAt: dial?.endsAt ?? null,
+      outcome: dial?.outcome ?? null,
+    });
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
