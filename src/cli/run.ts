@@ -16,7 +16,7 @@ import {
 } from "../infra/config.js";
 import { createLogger } from "../infra/logger.js";
 import { phoneKey } from "../infra/phone-key.js";
-import { type SimResult, SimulatedProvider } from "../infra/providers/simulated.js";
+import { type SimResult, SimulatedProvider, simPlanSchema } from "../infra/providers/simulated.js";
 import type { Clock, DialRequest, DialResult, Provider, Timer } from "../machines/ports.js";
 import { checkSchemaName, missingEnvironment } from "./migrate.js";
 
@@ -34,26 +34,6 @@ export interface RunOptions {
   /** Apply pending migrations before starting. */
   migrate?: boolean;
 }
-
-const SIM_RESULTS = [
-  "placed",
-  "notPlaced",
-  "throttled",
-  "unknown",
-  "throw",
-  "rejected",
-] as const satisfies readonly SimResult[];
-
-/** One planned answer of the simulated provider (simulate.md `provider.default` / `perLead`). */
-const simPlanSchema = z
-  .object({
-    result: z.enum(SIM_RESULTS),
-    latencyMs: z.number().min(0).optional(),
-    callSeconds: z.number().min(0).optional(),
-    outcome: z.string().min(1).max(50).optional(),
-    retryAfterSeconds: z.number().min(0).optional(),
-  })
-  .strict();
 
 /** The optional `--config` file. Numbers and templates are upserted at start (idempotent by id). */
 export const runFileSchema = z

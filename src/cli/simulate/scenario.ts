@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { configSchema, leadSchema, numberSchema, parseOrThrow, templateSchema } from "../../infra/config.js";
+import { simPlanSchema } from "../../infra/providers/simulated.js";
 import { PHONE_STREAM, uniform } from "./random.js";
 
 /**
@@ -10,20 +11,6 @@ import { PHONE_STREAM, uniform } from "./random.js";
 const id = leadSchema.shape.id;
 const seconds = z.number().min(0);
 const MAX_GENERATED = 1_000_000;
-
-export const SIM_RESULTS = ["placed", "notPlaced", "throttled", "unknown", "throw", "rejected"] as const;
-
-/** One planned answer of the simulated provider; omitted fields take the provider's defaults. */
-const planSchema = z
-  .object({
-    result: z.enum(SIM_RESULTS),
-    latencyMs: z.number().min(0).optional(),
-    callSeconds: seconds.optional(),
-    /** Free-form call outcome, as `callEnded` accepts it. */
-    outcome: z.string().min(1).max(50).optional(),
-    retryAfterSeconds: seconds.optional(),
-  })
-  .strict();
 
 const explicitLeadSchema = z
   .object({
@@ -97,9 +84,9 @@ export const scenarioSchema = z
     leads: z.array(leadEntrySchema).min(1),
     provider: z
       .object({
-        default: planSchema.partial({ result: true }).optional(),
+        default: simPlanSchema.partial({ result: true }).optional(),
         /** Answers by the lead's dial sequence (1st, 2nd, … makeCall), then `default`. */
-        perLead: z.record(id, z.array(planSchema)).default({}),
+        perLead: z.record(id, z.array(simPlanSchema)).default({}),
       })
       .strict()
       .prefault({}),
@@ -132,7 +119,6 @@ export const scenarioSchema = z
 
 export type ScenarioInput = z.input<typeof scenarioSchema>;
 export type Scenario = z.output<typeof scenarioSchema>;
-export type SimPlanInput = z.output<typeof planSchema>;
 export type Fault = z.output<typeof faultSchema>;
 
 /** Validates a scenario; throws a ValidationError naming the first bad field (`scenario.…`). */

@@ -1,15 +1,22 @@
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
 import type { Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
 
-export type SimResult = "placed" | "notPlaced" | "throttled" | "unknown" | "throw" | "rejected";
+export const SIM_RESULTS = ["placed", "notPlaced", "throttled", "unknown", "throw", "rejected"] as const;
+export type SimResult = (typeof SIM_RESULTS)[number];
 
 /** One planned answer of the simulated provider (simulate.md `provider.default` / `perLead`). */
-export interface SimPlan {
-  result: SimResult;
-  latencyMs?: number;
-  callSeconds?: number;
-  outcome?: string;
-  retryAfterSeconds?: number;
-}
+export const simPlanSchema = z
+  .object({
+    result: z.enum(SIM_RESULTS),
+    latencyMs: z.number().min(0).optional(),
+    callSeconds: z.number().min(0).optional(),
+    /** Free-form call outcome, as `callEnded` accepts it. */
+    outcome: z.string().min(1).max(50).optional(),
+    retryAfterSeconds: z.number().min(0).optional(),
+  })
+  .strict();
+export type SimPlan = z.output<typeof simPlanSchema>;
 
 /** Every makeCall as the provider saw it: the ground truth the invariants are measured on. */
 export interface SimDial {
@@ -53,6 +60,8 @@ export class SimulatedProvider implements Provider {
   #o: SimulatedProviderOptions;
   #seqByLead = new Map<string, number>();
   #calls = 0;
+  /** Call ids are unique across processes, as a real provider's are. */
+  readonly #callIdPrefix = `sim-${randomUUID().slice(0, 8)}-`;
 
   constructor(options: SimulatedProviderOptions) {
     this.#o = options;
@@ -104,7 +113,7 @@ export class SimulatedProvider implements Provider {
 
   #ring(dial: SimDial, callSeconds: number, outcome: string): DialResult {
     const { clock } = this.#o;
-    const callId = `sim-${++this.#calls}`;
+    const callId = `${this.#callIdPrefix}${++this.#calls}`;
     dial.callId = callId;
     dial.endsAt = clock.now() + callSeconds * 1000;
     dial.outcome = outcome;
