@@ -3,6 +3,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { Alerter } from "./actors/alerter.js";
+import { createGateStateSource, isRebuildable } from "./actors/gate-rebuild.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
 import { Outbox } from "./actors/outbox.js";
 import { Supervisor } from "./actors/supervisor.js";
@@ -178,6 +179,7 @@ export class Dispatcher {
     );
     this.on("lead:dialled", ({ leadId }) => this.#armDeadline(leadId, this.config.maxCallMinutes));
     this.#wakeWaitersOnRelease();
+    this.#rebuildGatesFromStore();
   }
 
   /** Seeds numbers, templates and the block list given in the options, then starts claiming. */
@@ -186,6 +188,7 @@ export class Dispatcher {
     await this.store.upsertNumbers(this.#seed.numbers);
     await this.store.upsertTemplates(this.#seed.templates);
     await this.store.block(this.#seed.blocked);
+    await this.#prepareGates();
     this.#started = true;
     this.#supervisor.start();
     if (this.#sweepEveryMs > 0) this.#armSweep();
@@ -225,6 +228,7 @@ export class Dispatcher {
 
   async upsertNumbers(numbers: unknown[]): Promise<void> {
     await this.store.upsertNumbers(numbers.map((n, i) => parseOrThrow(numberSchema, n, `numbers[${i}]`)));
+    await this.#prepareGates();
   }
 
   async upsertTemplates(templates: unknown[]): Promise<void> {
@@ -396,6 +400,35 @@ export class Dispatcher {
         this.sweep().catch((error: unknown) => this.#emit("error", { where: "sweep", error }));
       }),
     );
+  }
+
+  /**
+   * A gate store that can forget (Redis restarted empty) gets its live holds and rate-limit records
+   * back from the lead store before its channel gate opens again (spec §7.13).
+   */
+  #rebuildGatesFromStore(): void {
+    if (!isRebuildable(this.gates)) return;
+    const source = createGateStateSource({
+      store: this.store,
+      clock: this.clock,
+      config: this.config,
+      hmacSecret: this.#hmacSecret,
+    });
+    this.gates.rebuildFrom(source, (report) => {
+      if (report.kind === "failed") this.logger.warn({ err: report.error }, "gate store rebuild failed");
+      else this.logger.info(report, "gate store rebuilt from the lead store");
+    });
+  }
+
+  /**
+   * New numbers, or a fresh Redis: rebuilt before the first acquire meets them. Never fails the
+   * caller: with Redis down the first acquires start the rebuild instead.
+   */
+  async #prepareGates(): Promise<void> {
+    if (!isRebuildable(this.gates)) return;
+    await this.gates
+      .ensureReady()
+      .catch((error: unknown) => this.logger.warn({ err: error }, "gate store not prepared"));
   }
 
   /** The periodic sweep (`sweepEveryMs`): finds what other, dead processes left behind. */

@@ -145,6 +145,27 @@ export interface DialRow {
   recorded: boolean;
 }
 
+/**
+ * What a gate store that lost its data (a Redis restart) must be told again, as the lead store knows
+ * it (spec §7.13).
+ */
+export interface GateRebuildRows {
+  /** Every outbound number, whatever its status. */
+  numberIds: string[];
+  /** CLAIMED leads: their actors may hold a line taken before the loss and not have dialled yet. */
+  claims: { token: string; leaseUntil: number }[];
+  /** Dials whose line is still held: the lead is DIALING, or PROCESSING (in a call or held unknown). */
+  liveDials: { token: string; numberId: string; at: number }[];
+  /**
+   * Dials that count for the rate limit, made after `now − windowMs`: placed, sent without a usable
+   * reply (unknown, even once expired: it may have rung), or still dialling. Recorded or not: a dial
+   * that failed open is recorded later anyway (spec §7.6).
+   */
+  countedDials: { token: string; phone: string; at: number }[];
+  /** The window used: the caller's, or the largest window of a template's own rules when that is longer. */
+  windowMs: number;
+}
+
 export interface LeadStore {
   /** Idempotent by lead id: a second submit returns the existing lead. */
   submit(leads: LeadInput[], now: number): Promise<LeadRecord[]>;
@@ -174,6 +195,12 @@ export interface LeadStore {
   overdueCalls(dialAtOrBefore: number): Promise<LeadRecord[]>;
   /** Every lead (for reports and invariants). */
   list(): Promise<LeadRecord[]>;
+  /**
+   * The gate state to rebuild after a gate store restart (spec §7.13), read in one consistent
+   * snapshot. `windowMs`: the largest window of the dispatcher's rules (templates' own rules may widen
+   * it); null reads no counted dials (a cheap look at numbers, claims and live dials).
+   */
+  gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows>;
 
   template(id: string): Promise<Template | null>;
   number(id: string): Promise<OutboundNumber | null>;

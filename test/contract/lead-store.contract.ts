@@ -658,6 +658,83 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
       });
     });
 
+    describe("gateRebuildRows (spec §7.13)", () => {
+      const HOUR = 3_600_000;
+      const byToken = <T extends { token: string }>(rows: T[]) =>
+        rows.toSorted((a, b) => (a.token < b.token ? -1 : 1));
+      const number = (id: string, status: OutboundNumber["status"] = "AVAILABLE"): OutboundNumber => ({
+        id,
+        e164: "+14155550000",
+        provider: "twilio",
+        maxChannels: 2,
+        status,
+        pool: false,
+      });
+
+      it("lists every number, the CLAIMED leads with their lease, and the dials that hold a line", async () => {
+        await store.upsertNumbers([number("n2", "DISABLED"), number("n1")]);
+        const c = await claimed("c");
+        const d = await dialing("d");
+        const i = await inCall("i");
+        const u = await heldUnknown("u");
+        const e = await inCall("e");
+        await store.settle(e, { kind: "ended", outcome: "ANSWERED" }, T0 + 5);
+        const rows = await store.gateRebuildRows(T0 + 10, null);
+        expect(rows.numberIds).toEqual(["n1", "n2"]);
+        expect(rows.claims).toEqual([{ token: c, leaseUntil: T0 + LEASE }]);
+        expect(byToken(rows.liveDials)).toEqual(
+          [d, i, u].map((token) => ({ token, numberId: "n1", at: T0 + 1 })),
+        );
+        expect(rows.countedDials).toEqual([]);
+      });
+
+      it("counts placed, unknown and unfinished dials inside the window, never refused ones", async () => {
+        const placed = await inCall("p");
+        await store.settle(placed, { kind: "ended", outcome: "ANSWERED" }, T0 + 5);
+        const unknown = await heldUnknown("u");
+        await store.settle(unknown, { kind: "unknownExpired", at: T0 + 9 }, T0 + 9);
+        const inProgress = await dialing("d");
+        const refused = await dialing("n");
+        await store.settle(refused, { kind: "defer", at: T0 + 9, dialResult: "notPlaced" }, T0 + 5);
+        const counted = [placed, unknown, inProgress].map((token) => ({ token, phone: PHONE, at: T0 + 1 }));
+
+        // Half-open: the dials at T0 + 1 count while now < T0 + 1 + W.
+        const inside = await store.gateRebuildRows(T0 + HOUR, HOUR);
+        expect(byToken(inside.countedDials)).toEqual(byToken(counted));
+        expect(inside.windowMs).toBe(HOUR);
+        expect((await store.gateRebuildRows(T0 + 1 + HOUR, HOUR)).countedDials).toEqual([]);
+      });
+
+      it("counts every dial of a lead, not only its last one", async () => {
+        const first = await inCall("r");
+        await store.settle(first, { kind: "ended", outcome: "NO_ANSWER", retryAt: T0 + 10 }, T0 + 5);
+        const second = await claimNext(T0 + 10);
+        await store.beginDial(second, {
+          dialRef: `${second}@${T0 + 11}`,
+          numberId: "n1",
+          at: T0 + 11,
+          recorded: false,
+        });
+        const rows = await store.gateRebuildRows(T0 + 20, HOUR);
+        expect(byToken(rows.countedDials)).toEqual([
+          { token: first, phone: PHONE, at: T0 + 1 },
+          { token: second, phone: PHONE, at: T0 + 11 },
+        ]);
+        expect(rows.liveDials).toEqual([{ token: second, numberId: "n1", at: T0 + 11 }]);
+      });
+
+      it("widens the window to the longest window of a template's own rules", async () => {
+        await store.upsertTemplates([
+          { id: "tpl", resellerId: "r1", rateLimitRules: [{ maxCalls: 3, windowSeconds: 86_400 }] },
+          { id: "other", resellerId: "r1" },
+        ]);
+        const token = await inCall("a");
+        const rows = await store.gateRebuildRows(T0 + 2 * HOUR, HOUR);
+        expect(rows.windowMs).toBe(24 * HOUR);
+        expect(rows.countedDials).toEqual([{ token, phone: PHONE, at: T0 + 1 }]);
+      });
+    });
+
     describe("numbers", () => {
       const number = (id: string, extra: Partial<OutboundNumber> = {}): OutboundNumber => ({
         id,

@@ -1,5 +1,7 @@
 import type {
+  DialInfo,
   DialRow,
+  GateRebuildRows,
   LeadInput,
   LeadRecord,
   LeadStatus,
@@ -26,6 +28,8 @@ export class MemoryLeadStore implements LeadStore {
   #numbers = new Map<string, OutboundNumber>();
   #blocked = new Set<string>();
   #byDial = new Map<string, string>();
+  /** Every dial ever begun (a lead row keeps only its last): the rate-limit rebuild counts them all. */
+  #dials: { leadId: string; token: string; dial: DialInfo }[] = [];
 
   async submit(inputs: LeadInput[], now: number): Promise<LeadRecord[]> {
     return inputs.map((input) => {
@@ -104,6 +108,8 @@ export class MemoryLeadStore implements LeadStore {
     if (lead?.status !== "CLAIMED") return false;
     lead.status = "DIALING";
     lead.dial = { ...row, callId: null, unknown: false };
+    // The same object as the lead's: settles that mark it placed or unknown show here too.
+    this.#dials.push({ leadId: lead.id, token, dial: lead.dial });
     this.#byDial.set(`ref:${row.dialRef}`, lead.id);
     return true;
   }
@@ -182,6 +188,39 @@ export class MemoryLeadStore implements LeadStore {
 
   async list(): Promise<LeadRecord[]> {
     return [...this.#leads.values()].map((l) => structuredClone(l));
+  }
+
+  async gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows> {
+    const leads = [...this.#leads.values()];
+    const claims = leads
+      .filter((l) => l.status === "CLAIMED")
+      .map((l) => ({ token: l.token as string, leaseUntil: l.leaseUntil ?? 0 }));
+    const liveDials = leads
+      .filter((l) => (l.status === "DIALING" || l.status === "PROCESSING") && l.dial)
+      .map((l) => ({
+        token: l.token as string,
+        numberId: l.dial?.numberId as string,
+        at: l.dial?.at as number,
+      }));
+    const numberIds = [...this.#numbers.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (windowMs === null) return { numberIds, claims, liveDials, countedDials: [], windowMs: 0 };
+
+    let window = windowMs;
+    for (const t of this.#templates.values())
+      for (const rule of t.rateLimitRules ?? []) window = Math.max(window, rule.windowSeconds * 1000);
+    const countedDials = this.#dials
+      .filter(({ leadId, dial }) => {
+        if (dial.at <= now - window) return false;
+        const lead = this.#leads.get(leadId) as LeadRecord;
+        const dialling = lead.dial === dial && lead.status === "DIALING";
+        return dial.callId !== null || dial.unknown || dialling;
+      })
+      .map(({ leadId, token, dial }) => ({
+        token,
+        phone: (this.#leads.get(leadId) as LeadRecord).phone,
+        at: dial.at,
+      }));
+    return { numberIds, claims, liveDials, countedDials, windowMs: window };
   }
 
   async template(id: string): Promise<Template | null> {

@@ -2,6 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import pg from "pg";
 import type {
   DialRow,
+  GateRebuildRows,
   LeadInput,
   LeadRecord,
   LeadStatus,
@@ -125,6 +126,38 @@ export class PostgresLeadStore implements LeadStore {
 
   async list(): Promise<LeadRecord[]> {
     return this.#leads(this.#sql.listLeads, []);
+  }
+
+  async gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows> {
+    const sql = this.#sql.gateRebuild;
+    const client = await this.#pool.connect();
+    try {
+      // One snapshot: a lead that moves from CLAIMED to DIALING meanwhile is seen in one place only.
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const numbers = await client.query<{ id: string }>(sql.numberIds);
+      const claims = await client.query<{ token: string; lease_until: string | null }>(sql.claims);
+      const live = await client.query<{ token: string; number_id: string; at: string }>(sql.liveDials);
+      let counted: { token: string; phone: string; at: string }[] = [];
+      let window = 0;
+      if (windowMs !== null) {
+        const { rows } = await client.query<{ ms: string | null }>(sql.templateWindowMs);
+        window = Math.max(windowMs, Number(rows[0].ms ?? 0));
+        counted = (await client.query(sql.countedDials, [now - window])).rows;
+      }
+      await client.query("COMMIT");
+      return {
+        numberIds: numbers.rows.map((r) => r.id),
+        claims: claims.rows.map((r) => ({ token: r.token, leaseUntil: Number(r.lease_until ?? 0) })),
+        liveDials: live.rows.map((r) => ({ token: r.token, numberId: r.number_id, at: Number(r.at) })),
+        countedDials: counted.map((r) => ({ token: r.token, phone: r.phone, at: Number(r.at) })),
+        windowMs: window,
+      };
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
   }
 
   async template(id: string): Promise<Template | null> {
@@ -390,6 +423,27 @@ function statements(s: string) {
       ${selectLeads(`${s}.leads l`)}
       WHERE l.status = 'PROCESSING' AND NOT d.unknown AND d.at <= $1
       ORDER BY l.seq`,
+
+    // The gate rebuild after a Redis restart (spec §7.13), read in one REPEATABLE READ snapshot.
+    gateRebuild: {
+      numberIds: `SELECT id FROM ${s}.numbers ORDER BY id`,
+      claims: `SELECT token, lease_until FROM ${s}.leads WHERE status = 'CLAIMED'`,
+      liveDials: `
+        SELECT d.token, d.number_id, d.at FROM ${s}.leads l
+        JOIN ${s}.dial_attempts d ON d.dial_ref = l.dial_ref
+        WHERE l.status IN ('DIALING', 'PROCESSING')`,
+      templateWindowMs: `
+        SELECT max((r->>'windowSeconds')::bigint) * 1000 AS ms
+        FROM ${s}.templates t,
+          jsonb_array_elements(CASE WHEN jsonb_typeof(t.rate_limit_rules) = 'array' THEN t.rate_limit_rules END) r`,
+      // Placed (a call id), sent without a usable reply (unknown), or the lead's dial still in progress.
+      // $1: dials at or before it count for no window (half-open, spec §7.5).
+      countedDials: `
+        SELECT d.token, l.phone, d.at FROM ${s}.dial_attempts d
+        JOIN ${s}.leads l ON l.id = d.lead_id
+        WHERE d.at > $1
+          AND (d.call_id IS NOT NULL OR d.unknown OR (l.dial_ref = d.dial_ref AND l.status = 'DIALING'))`,
+    },
 
     templateById: `SELECT * FROM ${s}.templates WHERE id = $1`,
     upsertTemplates: `

@@ -1,22 +1,27 @@
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type Cluster, Redis } from "ioredis";
 import type {
-  AcquireRequest,
-  AcquireResult,
-  GateStore,
-  RateDecision,
-  RateRule,
-} from "../../machines/ports.js";
+  GateState,
+  GateStateSource,
+  RebuildableGateStore,
+  RebuildReport,
+} from "../../actors/gate-rebuild.js";
+import type { AcquireRequest, AcquireResult, RateDecision, RateRule } from "../../machines/ports.js";
+import { SystemClock } from "../clock.js";
 
 /** Client command name → script in lua/, named `<name>-<numKeys>.lua`. */
 const SCRIPTS = {
   dialgateRateLimitPeek: "rate-limit-peek-1",
   dialgateRateLimitRecord: "rate-limit-record-1",
-  dialgateRateLimitUndo: "rate-limit-undo-1",
-  dialgateChannelAcquire: "channel-acquire-2",
-  dialgateChannelRelease: "channel-release-1",
+  dialgateRateLimitUndo: "rate-limit-undo-2",
+  dialgateRateLimitRestore: "rate-limit-restore-2",
+  dialgateChannelAcquire: "channel-acquire-3",
+  dialgateChannelRelease: "channel-release-3",
+  dialgateChannelRestore: "channel-restore-3",
   dialgateChannelReap: "channel-reap-1",
   dialgateAlertThrottle: "alert-throttle-1",
+  dialgateRebuildUnlock: "rebuild-unlock-1",
 } as const;
 
 type ScriptCommand = keyof typeof SCRIPTS;
@@ -38,24 +43,81 @@ const LUA = Object.fromEntries(
 export interface RedisGateStoreOptions {
   /** Prepended to every key, e.g. `dialgate:`. */
   prefix: string;
+  /**
+   * How long an acquire that finds its number not rebuilt (spec §7.13) waits for the rebuild before it
+   * fails closed with GateStoreNotReadyError. Real time, like the command timeout. Default 500 ms
+   * (`connect` uses the command timeout).
+   */
+  rebuildWaitMs?: number;
+  /**
+   * Expiry of the lock that lets one process rebuild: after a process died mid-rebuild, another one
+   * takes over this much later. Default 120 000 ms.
+   */
+  rebuildLockMs?: number;
 }
+
+/**
+ * The channel gate of a number whose holds Redis forgot (a restart, or a number it never saw) until
+ * the lead store's live calls are written back (spec §7.13). The lead machine treats it like any
+ * store error at that gate: fail closed, alert, defer.
+ */
+export class GateStoreNotReadyError extends Error {
+  override readonly name = "GateStoreNotReadyError";
+  constructor(readonly numberId: string) {
+    super(`gate store not ready for number ${numberId}: its channel holds are being rebuilt`);
+  }
+}
+
+/** Reply of channel-acquire-3 when the number's epoch key is missing. */
+const NOT_READY = -1;
+const DAY_MS = 86_400_000;
+/** Restore scripts sent at once while rebuilding (one per phone or number). */
+const RESTORE_BATCH = 500;
 
 /**
  * Rate limits, channel holds and alert throttle in Redis, one Lua script per operation (lua/).
  * Every time-dependent decision takes the caller's `now`, so a virtual clock can drive it; Redis TTLs
  * only collect idle keys. Each script touches the keys of one hash tag (`{p:…}`, `{n:…}`, `{a:…}`),
  * so it runs unchanged on Redis Cluster.
+ *
+ * Restarts (spec §7.13): once `rebuildFrom` gave it a source (the dispatcher does), the store treats
+ * Redis as a cache of the lead store. Each number has an epoch key in its own slot; a number without
+ * one (Redis restarted empty, a cluster node lost its slots, or the number is new) refuses every
+ * acquire. The first acquire that meets such a number starts a rebuild, under a lock so that one
+ * process runs it: read the live calls and the counted dials from the lead store, write the records,
+ * then the holds and the epoch key of every number. That acquire waits up to `rebuildWaitMs` for it and
+ * tries once more, else it fails closed. Since every dial passes the channel gate before its record,
+ * nothing dials on a forgotten number until its live calls are back. Without a source Redis is the only
+ * truth and no epoch key is needed.
  */
-export class RedisGateStore implements GateStore {
+export class RedisGateStore implements RebuildableGateStore {
   readonly #client: RedisClient;
   readonly #prefix: string;
+  readonly #rebuildWaitMs: number;
+  readonly #rebuildLockMs: number;
   /** Set by connect(): the store made the client, so close() quits it. */
   #ownsClient = false;
+  #rebuild: { source: GateStateSource; report: (report: RebuildReport) => void } | null = null;
+  /** The rebuild this process runs (or tried to lock) right now. */
+  #rebuilding: Promise<void> | null = null;
+  /** Numbers whose acquire found no epoch key since the last rebuild began: marked even if unlisted. */
+  readonly #forgotten = new Set<string>();
+  /** Holders whose acquire runs right now (with a count, should one holder ask twice at once). */
+  readonly #acquiring = new Map<string, number>();
+  /**
+   * Alert throttle windows opened while Redis was unreachable. The alerter then throttles in process
+   * (spec §7.14) and lets the first alert through; a Redis that comes back empty has no trace of it,
+   * so these windows are kept here and checked first.
+   */
+  readonly #offlineThrottle = new Map<string, number>();
+  readonly #realTime = new SystemClock();
 
   /** Uses `client` without taking it over: close() leaves it open. */
   constructor(client: RedisClient, options: RedisGateStoreOptions) {
     this.#client = client;
     this.#prefix = options.prefix;
+    this.#rebuildWaitMs = options.rebuildWaitMs ?? 500;
+    this.#rebuildLockMs = options.rebuildLockMs ?? 120_000;
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or flushed server).
     for (const [command, script] of Object.entries(LUA)) client.defineCommand(command, script);
   }
@@ -65,7 +127,10 @@ export class RedisGateStore implements GateStore {
     url: string,
     options: RedisGateStoreOptions & RedisClientOptions,
   ): Promise<RedisGateStore> {
-    const store = new RedisGateStore(await createRedisClient(url, options), options);
+    const store = new RedisGateStore(await createRedisClient(url, options), {
+      rebuildWaitMs: options.commandTimeoutMs,
+      ...options,
+    });
     store.#ownsClient = true;
     return store;
   }
@@ -91,18 +156,30 @@ export class RedisGateStore implements GateStore {
   }
 
   async undo(phoneKey: string, member: string): Promise<boolean> {
-    return (await this.#run("dialgateRateLimitUndo", [this.#phone(phoneKey)], [member])) === 1;
+    const keys = [this.#phone(phoneKey), this.#undone(phoneKey)];
+    return (await this.#run("dialgateRateLimitUndo", keys, [member])) === 1;
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
-    const keys = [this.#holds(req.numberId), this.#waiters(req.numberId)];
-    const args = [req.now, req.maxChannels, req.holder, req.leaseUntil, req.waiter, req.waiterTtlMs];
-    const [held, waiters] = (await this.#run("dialgateChannelAcquire", keys, args)) as [number, number];
-    return held === 1 ? { held: true } : { held: false, waiters };
+    if (!this.#rebuild) return (await this.#acquireOnce(req)) as AcquireResult;
+    this.#acquiring.set(req.holder, (this.#acquiring.get(req.holder) ?? 0) + 1);
+    try {
+      const first = await this.#acquireOnce(req);
+      if (first !== NOT_READY) return first;
+      await this.#awaitRebuild(req.numberId);
+      const second = await this.#acquireOnce(req);
+      if (second !== NOT_READY) return second;
+      throw new GateStoreNotReadyError(req.numberId);
+    } finally {
+      const count = (this.#acquiring.get(req.holder) ?? 1) - 1;
+      if (count > 0) this.#acquiring.set(req.holder, count);
+      else this.#acquiring.delete(req.holder);
+    }
   }
 
   async release(numberId: string, holder: string): Promise<boolean> {
-    return (await this.#run("dialgateChannelRelease", [this.#holds(numberId)], [holder])) === 1;
+    const keys = [this.#holds(numberId), this.#epoch(numberId), this.#released(numberId)];
+    return (await this.#run("dialgateChannelRelease", keys, [holder, this.#needEpoch])) === 1;
   }
 
   async inUse(numberIds: string[], now: number): Promise<Map<string, number>> {
@@ -119,13 +196,141 @@ export class RedisGateStore implements GateStore {
   }
 
   async allow(key: string, windowMs: number, now: number): Promise<boolean> {
-    return (await this.#run("dialgateAlertThrottle", [this.#throttle(key)], [now, windowMs])) === 1;
+    const offlineUntil = this.#offlineThrottle.get(key);
+    if (offlineUntil !== undefined) {
+      if (now < offlineUntil) return false;
+      this.#offlineThrottle.delete(key);
+    }
+    try {
+      return (await this.#run("dialgateAlertThrottle", [this.#throttle(key)], [now, windowMs])) === 1;
+    } catch (error) {
+      // The alerter lets this one through in process (its window was not open either, or we would
+      // have answered above): open the same window here.
+      this.#offlineThrottle.set(key, now + windowMs);
+      throw error;
+    }
+  }
+
+  rebuildFrom(source: GateStateSource, report: (report: RebuildReport) => void = () => {}): void {
+    this.#rebuild = { source, report };
+  }
+
+  async ensureReady(): Promise<void> {
+    const source = this.#rebuild?.source;
+    if (!source) return;
+    const ids = await source.numberIds();
+    const marked = await Promise.all(ids.map((id) => this.#client.exists(this.#epoch(id))));
+    const missing = ids.filter((_, i) => marked[i] === 0);
+    if (missing.length === 0) return;
+    for (const id of missing) this.#forgotten.add(id);
+    await this.#startRebuild();
   }
 
   async close(): Promise<void> {
     if (!this.#ownsClient) return;
     // QUIT needs an answer; a dead server cannot give one, so drop the socket instead.
     await this.#client.quit().catch(() => this.#client.disconnect());
+  }
+
+  /** One acquire script run: the result, or NOT_READY when the number awaits its rebuild. */
+  async #acquireOnce(req: AcquireRequest): Promise<AcquireResult | typeof NOT_READY> {
+    const keys = [this.#holds(req.numberId), this.#waiters(req.numberId), this.#epoch(req.numberId)];
+    const args = [
+      req.now,
+      req.maxChannels,
+      req.holder,
+      req.leaseUntil,
+      req.waiter,
+      req.waiterTtlMs,
+      this.#needEpoch,
+    ];
+    const [held, waiters] = (await this.#run("dialgateChannelAcquire", keys, args)) as [number, number];
+    if (held === NOT_READY) return NOT_READY;
+    return held === 1 ? { held: true } : { held: false, waiters };
+  }
+
+  /** 1 once a source was given: epoch keys are then in use (channel-acquire-3, channel-release-3). */
+  get #needEpoch(): number {
+    return this.#rebuild ? 1 : 0;
+  }
+
+  /** Starts the rebuild (or joins the one running) and waits for it at most rebuildWaitMs. */
+  async #awaitRebuild(numberId: string): Promise<void> {
+    this.#forgotten.add(numberId);
+    const rebuilding = this.#startRebuild();
+    let timer: { cancel(): void } | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = this.#realTime.setTimer(this.#realTime.now() + this.#rebuildWaitMs, resolve);
+    });
+    // A failed rebuild is reported by #runRebuild; this acquire just finds the number still not ready.
+    await Promise.race([rebuilding.catch(() => {}), waited]);
+    timer?.cancel();
+  }
+
+  /** The rebuild running in this process, or a new one. */
+  #startRebuild(): Promise<void> {
+    this.#rebuilding ??= this.#runRebuild().finally(() => {
+      this.#rebuilding = null;
+    });
+    return this.#rebuilding;
+  }
+
+  /** One rebuild, when this process wins the lock; another process's rebuild otherwise. */
+  async #runRebuild(): Promise<void> {
+    const rebuild = this.#rebuild;
+    if (!rebuild) return;
+    const owner = randomUUID();
+    const lock = this.#rebuildLock();
+    if ((await this.#client.set(lock, owner, "PX", this.#rebuildLockMs, "NX")) !== "OK") return;
+    const started = this.#realTime.now();
+    try {
+      const forgotten = [...this.#forgotten];
+      this.#forgotten.clear();
+      const state = await rebuild.source.read((token) => this.#acquiring.has(token));
+      // Records first: once a number is marked its dials pass the channel gate and record.
+      const records = await this.#restoreRecords(state);
+      const { numbers, holds } = await this.#restoreHolds(state, forgotten);
+      rebuild.report({ kind: "rebuilt", numbers, holds, records, tookMs: this.#realTime.now() - started });
+    } catch (error) {
+      rebuild.report({ kind: "failed", error });
+      throw error;
+    } finally {
+      await this.#run("dialgateRebuildUnlock", [lock], [owner]).catch(() => {});
+    }
+  }
+
+  /** Writes the counted dials back, one script per phone. Returns the records written. */
+  async #restoreRecords(state: GateState): Promise<number> {
+    const byPhone = groupBy(state.records, (r) => r.phoneKey);
+    const keepMs = state.windowMs * 2 + DAY_MS;
+    const written = await inBatches([...byPhone], ([key, records]) =>
+      this.#run(
+        "dialgateRateLimitRestore",
+        [this.#phone(key), this.#undone(key)],
+        [keepMs, ...records.flatMap((r) => [r.member, r.at])],
+      ),
+    );
+    return written.reduce<number>((sum, n) => sum + Number(n), 0);
+  }
+
+  /**
+   * Writes the holds of live calls back and marks every number ready, one script per number: the
+   * lead store's numbers, those of live calls, and those whose acquire asked.
+   */
+  async #restoreHolds(state: GateState, forgotten: string[]): Promise<{ numbers: number; holds: number }> {
+    const byNumber = groupBy(state.holds, (h) => h.numberId);
+    const numberIds = new Set([...state.numberIds, ...byNumber.keys(), ...forgotten]);
+    const written = await inBatches([...numberIds], (id) =>
+      this.#run(
+        "dialgateChannelRestore",
+        [this.#holds(id), this.#epoch(id), this.#released(id)],
+        [state.now, String(state.now), ...(byNumber.get(id) ?? []).flatMap((h) => [h.holder, h.leaseUntil])],
+      ),
+    );
+    return {
+      numbers: numberIds.size,
+      holds: written.reduce<number>((sum, n) => sum + Math.max(0, Number(n)), 0),
+    };
   }
 
   #run(command: ScriptCommand, keys: string[], args: (string | number)[]): Promise<unknown> {
@@ -147,9 +352,46 @@ export class RedisGateStore implements GateStore {
     return `${this.#prefix}{n:${numberId}}:waiters`;
   }
 
+  #epoch(numberId: string): string {
+    return `${this.#prefix}{n:${numberId}}:epoch`;
+  }
+
+  #released(numberId: string): string {
+    return `${this.#prefix}{n:${numberId}}:released`;
+  }
+
+  #undone(phoneKey: string): string {
+    return `${this.#prefix}{p:${phoneKey}}:undone`;
+  }
+
+  /** Its own slot: a plain SET NX / scripted compare-and-delete, never in a script with other keys. */
+  #rebuildLock(): string {
+    return `${this.#prefix}{rebuild}:lock`;
+  }
+
   #throttle(key: string): string {
     return `${this.#prefix}{a:${key}}:throttle`;
   }
+}
+
+function groupBy<T>(items: T[], keyOf: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
+}
+
+/** Runs `fn` over `items`, RESTORE_BATCH at a time (a rebuild may write many thousand phones). */
+async function inBatches<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += RESTORE_BATCH) {
+    results.push(...(await Promise.all(items.slice(i, i + RESTORE_BATCH).map(fn))));
+  }
+  return results;
 }
 
 /** Rules as the scripts read them: (maxCalls, windowMs) pairs. */
@@ -179,6 +421,9 @@ export async function createRedisClient(url: string, options: RedisClientOptions
     commandTimeout: options.commandTimeoutMs,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    // A command that was in flight when the connection dropped has failed its caller by the command
+    // timeout; sending it again after the reconnect would run it behind the caller's back.
+    autoResendUnfulfilledCommands: false,
     // Reconnect forever, but never wait more than a second between tries: a restarted Redis is back
     // in use quickly (ioredis' default waits up to 5 s).
     retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
