@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { Alerter } from "./actors/alerter.js";
 import { createGateStateSource, isRebuildable } from "./actors/gate-rebuild.js";
+import { parseDialRef } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
 import { Outbox } from "./actors/outbox.js";
 import { Supervisor } from "./actors/supervisor.js";
@@ -70,7 +71,9 @@ export type CallEndResult =
   /** Already ended, or an end for an older dial of the lead: nothing freed. */
   | { kind: "duplicate"; leadId: string }
   /** Nobody dialled it: an orphan_call_end alert went out (throttled). */
-  | { kind: "orphan" };
+  | { kind: "orphan" }
+  /** The dial is still committing: the signal is kept and applied right after (spec §7.15). */
+  | { kind: "pending"; leadId: string };
 
 export interface DispatcherStats {
   inFlight: number;
@@ -174,10 +177,13 @@ export class Dispatcher {
       onClaimed: (lead) => emit("lead:claimed", { leadId: lead.id, token: lead.token as string }),
     });
     this.#sweepEveryMs = options.sweepEveryMs ?? 0;
-    this.on("lead:heldUnknown", ({ leadId }) =>
-      this.#armDeadline(leadId, this.config.unknownDial.holdMinutes),
+    // Deadlines count from the dial row's time (spec §7.16), not from when the reply came.
+    this.on("lead:heldUnknown", ({ leadId, dialRef }) =>
+      this.#armDeadline(leadId, parseDialRef(dialRef).at + this.config.unknownDial.holdMinutes * 60_000),
     );
-    this.on("lead:dialled", ({ leadId }) => this.#armDeadline(leadId, this.config.maxCallMinutes));
+    this.on("lead:dialled", ({ leadId, dialRef }) =>
+      this.#armDeadline(leadId, parseDialRef(dialRef).at + this.config.maxCallMinutes * 60_000),
+    );
     this.#wakeWaitersOnRelease();
     this.#rebuildGatesFromStore();
   }
@@ -265,22 +271,66 @@ export class Dispatcher {
     }
     const dial = lead.dial;
     const current = dial && (dial.callId === callId || dial.dialRef === dialRef);
-    if (!current || lead.status !== "PROCESSING" || !dial) return { kind: "duplicate", leadId: lead.id };
+    if (current && lead.status === "DIALING") return this.#applyAfterCommit(lead.id, signal);
+    if (!current || lead.status !== "PROCESSING" || !dial) {
+      if (!current && dialRef) await this.#recordLateEnd(lead, dialRef);
+      return { kind: "duplicate", leadId: lead.id };
+    }
     const now = this.clock.now();
     const retryAt = await this.#retryAt(lead, outcome, now);
     const token = lead.token as string;
-    if (!(await this.store.settle(token, { kind: "ended", outcome, retryAt }, now))) {
-      return { kind: "duplicate", leadId: lead.id };
-    }
+    const settled = await this.store.settle(token, { kind: "ended", outcome, retryAt }, now);
+    if (!settled) return { kind: "duplicate", leadId: lead.id };
     this.#deadlines.get(lead.id)?.cancel();
     this.#deadlines.delete(lead.id);
     await this.#releaseLine(dial.numberId, token);
-    if (lead.cancelRequested) this.#emit("lead:finished", { leadId: lead.id, outcome: "CANCELLED" });
-    else if (retryAt !== undefined)
-      this.#emit("lead:deferred", { leadId: lead.id, reason: "retry", at: retryAt });
-    else this.#emit("lead:finished", { leadId: lead.id, outcome });
+    if (settled.status === "SCHEDULED") {
+      this.#emit("lead:deferred", { leadId: lead.id, reason: "retry", at: retryAt ?? now });
+    } else this.#emit("lead:finished", { leadId: lead.id, outcome: settled.outcome ?? outcome });
     this.#supervisor.poke();
-    return { kind: "ended", leadId: lead.id, next: retryAt === undefined ? "finished" : "retry" };
+    return { kind: "ended", leadId: lead.id, next: settled.status === "SCHEDULED" ? "retry" : "finished" };
+  }
+
+  /**
+   * An end signal that overtook the reply to makeCall: tried again shortly, until the dial row says
+   * placed or unknown (then it ends the call) or the dial can no longer be committing.
+   */
+  #applyAfterCommit(
+    leadId: string,
+    signal: { callId?: string; dialRef?: string; outcome: string },
+  ): CallEndResult {
+    const giveUpAt = this.clock.now() + this.config.dial.timeoutMs + this.config.claimLeaseMs;
+    const retry = () => {
+      this.callEnded(signal).then(
+        (result) => {
+          if (result.kind === "pending" && this.clock.now() < giveUpAt)
+            this.clock.setTimer(this.clock.now() + 250, retry);
+        },
+        (error: unknown) => this.#emit("error", { where: `call end ${leadId}`, error }),
+      );
+    };
+    this.clock.setTimer(this.clock.now() + 250, retry);
+    return { kind: "pending", leadId };
+  }
+
+  /**
+   * The end of an older dial of the lead (its unknown hold expired and the lead moved on): the call did
+   * ring, so it counts against the phone's limit again; it frees nothing a newer dial holds (§7.15).
+   */
+  async #recordLateEnd(lead: LeadRecord, dialRef: string): Promise<void> {
+    const { token, at } = parseDialRef(dialRef);
+    if (token === lead.token || !Number.isFinite(at)) return;
+    const template = await this.store.template(lead.templateId);
+    const rules = template?.rateLimitRules ?? this.config.rateLimit.rules;
+    const key = phoneKey(this.#hmacSecret, lead.phone);
+    try {
+      await this.gates.record(key, token, rules, at, false);
+    } catch {
+      this.#outbox.add({
+        what: `record ${token}`,
+        run: () => this.gates.record(key, token, rules, at, false),
+      });
+    }
   }
 
   /**
@@ -310,7 +360,8 @@ export class Dispatcher {
       if ((await this.callEnded({ callId: dial.callId, outcome: "UNKNOWN" })).kind === "ended")
         overdueCalls += 1;
     }
-    if (unknownExpired > 0) this.#supervisor.poke();
+    // Also how an idle process takes over the leads of a dead one: their claim leases ran out.
+    this.#supervisor.poke();
     return { unknownExpired, overdueCalls };
   }
 
@@ -333,6 +384,12 @@ export class Dispatcher {
   }
 
   #emit<K extends DispatcherEventName>(name: K, payload: DispatcherEvents[K]): void {
+    // An "error" nobody listens to would throw (EventEmitter semantics): log it instead.
+    if (name === "error" && this.#events.listenerCount("error") === 0) {
+      const { where, error } = payload as DispatcherEvents["error"];
+      this.logger.warn({ where, err: error }, "dispatcher error");
+      return;
+    }
     this.#events.emit(name, payload);
   }
 
@@ -390,9 +447,8 @@ export class Dispatcher {
     });
   }
 
-  #armDeadline(leadId: string, minutes: number): void {
+  #armDeadline(leadId: string, at: number): void {
     this.#deadlines.get(leadId)?.cancel();
-    const at = this.clock.now() + minutes * 60_000;
     this.#deadlines.set(
       leadId,
       this.clock.setTimer(at, () => {

@@ -10,9 +10,9 @@ export interface DispatcherEvents {
   /** makeCall returned; `result` is the provider's classification. */
   "lead:dialResult": { leadId: string; numberId: string; dialRef: string; result: string };
   /** The provider placed the call: the lead is PROCESSING and holds its line until the call ends. */
-  "lead:dialled": { leadId: string; numberId: string; callId: string };
+  "lead:dialled": { leadId: string; numberId: string; callId: string; dialRef: string };
   /** Sent but no usable reply: line and record held until an end signal or the unknown-dial hold ends. */
-  "lead:heldUnknown": { leadId: string; numberId: string; reason: string };
+  "lead:heldUnknown": { leadId: string; numberId: string; dialRef: string; reason: string };
   /** The lead went back to the schedule. */
   "lead:deferred": { leadId: string; reason: DeferReason | "retry" | "unknownExpired"; at: number };
   /** The lead reached FINISHED. */

@@ -153,7 +153,7 @@ export function createGateActors(deps: GateDeps) {
   const beginDial = fromPromise<BeginDialOutput, GateInput>(async ({ input: { lead, number, recorded } }) => {
     const token = lead.token as string;
     const at = clock.now();
-    const dialRef = `${token}@${at}`;
+    const dialRef = dialRefOf(token, at);
     const written = await store.beginDial(token, {
       dialRef,
       numberId: (number as OutboundNumber).id,
@@ -181,7 +181,7 @@ export function createGateActors(deps: GateDeps) {
     const leadId = lead.id;
     const controller = new AbortController();
     const timer = clock.setTimer(clock.now() + config.dial.timeoutMs, () => controller.abort());
-    deps.emit("lead:dialling", { leadId, token: dialRef.split("@")[0] ?? "", numberId: from.id, dialRef });
+    deps.emit("lead:dialling", { leadId, token: parseDialRef(dialRef).token, numberId: from.id, dialRef });
     try {
       return await provider.makeCall({
         leadId,
@@ -244,6 +244,16 @@ export function createGateActors(deps: GateDeps) {
     actors: { check, window, peek, selectNumber, acquire, record, beginDial, makeCall, release },
     recordLater,
   };
+}
+
+/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (spec §7.1). */
+export function dialRefOf(token: string, at: number): string {
+  return `${token}@${at}`;
+}
+
+export function parseDialRef(dialRef: string): { token: string; at: number } {
+  const sep = dialRef.lastIndexOf("@");
+  return { token: dialRef.slice(0, sep), at: Number(dialRef.slice(sep + 1)) };
 }
 
 function noAdapter(number: OutboundNumber): DialResult {

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import { createActor } from "xstate";
 import { maskPhone } from "../infra/mask.js";
 import { type LeadEnd, leadMachine, type StopReason } from "../machines/lead-machine.js";
-import type { LeadRecord, Settlement } from "../machines/ports.js";
+import type { LeadRecord, Settled, Settlement } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
 import { createGateActors, type GateDeps } from "./gates.js";
 
@@ -116,34 +116,44 @@ export function createLeadRunner(deps: LeadActorDeps) {
   async function persist(lead: LeadRecord, end: LeadEnd): Promise<void> {
     const token = lead.token as string;
     const now = clock.now();
+    const leadId = lead.id;
     switch (end.end) {
       case "dropped":
-        deps.emit("lead:dropped", { leadId: lead.id });
+        deps.emit("lead:dropped", { leadId });
         return;
       case "deferred": {
         const at = end.at ?? now + defaultDeferMs(end, deps.random) * (end.reason === "shutdown" ? 0 : 1);
-        await settle(token, {
-          kind: "defer",
-          at,
-          notPlacedStreak: end.notPlacedStreak,
-          dialResult: end.dialResult,
-        });
-        deps.emit("lead:deferred", { leadId: lead.id, reason: end.reason, at });
+        const { notPlacedStreak, dialResult } = end;
+        const settled = await settle(token, { kind: "defer", at, notPlacedStreak, dialResult });
+        if (settled?.status === "SCHEDULED") deps.emit("lead:deferred", { leadId, reason: end.reason, at });
+        else if (settled) deps.emit("lead:finished", { leadId, outcome: settled.outcome ?? "" });
         return;
       }
       case "finished":
-        await settle(token, { kind: "finish", outcome: end.outcome, dialResult: end.dialResult });
-        deps.emit("lead:finished", { leadId: lead.id, outcome: end.outcome });
+        if (await settle(token, { kind: "finish", outcome: end.outcome, dialResult: end.dialResult })) {
+          deps.emit("lead:finished", { leadId, outcome: end.outcome });
+        }
         return;
       case "dialled":
-        await settle(token, { kind: "placed", callId: end.callId });
-        deps.emit("lead:dialled", { leadId: lead.id, numberId: end.numberId, callId: end.callId });
+        if (await settle(token, { kind: "placed", callId: end.callId })) {
+          deps.emit("lead:dialled", {
+            leadId,
+            numberId: end.numberId,
+            callId: end.callId,
+            dialRef: end.dialRef,
+          });
+        }
         return;
       case "heldUnknown":
-        await settle(token, { kind: "unknown" });
-        deps.emit("lead:heldUnknown", { leadId: lead.id, numberId: end.numberId, reason: end.reason });
+        if (!(await settle(token, { kind: "unknown" }))) return;
+        deps.emit("lead:heldUnknown", {
+          leadId,
+          numberId: end.numberId,
+          dialRef: end.dialRef,
+          reason: end.reason,
+        });
         void alerter.raise("unknown_dial", end.numberId, "A dial got no usable reply; its line is held", {
-          leadId: lead.id,
+          leadId,
           numberId: end.numberId,
           reason: end.reason,
         });
@@ -151,10 +161,13 @@ export function createLeadRunner(deps: LeadActorDeps) {
     }
   }
 
-  /** A settle that fails is retried from the outbox: the compare-and-set makes a late one harmless. */
-  async function settle(token: string, settlement: Settlement): Promise<void> {
+  /**
+   * The lead as the settle left it, or null when it had moved on (cancelled, re-claimed). A settle
+   * that fails is retried from the outbox: the compare-and-set makes a late one harmless.
+   */
+  async function settle(token: string, settlement: Settlement): Promise<Settled | null> {
     try {
-      await store.settle(token, settlement, clock.now());
+      return await store.settle(token, settlement, clock.now());
     } catch (error) {
       deps.outbox.add({
         what: `settle ${settlement.kind} ${token}`,

@@ -17,7 +17,7 @@ import {
 import { createLogger } from "../infra/logger.js";
 import { phoneKey } from "../infra/phone-key.js";
 import { type SimResult, SimulatedProvider, simPlanSchema } from "../infra/providers/simulated.js";
-import type { Clock, DialRequest, DialResult, Provider, Timer } from "../machines/ports.js";
+import type { Clock, DialRequest, DialResult, Provider } from "../machines/ports.js";
 import { checkSchemaName, missingEnvironment } from "./migrate.js";
 
 /**
@@ -122,7 +122,6 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
 
   let dispatcher: Dispatcher | undefined;
   let unlisten: (() => Promise<void>) | undefined;
-  let takeover: Timer | undefined;
   try {
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     const clock = new SystemClock();
@@ -146,24 +145,12 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     running.on("error", ({ where, error }) => logger.warn({ where, err: error }, "dispatcher error"));
     unlisten = await backend.onLeadsAdded(() => running.poke());
     await running.start();
-    // A claim also takes over the leads of a dead process (expired lease; a DIALING one becomes a
-    // held unknown dial), but an idle supervisor only wakes for SCHEDULED leads: without this poke
-    // those leads wait for unrelated traffic (dispatcher.md §3). It belongs in the dispatcher's
-    // periodic sweep; drop it once it is there.
-    const pokeEvery = () => {
-      takeover = clock.setTimer(clock.now() + options.sweepEveryMs, () => {
-        running.poke();
-        pokeEvery();
-      });
-    };
-    pokeEvery();
     logger.info(
       { owner, schema: options.schema, prefix: options.prefix, sweepEveryMs: options.sweepEveryMs },
       "dialgate run started",
     );
 
     const signal = await shutdown;
-    takeover?.cancel();
     logger.info({ signal }, "stopping: no new claims; leads before their dial are re-queued");
     const { drained } = await running.stop();
     if (!drained) logger.warn("drain timeout: some dials were still in flight");
@@ -173,7 +160,6 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     logger.info({ stats: running.stats() }, "dialgate run stopped");
     return 0;
   } finally {
-    takeover?.cancel();
     await dispatcher?.stop().catch(() => {});
     await unlisten?.().catch(() => {});
     await closeQuietly(backend, logger);

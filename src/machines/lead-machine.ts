@@ -57,8 +57,8 @@ export type LeadEnd =
   | { end: "deferred"; reason: DeferReason; at: number | null; notPlacedStreak?: number; dialResult?: string }
   | { end: "finished"; outcome: string; dialResult?: string }
   | { end: "dropped" }
-  | { end: "dialled"; callId: string; numberId: string }
-  | { end: "heldUnknown"; numberId: string; reason: string };
+  | { end: "dialled"; callId: string; numberId: string; dialRef: string }
+  | { end: "heldUnknown"; numberId: string; dialRef: string; reason: string };
 
 export type StopReason = "shutdown" | "cancel";
 export type LeadEvent = { type: "STOP"; reason: StopReason };
@@ -400,6 +400,7 @@ export const leadMachine = setup({
                     end: "dialled",
                     callId: (event.output as { callId: string }).callId,
                     numberId: context.number?.id ?? "",
+                    dialRef: context.dialRef ?? "",
                   }),
                 }),
               },
@@ -411,6 +412,7 @@ export const leadMachine = setup({
                   end: ({ event, context }) => ({
                     end: "heldUnknown",
                     numberId: context.number?.id ?? "",
+                    dialRef: context.dialRef ?? "",
                     reason: (event.output as { reason: string }).reason,
                   }),
                 }),

@@ -138,6 +138,12 @@ export type Settlement =
   /** PROCESSING(unknown) → SCHEDULED at `at` (FINISHED CANCELLED when a cancel was requested). */
   | { kind: "unknownExpired"; at: number };
 
+/** Where a settlement left the lead. */
+export interface Settled {
+  status: LeadStatus;
+  outcome: string | null;
+}
+
 export interface DialRow {
   dialRef: string;
   numberId: string;
@@ -181,8 +187,11 @@ export interface LeadStore {
   renewLeases(tokens: string[], leaseUntil: number): Promise<void>;
   /** CLAIMED + token → DIALING with its dial row, in one step. False when the claim was lost. */
   beginDial(token: string, row: DialRow): Promise<boolean>;
-  /** Compare-and-set on the token (see Settlement). False when the lead moved on. */
-  settle(token: string, settlement: Settlement, now: number): Promise<boolean>;
+  /**
+   * Compare-and-set on the token (see Settlement): the lead as it now is, or null when it had moved on.
+   * A defer of a lead whose cancel was requested finishes it CANCELLED instead (spec §7.16).
+   */
+  settle(token: string, settlement: Settlement, now: number): Promise<Settled | null>;
   /** SCHEDULED → nextAttemptAt = min(nextAttemptAt, at): wakes a waiting lead early. False otherwise. */
   expedite(id: string, at: number): Promise<boolean>;
   /** Find the lead of a dial by provider call id or dialRef. */

@@ -77,13 +77,13 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
 
     async function inCall(id: string, callId = `call-${id}`): Promise<string> {
       const token = await dialing(id);
-      expect(await store.settle(token, { kind: "placed", callId }, T0 + 2)).toBe(true);
+      expect(await store.settle(token, { kind: "placed", callId }, T0 + 2)).not.toBeNull();
       return token;
     }
 
     async function heldUnknown(id: string, at = T0 + 1): Promise<string> {
       const token = await dialing(id, at);
-      expect(await store.settle(token, { kind: "unknown" }, T0 + 2)).toBe(true);
+      expect(await store.settle(token, { kind: "unknown" }, T0 + 2)).not.toBeNull();
       return token;
     }
 
@@ -229,7 +229,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
       it("tokens work for ids that contain colons", async () => {
         const token = await claimed("order:17");
         expect(token).toBe("order:17:1");
-        expect(await store.settle(token, { kind: "finish", outcome: "NO_CONFIG" }, T0)).toBe(true);
+        expect(await store.settle(token, { kind: "finish", outcome: "NO_CONFIG" }, T0)).not.toBeNull();
       });
 
       it("a limit of 0 claims nothing", async () => {
@@ -268,7 +268,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         expect(held?.dial).toMatchObject({ unknown: true, callId: null });
         expect(await store.claimDue("w2", T0 + 100 * LEASE, 10, LEASE)).toEqual([]);
         // The original actor's late reply cannot turn it back into a placed call.
-        expect(await store.settle(token, { kind: "placed", callId: "late" }, T0 + LEASE + 1)).toBe(false);
+        expect(await store.settle(token, { kind: "placed", callId: "late" }, T0 + LEASE + 1)).toBeNull();
       });
 
       it("converts expired DIALING leads even when the limit is 0", async () => {
@@ -371,7 +371,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
           it(`${kind} from ${state} ${allowed ? "settles" : "is refused and changes nothing"}`, async () => {
             const token = await setUp[state]("a");
             const before = await store.get("a");
-            expect(await store.settle(token, SETTLEMENTS[kind], T0 + 3)).toBe(allowed);
+            expect(Boolean(await store.settle(token, SETTLEMENTS[kind], T0 + 3))).toBe(allowed);
             if (!allowed) expect(await store.get("a")).toEqual(before);
           });
         }
@@ -379,11 +379,23 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
     });
 
     describe("settle: effects", () => {
+      it("defer of a dial whose cancel was requested finishes the lead CANCELLED, never re-queued", async () => {
+        const token = await dialing("a");
+        await store.cancel("a", T0 + 1);
+        expect(
+          await store.settle(token, { kind: "defer", at: T0 + 9_000, dialResult: "notPlaced" }, T0 + 2),
+        ).toEqual({
+          status: "FINISHED",
+          outcome: "CANCELLED",
+        });
+        expect(await store.claimDue("w2", T0 + 10_000, 10, LEASE)).toEqual([]);
+      });
+
       it("defer reschedules, releases the lease, keeps the attempt and the token", async () => {
         const token = await dialing("a");
         expect(
           await store.settle(token, { kind: "defer", at: T0 + 9_000, dialResult: "notPlaced" }, T0 + 2),
-        ).toBe(true);
+        ).toEqual({ status: "SCHEDULED", outcome: null });
         expect(await store.get("a")).toMatchObject({
           status: "SCHEDULED",
           nextAttemptAt: T0 + 9_000,
@@ -411,7 +423,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
 
       it("finish ends the lead with its outcome and it is never claimed again", async () => {
         const token = await claimed("a");
-        expect(await store.settle(token, { kind: "finish", outcome: "INVALID_PHONE" }, T0)).toBe(true);
+        expect(await store.settle(token, { kind: "finish", outcome: "INVALID_PHONE" }, T0)).not.toBeNull();
         expect(await store.get("a")).toMatchObject({
           status: "FINISHED",
           outcome: "INVALID_PHONE",
@@ -423,7 +435,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
 
       it("placed records the provider's call id on the dial", async () => {
         const token = await dialing("a");
-        expect(await store.settle(token, { kind: "placed", callId: "CA123" }, T0 + 2)).toBe(true);
+        expect(await store.settle(token, { kind: "placed", callId: "CA123" }, T0 + 2)).not.toBeNull();
         const placed = await store.get("a");
         expect(placed).toMatchObject({ status: "PROCESSING", token });
         expect(placed?.dial).toMatchObject({ callId: "CA123", unknown: false });
@@ -431,7 +443,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
 
       it("unknown holds the dial as unknown and releases the claim's lease", async () => {
         const token = await dialing("a");
-        expect(await store.settle(token, { kind: "unknown" }, T0 + 2)).toBe(true);
+        expect(await store.settle(token, { kind: "unknown" }, T0 + 2)).not.toBeNull();
         const held = await store.get("a");
         expect(held).toMatchObject({ status: "PROCESSING", owner: null, leaseUntil: null });
         expect(held?.dial).toMatchObject({ unknown: true, callId: null });
@@ -439,7 +451,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
 
       it("ended without retryAt finishes the lead with the call's outcome", async () => {
         const token = await inCall("a");
-        expect(await store.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 60_000)).toBe(true);
+        expect(await store.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 60_000)).not.toBeNull();
         expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "ANSWERED", attempt: 0 });
       });
 
@@ -447,7 +459,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         const token = await inCall("a");
         expect(
           await store.settle(token, { kind: "ended", outcome: "NO_ANSWER", retryAt: T0 + 600_000 }, T0),
-        ).toBe(true);
+        ).toEqual({ status: "SCHEDULED", outcome: null });
         expect(await store.get("a")).toMatchObject({
           status: "SCHEDULED",
           outcome: null,
@@ -466,20 +478,20 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         await store.cancel("a", T0 + 3);
         expect(
           await store.settle(token, { kind: "ended", outcome: "NO_ANSWER", retryAt: T0 + 600_000 }, T0),
-        ).toBe(true);
+        ).toEqual({ status: "FINISHED", outcome: "CANCELLED" });
         expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "CANCELLED", attempt: 0 });
       });
 
       it("ends a held unknown dial too (an end signal carrying its dialRef claims it)", async () => {
         const token = await heldUnknown("a");
-        expect(await store.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 9)).toBe(true);
+        expect(await store.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 9)).not.toBeNull();
         expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "ANSWERED" });
       });
 
       it("unknownExpired re-queues a held unknown dial", async () => {
         const token = await heldUnknown("a");
-        expect(await store.settle(token, { kind: "unknownExpired", at: T0 + 300_000 }, T0 + 300_000)).toBe(
-          true,
+        expect(await store.settle(token, { kind: "unknownExpired", at: T0 + 300_000 }, T0 + 300_000)).toEqual(
+          { status: "SCHEDULED", outcome: null },
         );
         expect(await store.get("a")).toMatchObject({
           status: "SCHEDULED",
@@ -494,8 +506,8 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
       it("unknownExpired after a cancel request finishes CANCELLED instead of re-queueing", async () => {
         const token = await heldUnknown("a");
         await store.cancel("a", T0 + 3);
-        expect(await store.settle(token, { kind: "unknownExpired", at: T0 + 300_000 }, T0 + 300_000)).toBe(
-          true,
+        expect(await store.settle(token, { kind: "unknownExpired", at: T0 + 300_000 }, T0 + 300_000)).toEqual(
+          { status: "FINISHED", outcome: "CANCELLED" },
         );
         expect(await store.get("a")).toMatchObject({ status: "FINISHED", outcome: "CANCELLED" });
       });
@@ -506,8 +518,8 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         const assertStaleRefused = async () => {
           const before = await store.get("a");
           for (const kind of KINDS)
-            expect(await store.settle(stale, SETTLEMENTS[kind], T0 + LEASE)).toBe(false);
-          expect(await store.settle("a:7", SETTLEMENTS.finish, T0 + LEASE)).toBe(false);
+            expect(await store.settle(stale, SETTLEMENTS[kind], T0 + LEASE)).toBeNull();
+          expect(await store.settle("a:7", SETTLEMENTS.finish, T0 + LEASE)).toBeNull();
           expect(await store.get("a")).toEqual(before);
         };
         await assertStaleRefused(); // newer claim CLAIMED

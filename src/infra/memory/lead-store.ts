@@ -7,6 +7,7 @@ import type {
   LeadStatus,
   LeadStore,
   OutboundNumber,
+  Settled,
   Settlement,
   Template,
 } from "../../machines/ports.js";
@@ -114,12 +115,16 @@ export class MemoryLeadStore implements LeadStore {
     return true;
   }
 
-  async settle(token: string, s: Settlement, _now: number): Promise<boolean> {
+  async settle(token: string, s: Settlement, _now: number): Promise<Settled | null> {
     const lead = this.#byToken(token);
-    if (!lead || !SETTLES_FROM[s.kind].includes(lead.status)) return false;
-    if (s.kind === "unknown" && !lead.dial) return false;
+    if (!lead || !SETTLES_FROM[s.kind].includes(lead.status)) return null;
+    if (s.kind === "unknown" && !lead.dial) return null;
     switch (s.kind) {
       case "defer":
+        if (lead.cancelRequested) {
+          this.#finish(lead, "CANCELLED");
+          break;
+        }
         this.#schedule(lead, s.at);
         if (s.notPlacedStreak !== undefined) lead.notPlacedStreak = s.notPlacedStreak;
         break;
@@ -144,12 +149,12 @@ export class MemoryLeadStore implements LeadStore {
         } else this.#finish(lead, s.outcome);
         break;
       case "unknownExpired":
-        if (!lead.dial?.unknown) return false;
+        if (!lead.dial?.unknown) return null;
         if (lead.cancelRequested) this.#finish(lead, "CANCELLED");
         else this.#schedule(lead, s.at);
         break;
     }
-    return true;
+    return { status: lead.status, outcome: lead.outcome };
   }
 
   async expedite(id: string, at: number): Promise<boolean> {

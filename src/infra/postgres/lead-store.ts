@@ -8,6 +8,7 @@ import type {
   LeadStatus,
   LeadStore,
   OutboundNumber,
+  Settled,
   Settlement,
   Template,
 } from "../../machines/ports.js";
@@ -93,10 +94,10 @@ export class PostgresLeadStore implements LeadStore {
     return rowCount === 1;
   }
 
-  async settle(token: string, s: Settlement, now: number): Promise<boolean> {
+  async settle(token: string, s: Settlement, now: number): Promise<Settled | null> {
     const cas = [leadIdOf(token), token, SETTLES_FROM[s.kind]];
-    const { rows } = await this.#pool.query<{ settled: number }>(...this.#settlement(s, cas, now));
-    return rows[0].settled === 1;
+    const { rows } = await this.#pool.query<Settled>(...this.#settlement(s, cas, now));
+    return rows[0] ?? null;
   }
 
   async expedite(id: string, at: number): Promise<boolean> {
@@ -270,9 +271,9 @@ function statements(s: string) {
       WITH lead AS (
         UPDATE ${s}.leads SET ${leadSet}
         WHERE id = $1 AND token = $2 AND status = ANY($3::text[]) ${opts.where ?? ""}
-        RETURNING dial_ref
+        RETURNING dial_ref, status, outcome
       )${dial}
-      SELECT count(*)::int AS settled FROM lead`;
+      SELECT status, outcome FROM lead`;
   };
 
   const release = "owner = NULL, lease_until = NULL";
@@ -348,8 +349,11 @@ function statements(s: string) {
 
     settle: {
       // $4 at, $5 notPlacedStreak (kept when null), $6 dialResult (written when given), $7 now
+      // A cancel requested while dialling wins over the defer (spec §7.16).
       defer: settle(
-        `status = 'SCHEDULED', next_attempt_at = $4, ${release},
+        `status = CASE WHEN cancel_requested THEN 'FINISHED' ELSE 'SCHEDULED' END,
+         outcome = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE outcome END,
+         next_attempt_at = $4, ${release},
          not_placed_streak = COALESCE($5::int, not_placed_streak)`,
         { dialSet: "result = $6, result_at = $7", dialWhen: "$6::text IS NOT NULL" },
       ),
