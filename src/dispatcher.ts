@@ -365,6 +365,37 @@ export class Dispatcher {
     return { unknownExpired, overdueCalls };
   }
 
+  /**
+   * Channel holds that no live lead owns, released (spec §7.10): a process died between its acquire and
+   * its dial, or between a call's end and its release. Holders are listed before the leads are read,
+   * so a hold taken meanwhile belongs to a claim the read still sees.
+   */
+  async releaseOrphanHolds(): Promise<number> {
+    const now = this.clock.now();
+    const { numberIds } = await this.store.gateRebuildRows(now, null);
+    const held = await Promise.all(
+      numberIds.map(async (id) => ({ id, holders: await this.gates.listHolders(id, now) })),
+    );
+    if (held.every((n) => n.holders.length === 0)) return 0;
+    const { claims, liveDials } = await this.store.gateRebuildRows(now, null);
+    const owned = new Set([
+      ...liveDials.map((d) => d.token),
+      // A claim whose lease ran out only just may still be renewing: give it one more lease.
+      ...claims.filter((c) => c.leaseUntil + this.config.claimLeaseMs > now).map((c) => c.token),
+    ]);
+    let released = 0;
+    for (const { id, holders } of held) {
+      for (const holder of holders) {
+        if (owned.has(holder)) continue;
+        if (await this.gates.release(id, holder)) {
+          released += 1;
+          this.#emit("channel:released", { numberId: id, holder });
+        }
+      }
+    }
+    return released;
+  }
+
   stats(): DispatcherStats {
     return structuredClone({
       ...this.#stats,
@@ -490,7 +521,7 @@ export class Dispatcher {
   /** The periodic sweep (`sweepEveryMs`): finds what other, dead processes left behind. */
   #armSweep(): void {
     this.#sweepTimer = this.clock.setTimer(this.clock.now() + this.#sweepEveryMs, () => {
-      this.sweep()
+      Promise.all([this.sweep(), this.releaseOrphanHolds()])
         .catch((error: unknown) => this.#emit("error", { where: "sweep", error }))
         .finally(() => this.#started && this.#armSweep());
     });

@@ -270,6 +270,8 @@ export interface ChannelPool {
   acquire(req: AcquireRequest): Promise<AcquireResult>;
   /** Idempotent by holder: true only when this call freed the holder's line. */
   release(numberId: string, holder: string): Promise<boolean>;
+  /** Holders of unexpired holds on a number (the periodic sweep looks for holders nobody owns). */
+  listHolders(numberId: string, now: number): Promise<string[]>;
   /** Lines held (unexpired) per number. */
   inUse(numberIds: string[], now: number): Promise<Map<string, number>>;
   /** Drops expired holds of a number; returns the holders freed. */

@@ -369,6 +369,15 @@ export function gateStoreContract(name: string, factory: GateStoreFactory): void
         expect(await store.inUse(["n1"], T0 + 2000)).toEqual(new Map([["n1", 0]]));
       });
 
+      it("listHolders names the holders of unexpired holds only", async () => {
+        const store = await openOne();
+        await acquire(store, { holder: "a:1", leaseUntil: T0 + 1000 });
+        await acquire(store, { holder: "b:1", leaseUntil: T0 + 2000 });
+        expect((await store.listHolders("n1", T0)).sort()).toEqual(["a:1", "b:1"]);
+        expect(await store.listHolders("n1", T0 + 1000)).toEqual(["b:1"]);
+        expect(await store.listHolders("n2", T0)).toEqual([]);
+      });
+
       it("reap returns the expired holders once and frees their lines", async () => {
         const store = await openOne();
         await acquire(store, { holder: "a:1", maxChannels: 3, leaseUntil: T0 + 1000 });

@@ -245,6 +245,7 @@ class TimedGates implements RebuildableGateStore {
   undo = (phoneKey: string, member: string) => this.inner.undo(phoneKey, member);
   release = (numberId: string, holder: string) => this.inner.release(numberId, holder);
   inUse = (numberIds: string[], now: number) => this.inner.inUse(numberIds, now);
+  listHolders = (numberId: string, now: number) => this.inner.listHolders(numberId, now);
   reap = (numberId: string, now: number) => this.inner.reap(numberId, now);
   allow = (key: string, windowMs: number, now: number) => this.inner.allow(key, windowMs, now);
   close = () => this.inner.close();

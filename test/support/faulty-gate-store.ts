@@ -132,6 +132,10 @@ export class FaultyGateStore implements GateStore {
     });
   }
 
+  async listHolders(numberId: string, now: number): Promise<string[]> {
+    return this.inner.listHolders(numberId, now);
+  }
+
   async inUse(numberIds: string[], now: number): Promise<Map<string, number>> {
     return this.#run({ op: "inUse", subject: numberIds.join(",") }, () => this.inner.inUse(numberIds, now));
   }

@@ -77,6 +77,10 @@ export class FaultInjectingGateStore implements GateStore {
     return this.#guard("release", () => this.#inner.release(numberId, holder));
   }
 
+  listHolders(numberId: string, now: number): Promise<string[]> {
+    return this.#guard("listHolders", () => this.#inner.listHolders(numberId, now));
+  }
+
   inUse(numberIds: string[], now: number): Promise<Map<string, number>> {
     return this.#guard("inUse", () => this.#inner.inUse(numberIds, now));
   }

@@ -82,6 +82,10 @@ export class MemoryGateStore implements GateStore {
     return true;
   }
 
+  async listHolders(numberId: string, now: number): Promise<string[]> {
+    return (this.#holds.get(numberId) ?? []).filter((h) => h.leaseUntil > now).map((h) => h.holder);
+  }
+
   async inUse(numberIds: string[], now: number): Promise<Map<string, number>> {
     const live = (id: string) => (this.#holds.get(id) ?? []).filter((h) => h.leaseUntil > now).length;
     return new Map(numberIds.map((id) => [id, live(id)]));

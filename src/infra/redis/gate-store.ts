@@ -182,6 +182,10 @@ export class RedisGateStore implements RebuildableGateStore {
     return (await this.#run("dialgateChannelRelease", keys, [holder, this.#needEpoch])) === 1;
   }
 
+  async listHolders(numberId: string, now: number): Promise<string[]> {
+    return this.#client.zrangebyscore(this.#holds(numberId), `(${now}`, "+inf");
+  }
+
   async inUse(numberIds: string[], now: number): Promise<Map<string, number>> {
     // One single-key read per number, sent together: the client writes them back to back on one
     // connection. Not a MULTI/pipeline object: on a cluster the numbers live in different slots.
