@@ -30,8 +30,12 @@ import type {
   GateStore,
   LeadInput,
   LeadRecord,
+  LeadStatus,
   LeadStore,
   OutboundNumber,
+  Pause,
+  PauseScope,
+  PreDialCheck,
   Provider,
   Template,
   Timer,
@@ -64,6 +68,29 @@ export interface DispatcherOptions {
   numbers?: unknown[];
   templates?: unknown[];
   blockedPhones?: string[];
+  /**
+   * The host's own checks before a dial (a DNC lookup, a consent record), run at once in the
+   * `prechecking` state after the calling window, before anything is held. Each answers proceed,
+   * abort (FINISHED PRECHECK_FAILED) or defer; a throw or a miss of `preDialCheck.timeoutMs` defers by
+   * `preDialCheck.failureDeferSeconds`. None by default: the state then passes straight through.
+   */
+  preDialChecks?: readonly PreDialCheck[];
+}
+
+/** `dispatchNow` of a lead that does not exist, has finished, or is dialling or in a call. */
+export class LeadNotDispatchableError extends Error {
+  override readonly name = "LeadNotDispatchableError";
+  constructor(
+    readonly leadId: string,
+    /** Null when no lead has that id. */
+    readonly status: LeadStatus | null,
+  ) {
+    super(
+      status === null
+        ? `lead ${JSON.stringify(leadId)} does not exist`
+        : `lead ${JSON.stringify(leadId)} is ${status}: only a waiting lead can be dispatched now`,
+    );
+  }
 }
 
 export type CallEndResult =
@@ -87,6 +114,17 @@ export interface DispatcherStats {
   gates: { peek: number; record: number; recordRejected: number; channelExhausted: number; failOpen: number };
   alerts: number;
 }
+
+const pauseScopeSchema = z.union(
+  [
+    z.object({ global: z.literal(true) }).strict(),
+    z.object({ resellerId: z.string().min(1).max(200) }).strict(),
+    z.object({ templateId: z.string().min(1).max(200) }).strict(),
+  ],
+  { error: "must be { global: true }, { resellerId } or { templateId }" },
+);
+
+const leadIdSchema = z.string().min(1, "must not be empty").max(200);
 
 const callEndSchema = z
   .object({
@@ -138,6 +176,11 @@ export class Dispatcher {
     this.store = options.leadStore ?? new MemoryLeadStore();
     this.gates = options.gateStore ?? new MemoryGateStore();
     this.#hmacSecret = options.hmacSecret ?? randomUUID();
+    const preDialChecks = options.preDialChecks ?? [];
+    preDialChecks.forEach((check, i) => {
+      if (typeof check !== "function")
+        throw new TypeError(`DispatcherOptions.preDialChecks[${i}] must be a function, got ${typeof check}`);
+    });
     this.#events.setMaxListeners(100);
     this.#stats = emptyStats();
     this.#countEvents();
@@ -164,6 +207,7 @@ export class Dispatcher {
       emit,
       alerter: this.#alerter,
       logger: this.logger,
+      preDialChecks,
     });
     this.#supervisor = new Supervisor({
       store: this.store,
@@ -192,7 +236,8 @@ export class Dispatcher {
   async start(): Promise<void> {
     if (this.#started) return;
     await this.store.upsertNumbers(this.#seed.numbers);
-    await this.store.upsertTemplates(this.#seed.templates);
+    // A restart with edited windows moves the parked leads like a live upsert does.
+    await this.#upsertTemplates(this.#seed.templates);
     await this.store.block(this.#seed.blocked);
     await this.#prepareGates();
     this.#started = true;
@@ -237,10 +282,71 @@ export class Dispatcher {
     await this.#prepareGates();
   }
 
+  /**
+   * Validates every template first, then stores them. A template whose calling window changed wakes
+   * its leads parked for the window: they meet the new window now and are parked at its next start
+   * (not left waiting for the old one).
+   */
   async upsertTemplates(templates: unknown[]): Promise<void> {
-    await this.store.upsertTemplates(
-      templates.map((t, i) => parseOrThrow(templateSchema, t, `templates[${i}]`)),
-    );
+    await this.#upsertTemplates(templates.map((t, i) => parseOrThrow(templateSchema, t, `templates[${i}]`)));
+  }
+
+  async #upsertTemplates(templates: Template[]): Promise<void> {
+    const moved = await this.store.upsertTemplates(templates);
+    let woken = 0;
+    for (const templateId of moved) {
+      const count = await this.store.wakeParked(templateId, "window", this.clock.now());
+      woken += count;
+      this.logger.info({ templateId, woken: count }, "calling window changed: its parked leads were woken");
+      this.#emit("window:changed", { templateId, woken: count });
+    }
+    if (woken > 0) this.#supervisor.poke();
+  }
+
+  /**
+   * Stops claims of the scope's leads, in every process on this lead store: they stay SCHEDULED and
+   * are not claimed (no churn) until resumed. Attempts already running finish as they would.
+   * False when the scope was already paused.
+   */
+  async pause(scope: PauseScope): Promise<boolean> {
+    const valid = parseOrThrow(pauseScopeSchema, scope, "pause scope") as PauseScope;
+    const paused = await this.store.pause(valid, this.clock.now());
+    if (paused) this.#emit("dispatch:paused", { scope: valid });
+    return paused;
+  }
+
+  /**
+   * Lifts a pause; its due leads are claimed at once (here, and in other processes through the store's
+   * notification). False when the scope was not paused.
+   */
+  async resume(scope: PauseScope): Promise<boolean> {
+    const valid = parseOrThrow(pauseScopeSchema, scope, "resume scope") as PauseScope;
+    const resumed = await this.store.resume(valid);
+    if (resumed) this.#emit("dispatch:resumed", { scope: valid });
+    this.#supervisor.poke();
+    return resumed;
+  }
+
+  /** Every pause in force. */
+  async pauses(): Promise<Pause[]> {
+    return this.store.pauses();
+  }
+
+  /**
+   * Makes a waiting lead due now (a defer, a retry delay, a future due time) and wakes the claimer.
+   * It still meets every gate (window, checks, rate limit, channel) and a pause. A lead already claimed
+   * is left to its attempt. Throws LeadNotDispatchableError for an unknown lead, a FINISHED one, and
+   * one that is dialling or in a call.
+   */
+  async dispatchNow(leadId: string): Promise<LeadRecord> {
+    const id = parseOrThrow(leadIdSchema, leadId, "leadId");
+    const lead = await this.store.get(id);
+    if (!lead) throw new LeadNotDispatchableError(id, null);
+    if (lead.status !== "SCHEDULED" && lead.status !== "CLAIMED")
+      throw new LeadNotDispatchableError(id, lead.status);
+    if (lead.status === "SCHEDULED") await this.store.expedite(id, this.clock.now());
+    this.#supervisor.poke();
+    return (await this.store.get(id)) ?? lead;
   }
 
   /**

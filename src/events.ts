@@ -1,5 +1,4 @@
-import type { DeferReason } from "./machines/lead-machine.js";
-import type { Alert } from "./machines/ports.js";
+import type { Alert, DeferReason, PauseScope } from "./machines/ports.js";
 
 /** Everything a dispatcher tells its host. Payloads never carry a phone number. */
 export interface DispatcherEvents {
@@ -15,8 +14,10 @@ export interface DispatcherEvents {
   "lead:heldUnknown": { leadId: string; numberId: string; dialRef: string; reason: string };
   /** The lead went back to the schedule. */
   "lead:deferred": { leadId: string; reason: DeferReason | "retry" | "unknownExpired"; at: number };
-  /** The lead reached FINISHED. */
-  "lead:finished": { leadId: string; outcome: string };
+  /** The lead reached FINISHED; `reason` says why the pre-dial checks aborted (PRECHECK_FAILED). */
+  "lead:finished": { leadId: string; outcome: string; reason?: string };
+  /** The host's pre-dial checks answered (combined); failures of single checks come as `error`. */
+  "lead:prechecked": { leadId: string; verdict: "proceed" | "abort" | "defer" };
   /** The actor found the lead no longer its own and touched nothing. */
   "lead:dropped": { leadId: string };
   /** A gate decided without the store (peek or record failed open). */
@@ -31,6 +32,12 @@ export interface DispatcherEvents {
   "channel:waiting": { leadId: string; numberId: string; dueAt: number };
   /** A channel hold was given back. */
   "channel:released": { numberId: string; holder: string };
+  /** An operator paused dispatch of a scope (for every process on the lead store). */
+  "dispatch:paused": { scope: PauseScope };
+  /** An operator lifted a pause. */
+  "dispatch:resumed": { scope: PauseScope };
+  /** A template's calling window changed: its leads parked for the window were woken. */
+  "window:changed": { templateId: string; woken: number };
   /** An alert passed its throttle and went to the sinks. */
   alert: Alert;
   /** Something failed that the dispatcher absorbed (sink down, outbox retry, persist failure). */

@@ -1,18 +1,22 @@
 /** dialgate's public API: the embedded dispatcher, its ports, and the adapters that ship with it. */
+export { PreDialCheckError } from "./actors/pre-dial-checks.js";
 export {
   type CallEndResult,
   createDispatcher,
   Dispatcher,
   type DispatcherOptions,
   type DispatcherStats,
+  LeadNotDispatchableError,
 } from "./dispatcher.js";
 export type { DispatcherEventName, DispatcherEvents } from "./events.js";
 export { LogAlertSink } from "./infra/alerts/log-sink.js";
+export { SlackAlertSink, type SlackAlertSinkOptions, SlackWebhookError } from "./infra/alerts/slack.js";
 export { runVirtual, ScaledClock, SystemClock, VirtualClock } from "./infra/clock.js";
 export type { DispatcherConfig, DispatcherConfigInput } from "./infra/config.js";
 export { ValidationError } from "./infra/config.js";
 export { MemoryGateStore } from "./infra/memory/gate-store.js";
 export { MemoryLeadStore } from "./infra/memory/lead-store.js";
+export { createMetricsHandler, METRICS_CONTENT_TYPE, prometheusText } from "./infra/metrics.js";
 export { PostgresLeadStore } from "./infra/postgres/lead-store.js";
 export { migrate } from "./infra/postgres/migrate.js";
 export {

@@ -10,6 +10,7 @@ import type {
   CheckOutput,
   GateInput,
   PeekOutput,
+  PrecheckOutput,
   RecordOutput,
   ReleaseInput,
   SelectOutput,
@@ -22,10 +23,13 @@ import type {
   LeadRecord,
   LeadStore,
   OutboundNumber,
+  PreDialCheck,
   Provider,
+  Template,
 } from "../machines/ports.js";
 import { windowDecision } from "./calling-window.js";
 import type { Outbox } from "./outbox.js";
+import { runPreDialChecks } from "./pre-dial-checks.js";
 
 export interface GateDeps {
   config: DispatcherConfig;
@@ -38,6 +42,8 @@ export interface GateDeps {
   /** Uniform in [0, 1): seeded in the simulator. */
   random: () => number;
   emit: <K extends keyof DispatcherEvents>(name: K, payload: DispatcherEvents[K]) => void;
+  /** The host's checks, run in `prechecking`; none by default. */
+  preDialChecks?: readonly PreDialCheck[];
 }
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
@@ -69,6 +75,33 @@ export function createGateActors(deps: GateDeps) {
   const window = fromPromise<WindowOutput, GateInput>(async ({ input: { lead, template } }) => {
     const decision = windowDecision(template?.window, clock.now(), lead.timeZone ?? undefined);
     return decision.open ? { kind: "open" } : { kind: "closed", opensAt: decision.opensAt };
+  });
+
+  const checks = deps.preDialChecks ?? [];
+  const precheck = fromPromise<PrecheckOutput, GateInput>(async ({ input: { lead, template }, signal }) => {
+    // Without checks the state passes straight through: no I/O, no clock reading.
+    if (checks.length === 0) return { kind: "proceed" };
+    const { timeoutMs, maxDefers, failureDeferSeconds } = config.preDialCheck;
+    const outcome = await runPreDialChecks({
+      checks,
+      lead,
+      template: template as Template,
+      clock,
+      timeoutMs,
+      failureDeferSeconds,
+      signal,
+      onError: (error) => deps.emit("error", { where: `precheck ${lead.id}`, error }),
+    });
+    deps.emit("lead:prechecked", { leadId: lead.id, verdict: outcome.action });
+    if (outcome.action === "proceed") return { kind: "proceed" };
+    if (outcome.action === "abort") return { kind: "abort", reason: outcome.reason };
+    if (lead.precheckDefers >= maxDefers) {
+      return {
+        kind: "abort",
+        reason: `deferred by the pre-dial checks ${lead.precheckDefers} times in a row`,
+      };
+    }
+    return { kind: "defer", deferAt: clock.now() + Math.round(outcome.seconds * 1000) };
   });
 
   const peek = fromPromise<PeekOutput, GateInput>(async ({ input: { lead, rules } }) => {
@@ -241,7 +274,7 @@ export function createGateActors(deps: GateDeps) {
   }
 
   return {
-    actors: { check, window, peek, selectNumber, acquire, record, beginDial, makeCall, release },
+    actors: { check, window, precheck, peek, selectNumber, acquire, record, beginDial, makeCall, release },
     recordLater,
   };
 }

@@ -39,7 +39,8 @@ export function createLeadRunner(deps: LeadActorDeps) {
           "Per-phone call limit reached; the lead waits until the window has room",
           {
             leadId: context.lead.id,
-            phone: maskPhone(context.lead.phone),
+            // Not `phone`: the logger redacts that key, and this value is masked already.
+            phoneMasked: maskPhone(context.lead.phone),
             templateId: context.lead.templateId,
           },
         );
@@ -92,8 +93,9 @@ export function createLeadRunner(deps: LeadActorDeps) {
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({
         complete: () => {
-          const end = actor.getSnapshot().output as LeadEnd;
-          persist(lead, end).then(
+          const snapshot = actor.getSnapshot();
+          const end = snapshot.output as LeadEnd;
+          persist(lead, end, snapshot.context.precheckDefers).then(
             () => resolve(end),
             (error: unknown) => {
               deps.emit("error", { where: `persist ${lead.id}`, error });
@@ -113,7 +115,8 @@ export function createLeadRunner(deps: LeadActorDeps) {
     return { leadId: lead.id, token, done, stop: (reason) => actor.send({ type: "STOP", reason }) };
   };
 
-  async function persist(lead: LeadRecord, end: LeadEnd): Promise<void> {
+  /** `precheckDefers`: the attempt's count; written with a defer when it changed. */
+  async function persist(lead: LeadRecord, end: LeadEnd, precheckDefers: number): Promise<void> {
     const token = lead.token as string;
     const now = clock.now();
     const leadId = lead.id;
@@ -123,15 +126,22 @@ export function createLeadRunner(deps: LeadActorDeps) {
         return;
       case "deferred": {
         const at = end.at ?? now + defaultDeferMs(end, deps.random) * (end.reason === "shutdown" ? 0 : 1);
-        const { notPlacedStreak, dialResult } = end;
-        const settled = await settle(token, { kind: "defer", at, notPlacedStreak, dialResult });
+        const settled = await settle(token, {
+          kind: "defer",
+          at,
+          deferReason: end.reason,
+          notPlacedStreak: end.notPlacedStreak,
+          precheckDefers: precheckDefers === lead.precheckDefers ? undefined : precheckDefers,
+          dialResult: end.dialResult,
+        });
         if (settled?.status === "SCHEDULED") deps.emit("lead:deferred", { leadId, reason: end.reason, at });
         else if (settled) deps.emit("lead:finished", { leadId, outcome: settled.outcome ?? "" });
         return;
       }
       case "finished":
         if (await settle(token, { kind: "finish", outcome: end.outcome, dialResult: end.dialResult })) {
-          deps.emit("lead:finished", { leadId, outcome: end.outcome });
+          const reason = end.reason === undefined ? {} : { reason: end.reason };
+          deps.emit("lead:finished", { leadId, outcome: end.outcome, ...reason });
         }
         return;
       case "dialled":
@@ -179,6 +189,7 @@ export function createLeadRunner(deps: LeadActorDeps) {
 
   function defaultDeferMs(end: Extract<LeadEnd, { end: "deferred" }>, random: () => number): number {
     if (end.reason === "notPlaced") return Math.min(60, 5 * (end.notPlacedStreak ?? 1)) * 1000;
+    if (end.reason === "precheck") return config.preDialCheck.failureDeferSeconds * 1000;
     const { min, max } = config.storeErrorDeferSeconds;
     return Math.round((min + random() * (max - min)) * 1000);
   }

@@ -1,5 +1,7 @@
 import cliProgress from "cli-progress";
 import { createDispatcher, type Dispatcher } from "../dispatcher.js";
+import { LogAlertSink } from "../infra/alerts/log-sink.js";
+import { SlackAlertSink } from "../infra/alerts/slack.js";
 import { ScaledClock } from "../infra/clock.js";
 import { createLogger } from "../infra/logger.js";
 import { type SimPlan, SimulatedProvider } from "../infra/providers/simulated.js";
@@ -16,8 +18,16 @@ const PHONES = 160;
  * templates, three numbers with 2–3 lines, a provider that sometimes refuses, busies, or loses a
  * reply, a block list, and one template pinned to a disabled number (a misconfiguration).
  */
-export async function demo(options: { seed?: number } = {}): Promise<number> {
+export async function demo(options: { seed?: number; slackWebhook?: string } = {}): Promise<number> {
+  let slack: SlackAlertSink | undefined;
+  try {
+    slack = options.slackWebhook ? new SlackAlertSink({ webhookUrl: options.slackWebhook }) : undefined;
+  } catch (error) {
+    console.error(`dialgate: --slack-webhook: ${error instanceof Error ? error.message : String(error)}`);
+    return 2;
+  }
   const random = randomStream(options.seed ?? 21, 0);
+  const logger = createLogger(process.env.DIALGATE_LOG_LEVEL ?? "silent");
   const clock = new ScaledClock(Date.parse("2026-05-21T09:00:00Z"), SCALE);
   const alerts: Alert[] = [];
   let dispatcher: Dispatcher | undefined;
@@ -46,8 +56,13 @@ export async function demo(options: { seed?: number } = {}): Promise<number> {
     clock,
     random,
     providers: [provider],
-    logger: createLogger(process.env.DIALGATE_LOG_LEVEL ?? "silent"),
-    alertSinks: [{ send: async (alert) => void alerts.push(alert) }],
+    logger,
+    // The summary lists what reached the sinks; the log and Slack (when set) get the same alerts.
+    alertSinks: [
+      { send: async (alert) => void alerts.push(alert) },
+      new LogAlertSink(logger),
+      ...(slack ? [slack] : []),
+    ],
     config: {
       concurrency: 50,
       rateLimit: { rules: [{ maxCalls: 3, windowSeconds: 3600 }] },

@@ -11,7 +11,10 @@ program
   .command("demo")
   .description("run a small campaign on the embedded dispatcher (nothing to install)")
   .option("--seed <n>", "random seed", toInt, 21)
-  .action(async (opts: { seed: number }) => finish(await demo({ seed: opts.seed })));
+  .addOption(slackWebhookOption())
+  .action(async (opts: { seed: number; slackWebhook?: string }) =>
+    finish(await demo({ seed: opts.seed, slackWebhook: opts.slackWebhook })),
+  );
 
 program
   .command("simulate")
@@ -24,6 +27,12 @@ program
     const { simulateCommand } = await import("./simulate/index.js");
     finish(await simulateCommand(file, opts));
   });
+
+function slackWebhookOption(): Option {
+  return new Option("--slack-webhook <url>", "also send alerts to this Slack incoming webhook").env(
+    "DIALGATE_SLACK_WEBHOOK_URL",
+  );
+}
 
 const schemaOption = () =>
   new Option("--schema <name>", "Postgres schema of the lead store")
@@ -60,6 +69,12 @@ program
       .argParser(toPositiveInt),
   )
   .option("--migrate", "apply pending migrations before starting")
+  .addOption(slackWebhookOption())
+  .addOption(
+    new Option("--metrics-port <n>", "serve Prometheus metrics on GET /metrics at this port")
+      .env("DIALGATE_METRICS_PORT")
+      .argParser(toPort),
+  )
   .action(
     async (opts: {
       config?: string;
@@ -67,6 +82,8 @@ program
       prefix: string;
       sweepEveryMs: number;
       migrate?: boolean;
+      slackWebhook?: string;
+      metricsPort?: number;
     }) => {
       const { runCommand } = await import("./run.js");
       finish(await runCommand(opts));
@@ -96,6 +113,12 @@ function toInt(value: string): number {
 function toPositiveInt(value: string): number {
   const n = toInt(value);
   if (n < 1) throw new InvalidArgumentError("must be ≥ 1");
+  return n;
+}
+
+function toPort(value: string): number {
+  const n = toInt(value);
+  if (n < 1 || n > 65535) throw new InvalidArgumentError("must be a TCP port, 1–65535");
   return n;
 }
 

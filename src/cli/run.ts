@@ -1,10 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { createDispatcher, type Dispatcher } from "../dispatcher.js";
+import { LogAlertSink } from "../infra/alerts/log-sink.js";
+import { SlackAlertSink } from "../infra/alerts/slack.js";
 import { type Backend, connectBackend } from "../infra/backend.js";
 import { SystemClock } from "../infra/clock.js";
 import {
@@ -15,9 +18,10 @@ import {
   ValidationError,
 } from "../infra/config.js";
 import { createLogger } from "../infra/logger.js";
+import { createMetricsHandler } from "../infra/metrics.js";
 import { phoneKey } from "../infra/phone-key.js";
 import { type SimResult, SimulatedProvider, simPlanSchema } from "../infra/providers/simulated.js";
-import type { Clock, DialRequest, DialResult, Provider } from "../machines/ports.js";
+import type { AlertSink, Clock, DialRequest, DialResult, Provider } from "../machines/ports.js";
 import { checkSchemaName, missingEnvironment } from "./migrate.js";
 
 /**
@@ -33,6 +37,10 @@ export interface RunOptions {
   sweepEveryMs: number;
   /** Apply pending migrations before starting. */
   migrate?: boolean;
+  /** Slack incoming-webhook URL for alerts (also DIALGATE_SLACK_WEBHOOK_URL); the log sink always runs. */
+  slackWebhook?: string;
+  /** Serve Prometheus metrics on GET /metrics at this port. */
+  metricsPort?: number;
 }
 
 /** The optional `--config` file. Numbers and templates are upserted at start (idempotent by id). */
@@ -94,6 +102,13 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
   const file = parseRunFile(text, configFile ?? "(none)");
   const hmacSecret = env.DIALGATE_HMAC_SECRET as string;
   const logger = createLogger();
+  let alertSinks: AlertSink[];
+  try {
+    alertSinks = alertSinksOf(logger, options.slackWebhook ?? env.DIALGATE_SLACK_WEBHOOK_URL);
+  } catch (error) {
+    console.error(`dialgate: --slack-webhook: ${errorText(error)}`);
+    return 2;
+  }
   const shutdown = shutdownSignal(logger);
   const dialLog = env.DIALGATE_SIM_LOG ? new DialLog(env.DIALGATE_SIM_LOG, hmacSecret) : null;
 
@@ -122,6 +137,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
 
   let dispatcher: Dispatcher | undefined;
   let unlisten: (() => Promise<void>) | undefined;
+  let metrics: Server | undefined;
   try {
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     const clock = new SystemClock();
@@ -135,6 +151,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
       providers: [provider],
       clock,
       logger,
+      alertSinks,
       hmacSecret,
       owner,
       sweepEveryMs: options.sweepEveryMs,
@@ -145,6 +162,15 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     running.on("error", ({ where, error }) => logger.warn({ where, err: error }, "dispatcher error"));
     unlisten = await backend.onLeadsAdded(() => running.poke());
     await running.start();
+    if (options.metricsPort !== undefined) {
+      try {
+        metrics = await serveMetrics(running, options.metricsPort);
+      } catch (error) {
+        console.error(`dialgate: cannot serve metrics on port ${options.metricsPort}: ${errorText(error)}`);
+        return 1;
+      }
+      logger.info({ port: options.metricsPort }, "metrics served on /metrics");
+    }
     logger.info(
       { owner, schema: options.schema, prefix: options.prefix, sweepEveryMs: options.sweepEveryMs },
       "dialgate run started",
@@ -160,11 +186,37 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     logger.info({ stats: running.stats() }, "dialgate run stopped");
     return 0;
   } finally {
+    if (metrics) await closeServer(metrics);
     await dispatcher?.stop().catch(() => {});
     await unlisten?.().catch(() => {});
     await closeQuietly(backend, logger);
     dialLog?.close();
   }
+}
+
+/** The log always gets the alerts; Slack too when a webhook is configured. Throws on a bad URL. */
+export function alertSinksOf(logger: Logger, slackWebhook: string | undefined): AlertSink[] {
+  const sinks: AlertSink[] = [new LogAlertSink(logger)];
+  if (slackWebhook) sinks.push(new SlackAlertSink({ webhookUrl: slackWebhook }));
+  return sinks;
+}
+
+/** GET /metrics on `port` (all interfaces), resolved once listening. */
+async function serveMetrics(dispatcher: Dispatcher, port: number): Promise<Server> {
+  const server = createServer(createMetricsHandler(dispatcher));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 async function closeQuietly(backend: Backend, logger: Logger): Promise<void> {

@@ -22,7 +22,12 @@ export const STATE_SPEC: Readonly<Record<string, string>> = {
     "§2 step 1: lead still dispatchable, template config present, phone valid E.164, not blocked. " +
     "Status changed → dropped (touch nothing); else finished NO_CONFIG / INVALID_PHONE / BLACKLISTED",
   window:
-    "§2 step 2: calling window of the template in its IANA zone; closed → deferred until the next start",
+    "§2 step 2, §7.8: calling window of the template in its IANA zone (the lead's own zone when given); " +
+    "closed → deferred until the exact next start (a changed window wakes the leads it parked)",
+  prechecking:
+    "the host's pre-dial checks, between §2 steps 2 and 3, before anything is held; proceed → on; " +
+    "abort or more than preDialCheck.maxDefers defers → finished PRECHECK_FAILED; defer (a throw or a " +
+    "timeout: a short one) → deferred, reason precheck",
   peekingRateLimit:
     "§2 step 3: read-only count of the phone's sliding windows; a rule at max → alert rate_limit_blocked + " +
     "deferred until the window has room; store error → fail open + gate:failOpen",
@@ -50,8 +55,8 @@ export const STATE_SPEC: Readonly<Record<string, string>> = {
     "§2 rules: back to the schedule with nextAttemptAt = now + seconds, lease released; capacity and rate " +
     "deferrals do not grow the attempt counter",
   finished:
-    "§2: FINISHED with an outcome (NO_CONFIG, INVALID_PHONE, BLACKLISTED, EXPIRED, NUMBER_UNAVAILABLE, " +
-    "PROVIDER_REJECTED)",
+    "§2: FINISHED with an outcome (NO_CONFIG, INVALID_PHONE, BLACKLISTED, EXPIRED, PRECHECK_FAILED, " +
+    "NUMBER_UNAVAILABLE, PROVIDER_REJECTED)",
   dropped: "§2 step 1, §7.16: the lead is no longer ours (status changed, cancelled): touch nothing more",
   inCall:
     "§2 step 8, §7.15: placed; the channel stays held and the actor frees its slot; callEnded releases " +

@@ -59,6 +59,16 @@ export const configSchema = z
     drainTimeoutMs: z.number().int().min(0).default(30_000),
     claimLeaseMs: z.number().int().min(1000).default(60_000),
     store: z.object({ commandTimeoutMs: z.number().int().min(1).default(500) }).prefault({}),
+    preDialCheck: z
+      .object({
+        /** Longest wait for the host's pre-dial checks of one attempt; then they count as failed. */
+        timeoutMs: z.number().int().min(1).default(5000),
+        /** Precheck defers a lead may take in a row; the next one finishes it PRECHECK_FAILED. */
+        maxDefers: z.number().int().min(0).default(10),
+        /** How long a lead waits after a check threw or timed out. */
+        failureDeferSeconds: z.number().min(1).default(30),
+      })
+      .prefault({}),
     /** Seconds a store-error defer waits: uniform in [min, max]. */
     storeErrorDeferSeconds: z
       .object({ min: z.number().min(0).default(5), max: z.number().min(0).default(30) })

@@ -11,6 +11,7 @@ type DeferredReason = DispatcherEvents["lead:deferred"]["reason"];
 /** Every defer reason, exported at 0 before it first happens so that `rate()` sees it start. */
 const DEFER_REASONS = Object.keys({
   window: 1,
+  precheck: 1,
   rateLimit: 1,
   channel: 1,
   pile: 1,

@@ -1,9 +1,12 @@
 import { assign, fromPromise, setup } from "xstate";
-import type { DialResult, LeadRecord, OutboundNumber, RateRule, Template } from "./ports.js";
+import type { DeferReason, DialResult, LeadRecord, OutboundNumber, RateRule, Template } from "./ports.js";
+
+export type { DeferReason } from "./ports.js";
 
 /**
  * One dispatch attempt of one lead (spec §2). Gates run in order:
- *   checking → window → peekingRateLimit → selectingNumber → acquiringChannel → recordingAttempt → dialing
+ *   checking → window → prechecking → peekingRateLimit → selectingNumber → acquiringChannel →
+ *   recordingAttempt → dialing
  * Every gate is an invoked actor with an explicit id, supplied by `provide`, so this file does no I/O.
  * Nothing is held before acquiringChannel; from there every reject, failure or stop goes through
  * `releasing`, the one place that gives back the line and undoes the rate-limit record.
@@ -17,6 +20,11 @@ export type CheckOutput =
   | { kind: "drop" }
   | { kind: "finish"; outcome: "NO_CONFIG" | "INVALID_PHONE" | "BLACKLISTED" | "EXPIRED" };
 export type WindowOutput = { kind: "open" } | { kind: "closed"; opensAt: number };
+/** The host's pre-dial checks, combined; `abort` also when the lead was deferred too often. */
+export type PrecheckOutput =
+  | { kind: "proceed" }
+  | { kind: "abort"; reason: string }
+  | { kind: "defer"; deferAt: number };
 /** `over`: at the limit in rateLimit.mode alertOnly: alert, but go on. */
 export type PeekOutput = { kind: "allowed" } | { kind: "blocked"; deferAt: number } | { kind: "over" };
 export type SelectOutput = { kind: "selected"; number: OutboundNumber } | { kind: "none" };
@@ -41,21 +49,12 @@ export interface ReleaseInput {
   recorded: boolean;
 }
 
-export type DeferReason =
-  | "window"
-  | "rateLimit"
-  | "channel"
-  | "pile"
-  | "notPlaced"
-  | "throttled"
-  | "store"
-  | "shutdown";
-
 /** What the attempt left behind; the runner persists it with one compare-and-set. */
 export type LeadEnd =
   /** `at: null` = the runner picks the time (store errors: jittered 5–30 s; shutdown: now). */
   | { end: "deferred"; reason: DeferReason; at: number | null; notPlacedStreak?: number; dialResult?: string }
-  | { end: "finished"; outcome: string; dialResult?: string }
+  /** `reason`: why the pre-dial checks aborted (PRECHECK_FAILED). */
+  | { end: "finished"; outcome: string; dialResult?: string; reason?: string }
   | { end: "dropped" }
   | { end: "dialled"; callId: string; numberId: string; dialRef: string }
   | { end: "heldUnknown"; numberId: string; dialRef: string; reason: string };
@@ -74,6 +73,8 @@ export interface LeadContext {
   dialRef: string | null;
   stop: StopReason | null;
   end: LeadEnd | null;
+  /** Pre-dial check defers in a row: the lead's count, + 1 on a precheck defer, 0 once the checks pass. */
+  precheckDefers: number;
 }
 
 /** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (spec §7.2). */
@@ -109,6 +110,7 @@ export const leadMachine = setup({
   actors: {
     check: notProvided<CheckOutput, GateInput>("check"),
     window: notProvided<WindowOutput, GateInput>("window"),
+    precheck: notProvided<PrecheckOutput, GateInput>("precheck"),
     peek: notProvided<PeekOutput, GateInput>("peek"),
     selectNumber: notProvided<SelectOutput, GateInput>("selectNumber"),
     acquire: notProvided<AcquireOutput, GateInput>("acquire"),
@@ -123,6 +125,8 @@ export const leadMachine = setup({
     isDropped: ({ event }) => out<CheckOutput>(event).kind === "drop",
     isNotDispatchable: ({ event }) => out<CheckOutput>(event).kind === "finish",
     isWindowClosed: ({ event }) => out<WindowOutput>(event).kind === "closed",
+    isPrecheckAborted: ({ event }) => out<PrecheckOutput>(event).kind === "abort",
+    isPrecheckDeferred: ({ event }) => out<PrecheckOutput>(event).kind === "defer",
     isRateBlocked: ({ event }) => out<PeekOutput>(event).kind === "blocked",
     isRateOver: ({ event }) => out<PeekOutput | RecordOutput>(event).kind === "over",
     isNoNumber: ({ event }) => out<SelectOutput>(event).kind === "none",
@@ -160,6 +164,7 @@ export const leadMachine = setup({
     dialRef: null,
     stop: null,
     end: null,
+    precheckDefers: input.lead.precheckDefers,
   }),
   output: ({ context }) => context.end as LeadEnd,
   initial: "checking",
@@ -221,9 +226,57 @@ export const leadMachine = setup({
               }),
             }),
           },
-          { target: "peekingRateLimit" },
+          { target: "prechecking" },
         ],
         onError: { target: "deferred", actions: assign({ end: storeDefer }) },
+      },
+    },
+    prechecking: {
+      // The host's checks may take seconds: they run before anything is held.
+      on: {
+        STOP: [
+          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
+          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
+        ],
+      },
+      invoke: {
+        id: "precheck",
+        src: "precheck",
+        input: gateInput,
+        onDone: [
+          {
+            guard: "isPrecheckAborted",
+            target: "finished",
+            actions: assign({
+              end: ({ event }) => ({
+                end: "finished",
+                outcome: "PRECHECK_FAILED",
+                reason: (event.output as { reason: string }).reason,
+              }),
+            }),
+          },
+          {
+            guard: "isPrecheckDeferred",
+            target: "deferred",
+            actions: assign({
+              end: ({ event }) => ({
+                end: "deferred",
+                reason: "precheck",
+                at: (event.output as { deferAt: number }).deferAt,
+              }),
+              precheckDefers: ({ context }) => context.precheckDefers + 1,
+            }),
+          },
+          { target: "peekingRateLimit", actions: assign({ precheckDefers: 0 }) },
+        ],
+        // The runner's actor turns a failing check into a defer; this is the actor itself failing.
+        onError: {
+          target: "deferred",
+          actions: assign({
+            end: { end: "deferred", reason: "precheck", at: null },
+            precheckDefers: ({ context }) => context.precheckDefers + 1,
+          }),
+        },
       },
     },
     peekingRateLimit: {

@@ -22,6 +22,18 @@ export type DispatcherOutcome =
   | "EXPIRED"
   | "UNKNOWN";
 
+/** Why a lead went back to the schedule (the `lead:deferred` reasons of one dispatch attempt). */
+export type DeferReason =
+  | "window"
+  | "precheck"
+  | "rateLimit"
+  | "channel"
+  | "pile"
+  | "notPlaced"
+  | "throttled"
+  | "store"
+  | "shutdown";
+
 export interface RateRule {
   maxCalls: number;
   windowSeconds: number;
@@ -118,6 +130,13 @@ export interface LeadRecord {
   cancelRequested: boolean;
   dial: DialInfo | null;
   payload: Record<string, unknown>;
+  /**
+   * Why a SCHEDULED lead waits: the reason of the defer that parked it. Null for a new lead, once it
+   * is claimed, and for a retry. A template whose window changes wakes the leads parked for `window`.
+   */
+  deferReason: DeferReason | null;
+  /** Pre-dial check defers since the checks last let the lead proceed (capped by preDialCheck.maxDefers). */
+  precheckDefers: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,8 +144,18 @@ export interface LeadRecord {
 
 /** How an actor (or an end signal) leaves a lead. Each kind is a compare-and-set on the token. */
 export type Settlement =
-  /** CLAIMED|DIALING → SCHEDULED at `at`. */
-  | { kind: "defer"; at: number; notPlacedStreak?: number; dialResult?: string }
+  /**
+   * CLAIMED|DIALING → SCHEDULED at `at`, parked for `deferReason` (null when not given).
+   * `notPlacedStreak` / `precheckDefers` are written when given and kept otherwise.
+   */
+  | {
+      kind: "defer";
+      at: number;
+      deferReason?: DeferReason;
+      notPlacedStreak?: number;
+      precheckDefers?: number;
+      dialResult?: string;
+    }
   /** CLAIMED|DIALING → FINISHED. */
   | { kind: "finish"; outcome: string; dialResult?: string }
   /** DIALING → PROCESSING with the provider's call id. */
@@ -172,20 +201,33 @@ export interface GateRebuildRows {
   windowMs: number;
 }
 
+/** What an operator pauses: all dispatch, one reseller's templates, or one template. */
+export type PauseScope = { global: true } | { resellerId: string } | { templateId: string };
+
+export interface Pause {
+  scope: PauseScope;
+  /** Epoch ms of the pause (caller's clock). */
+  pausedAt: number;
+}
+
 export interface LeadStore {
   /** Idempotent by lead id: a second submit returns the existing lead. */
   submit(leads: LeadInput[], now: number): Promise<LeadRecord[]>;
   get(id: string): Promise<LeadRecord | null>;
   /**
    * Claim up to `limit` due SCHEDULED leads (nextAttemptAt ≤ now), by dueAt then id: status CLAIMED,
-   * claimSeq + 1, a new token, owner and lease. Also takes over CLAIMED leads whose lease expired; a
-   * DIALING lead whose lease expired becomes a held unknown dial (never redialled blindly).
+   * claimSeq + 1, a new token, owner and lease, deferReason cleared. Also takes over CLAIMED leads whose
+   * lease expired; a DIALING lead whose lease expired becomes a held unknown dial (never redialled
+   * blindly). Leads of a paused template or reseller, or every lead under a global pause, are skipped.
    */
   claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]>;
-  /** Earliest nextAttemptAt of a SCHEDULED lead, or null. */
+  /** Earliest nextAttemptAt of a SCHEDULED lead that is not paused, or null. */
   nextDueAt(): Promise<number | null>;
   renewLeases(tokens: string[], leaseUntil: number): Promise<void>;
-  /** CLAIMED + token → DIALING with its dial row, in one step. False when the claim was lost. */
+  /**
+   * CLAIMED + token → DIALING with its dial row, in one step; precheckDefers back to 0 (the checks let
+   * it through). False when the claim was lost.
+   */
   beginDial(token: string, row: DialRow): Promise<boolean>;
   /**
    * Compare-and-set on the token (see Settlement): the lead as it now is, or null when it had moved on.
@@ -194,6 +236,17 @@ export interface LeadStore {
   settle(token: string, settlement: Settlement, now: number): Promise<Settled | null>;
   /** SCHEDULED → nextAttemptAt = min(nextAttemptAt, at): wakes a waiting lead early. False otherwise. */
   expedite(id: string, at: number): Promise<boolean>;
+  /**
+   * SCHEDULED leads of a template parked for `reason` (their last defer's) → nextAttemptAt =
+   * min(nextAttemptAt, at). Returns how many moved. A wake is a hint: each lead meets every gate again.
+   */
+  wakeParked(templateId: string, reason: DeferReason, at: number): Promise<number>;
+  /** Stops claims of the scope's leads, for every process on this store. False when already paused. */
+  pause(scope: PauseScope, now: number): Promise<boolean>;
+  /** Lifts a pause (and wakes the store's listeners). False when the scope was not paused. */
+  resume(scope: PauseScope): Promise<boolean>;
+  /** Every pause in force, global first, then resellers, then templates, each by id. */
+  pauses(): Promise<Pause[]>;
   /** Find the lead of a dial by provider call id or dialRef. */
   findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null>;
   /** SCHEDULED/CLAIMED → FINISHED CANCELLED; DIALING/PROCESSING → cancel requested. Returns the lead. */
@@ -217,7 +270,11 @@ export interface LeadStore {
   poolNumbers(provider?: string): Promise<OutboundNumber[]>;
   isBlocked(phone: string): Promise<boolean>;
 
-  upsertTemplates(templates: Template[]): Promise<void>;
+  /**
+   * Inserts or replaces templates (the last of a repeated id wins). Returns the ids of the templates
+   * that existed and whose calling window changed (added, removed or edited), in input order.
+   */
+  upsertTemplates(templates: Template[]): Promise<string[]>;
   upsertNumbers(numbers: OutboundNumber[]): Promise<void>;
   block(phones: string[]): Promise<void>;
   close(): Promise<void>;
@@ -341,6 +398,25 @@ export interface Alert {
 export interface AlertSink {
   send(alert: Alert): Promise<void>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pre-dial checks (the host's own rules: a DNC lookup, a consent record, a CRM flag)
+
+export interface PreDialCheckContext {
+  lead: LeadRecord;
+  template: Template;
+  /** Aborted when the check runs out of time (preDialCheck.timeoutMs) or the attempt stops. */
+  signal: AbortSignal;
+}
+
+export type PreDialVerdict =
+  | { action: "proceed" }
+  /** The lead ends FINISHED PRECHECK_FAILED. */
+  | { action: "abort"; reason: string }
+  /** Ask again in `seconds` (counts against preDialCheck.maxDefers). */
+  | { action: "defer"; seconds: number };
+
+export type PreDialCheck = (context: PreDialCheckContext) => Promise<PreDialVerdict>;
 
 export interface Timer {
   cancel(): void;

@@ -3,7 +3,14 @@
  * backends). Each test gets an empty store from the factory and closes it afterwards.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { LeadInput, LeadStore, OutboundNumber, Settlement, Template } from "../../src/machines/ports.js";
+import type {
+  LeadInput,
+  LeadStore,
+  OutboundNumber,
+  PauseScope,
+  Settlement,
+  Template,
+} from "../../src/machines/ports.js";
 
 export type LeadStoreFactory = () => Promise<LeadStore>;
 
@@ -136,6 +143,8 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
           cancelRequested: false,
           dial: null,
           payload: { order: 42, tags: ["x"], nested: { ok: true } },
+          deferReason: null,
+          precheckDefers: 0,
         });
         expect(await store.get("a")).toEqual(created);
       });
@@ -530,6 +539,164 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
       });
     });
 
+    describe("deferReason and precheckDefers", () => {
+      it("a defer records its reason; a claim clears it; a defer without one leaves none", async () => {
+        const token = await claimed("a");
+        await store.settle(token, { kind: "defer", at: T0 + 10, deferReason: "window" }, T0);
+        expect(await store.get("a")).toMatchObject({ status: "SCHEDULED", deferReason: "window" });
+        const next = await claimNext(T0 + 10);
+        expect(await store.get("a")).toMatchObject({ status: "CLAIMED", deferReason: null });
+        await store.settle(next, { kind: "defer", at: T0 + 20 }, T0 + 10);
+        expect((await store.get("a"))?.deferReason).toBeNull();
+      });
+
+      it("a defer sets precheckDefers when given and keeps it otherwise; the dial row resets it", async () => {
+        let token = await claimed("a");
+        await store.settle(token, { kind: "defer", at: T0, deferReason: "precheck", precheckDefers: 4 }, T0);
+        expect(await store.get("a")).toMatchObject({ precheckDefers: 4, deferReason: "precheck" });
+        token = await claimNext(T0);
+        await store.settle(token, { kind: "defer", at: T0, deferReason: "channel" }, T0);
+        expect((await store.get("a"))?.precheckDefers).toBe(4);
+        token = await claimNext(T0);
+        await store.beginDial(token, { dialRef: `${token}@x`, numberId: "n1", at: T0, recorded: true });
+        expect(await store.get("a")).toMatchObject({ status: "DIALING", precheckDefers: 0 });
+      });
+    });
+
+    describe("wakeParked", () => {
+      async function parked(id: string, reason: "window" | "rateLimit", at: number, templateId = "tpl") {
+        await store.submit([lead(id, { templateId })], T0);
+        const [claim] = await store.claimDue("w1", T0, 1, LEASE);
+        expect(claim.id).toBe(id);
+        await store.settle(claim.token as string, { kind: "defer", at, deferReason: reason }, T0);
+      }
+
+      it("moves the template's leads parked for the reason to `at`, and only those", async () => {
+        await parked("w1", "window", T0 + 5 * 3_600_000);
+        await parked("w2", "window", T0 + 6 * 3_600_000);
+        await parked("rl", "rateLimit", T0 + 3_600_000);
+        await parked("other", "window", T0 + 5 * 3_600_000, "tpl-2");
+        await store.submit([lead("fresh", { dueAt: T0 + 9_000_000 })], T0);
+        const token = await setUp.claimed("claimed");
+
+        expect(await store.wakeParked("tpl", "window", T0 + 100)).toBe(2);
+        const byId = new Map((await store.list()).map((l) => [l.id, l]));
+        expect(byId.get("w1")).toMatchObject({ status: "SCHEDULED", nextAttemptAt: T0 + 100, dueAt: T0 });
+        expect(byId.get("w2")?.nextAttemptAt).toBe(T0 + 100);
+        expect(byId.get("rl")?.nextAttemptAt).toBe(T0 + 3_600_000);
+        expect(byId.get("other")?.nextAttemptAt).toBe(T0 + 5 * 3_600_000);
+        expect(byId.get("fresh")?.nextAttemptAt).toBe(T0 + 9_000_000);
+        expect(byId.get("claimed")).toMatchObject({ status: "CLAIMED", token });
+        expect(await store.nextDueAt()).toBe(T0 + 100);
+      });
+
+      it("never postpones a lead, and counts only the leads it moved", async () => {
+        await parked("a", "window", T0 + 50);
+        expect(await store.wakeParked("tpl", "window", T0 + 50)).toBe(0);
+        expect(await store.wakeParked("tpl", "window", T0 + 60)).toBe(0);
+        expect((await store.get("a"))?.nextAttemptAt).toBe(T0 + 50);
+        expect(await store.wakeParked("nope", "window", T0)).toBe(0);
+      });
+    });
+
+    describe("pause and resume", () => {
+      const GLOBAL: PauseScope = { global: true };
+
+      async function seed() {
+        await store.upsertTemplates([
+          { id: "t1", resellerId: "r1" },
+          { id: "t2", resellerId: "r1" },
+          { id: "t3", resellerId: "r2" },
+        ]);
+        await store.submit(
+          [
+            lead("a1", { templateId: "t1" }),
+            lead("a2", { templateId: "t2", dueAt: T0 + 1 }),
+            lead("b3", { templateId: "t3", dueAt: T0 + 2 }),
+            lead("x", { templateId: "no-such-template", dueAt: T0 + 3 }),
+          ],
+          T0,
+        );
+      }
+      const claimAll = async (now = T0 + 10) =>
+        (await store.claimDue("w1", now, 10, LEASE)).map((l) => l.id).sort();
+
+      it("a template pause skips its leads in claims and in nextDueAt; resume makes them claimable", async () => {
+        await seed();
+        expect(await store.pause({ templateId: "t1" }, T0)).toBe(true);
+        expect(await store.nextDueAt()).toBe(T0 + 1);
+        expect(await claimAll()).toEqual(["a2", "b3", "x"]);
+        expect(await store.get("a1")).toMatchObject({ status: "SCHEDULED", claimSeq: 0 });
+        expect(await store.nextDueAt()).toBeNull();
+
+        expect(await store.resume({ templateId: "t1" })).toBe(true);
+        expect(await store.nextDueAt()).toBe(T0);
+        expect(await claimAll()).toEqual(["a1"]);
+      });
+
+      it("a reseller pause covers every template of the reseller", async () => {
+        await seed();
+        await store.pause({ resellerId: "r1" }, T0);
+        expect(await claimAll()).toEqual(["b3", "x"]);
+        expect(await store.nextDueAt()).toBeNull();
+        await store.resume({ resellerId: "r1" });
+        expect(await claimAll()).toEqual(["a1", "a2"]);
+      });
+
+      it("a global pause stops every claim, takeovers included", async () => {
+        await seed();
+        await store.claimDue("w1", T0, 1, LEASE);
+        await store.pause(GLOBAL, T0);
+        expect(await store.claimDue("w2", T0 + 10 * LEASE, 10, LEASE)).toEqual([]);
+        expect(await store.nextDueAt()).toBeNull();
+        expect(await store.get("a1")).toMatchObject({ status: "CLAIMED", owner: "w1" });
+        await store.resume(GLOBAL);
+        const claims = await store.claimDue("w2", T0 + 10 * LEASE, 10, LEASE);
+        expect(claims.map((l) => [l.id, l.claimSeq])).toEqual([
+          ["a1", 2],
+          ["a2", 1],
+          ["b3", 1],
+          ["x", 1],
+        ]);
+      });
+
+      it("a pause still lets a DIALING lead whose lease expired become a held unknown dial", async () => {
+        await dialing("a");
+        await store.pause(GLOBAL, T0);
+        await store.claimDue("w2", T0 + LEASE, 10, LEASE);
+        expect((await store.get("a"))?.status).toBe("PROCESSING");
+      });
+
+      it("pausing twice and resuming what is not paused say so; pauses lists them in order", async () => {
+        expect(await store.pauses()).toEqual([]);
+        expect(await store.pause({ templateId: "t9" }, T0 + 3)).toBe(true);
+        expect(await store.pause({ templateId: "t9" }, T0 + 4)).toBe(false);
+        expect(await store.pause({ resellerId: "r1" }, T0 + 2)).toBe(true);
+        expect(await store.pause({ templateId: "T1" }, T0 + 5)).toBe(true);
+        expect(await store.pause(GLOBAL, T0 + 1)).toBe(true);
+        expect(await store.pauses()).toEqual([
+          { scope: GLOBAL, pausedAt: T0 + 1 },
+          { scope: { resellerId: "r1" }, pausedAt: T0 + 2 },
+          { scope: { templateId: "T1" }, pausedAt: T0 + 5 },
+          { scope: { templateId: "t9" }, pausedAt: T0 + 3 },
+        ]);
+        expect(await store.resume({ templateId: "t9" })).toBe(true);
+        expect(await store.resume({ templateId: "t9" })).toBe(false);
+        expect(await store.resume({ resellerId: "t1" })).toBe(false);
+        expect((await store.pauses()).map((p) => p.scope)).toEqual([
+          GLOBAL,
+          { resellerId: "r1" },
+          { templateId: "T1" },
+        ]);
+      });
+
+      it("a reseller pause and a template pause of the same id are different scopes", async () => {
+        await seed();
+        await store.pause({ resellerId: "t1" }, T0);
+        expect(await claimAll()).toEqual(["a1", "a2", "b3", "x"]);
+      });
+    });
+
     describe("expedite", () => {
       it("moves a SCHEDULED lead's nextAttemptAt earlier and keeps its dueAt", async () => {
         await store.submit([lead("a", { dueAt: T0 + 1_000 })], T0);
@@ -816,6 +983,34 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
           { id: "t1", resellerId: "r3", provider: "plivo" },
         ]);
         expect(await store.template("t1")).toStrictEqual({ id: "t1", resellerId: "r3", provider: "plivo" });
+      });
+
+      it("an upsert returns the templates that existed and whose calling window changed", async () => {
+        const window = { start: "09:00", end: "21:00", timeZone: "Europe/Berlin" };
+        expect(
+          await store.upsertTemplates([
+            { id: "a", resellerId: "r1", window },
+            { id: "b", resellerId: "r1" },
+          ]),
+        ).toEqual([]);
+        expect(
+          await store.upsertTemplates([
+            { id: "new", resellerId: "r1", window },
+            { id: "b", resellerId: "r1", window },
+            {
+              id: "a",
+              resellerId: "r2",
+              window: { timeZone: "Europe/Berlin", end: "21:00", start: "09:00" },
+            },
+          ]),
+        ).toEqual(["b"]);
+        expect(
+          await store.upsertTemplates([
+            { id: "a", resellerId: "r2", window: { ...window, end: "20:00" } },
+            { id: "b", resellerId: "r1" },
+          ]),
+        ).toEqual(["a", "b"]);
+        expect(await store.upsertTemplates([])).toEqual([]);
       });
     });
 

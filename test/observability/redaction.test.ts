@@ -325,7 +325,7 @@ describe("no phone number leaks", () => {
     expect(alerts.map((a) => a.kind)).toEqual(
       expect.arrayContaining(["rate_limit_blocked", "no_outbound_number", "unknown_dial"]),
     );
-    expect(alerts.find((a) => a.kind === "rate_limit_blocked")?.fields.phone).toBe("***0142");
+    expect(alerts.find((a) => a.kind === "rate_limit_blocked")?.fields.phoneMasked).toBe("***0142");
 
     // The grep can see phones where they belong (the lead store, the provider's ledger)…
     expect(leaks(JSON.stringify(await leadStore.list()))).toEqual(expect.arrayContaining(forms(CONTESTED)));

@@ -1,4 +1,6 @@
+import { isDeepStrictEqual } from "node:util";
 import type {
+  DeferReason,
   DialInfo,
   DialRow,
   GateRebuildRows,
@@ -7,6 +9,8 @@ import type {
   LeadStatus,
   LeadStore,
   OutboundNumber,
+  Pause,
+  PauseScope,
   Settled,
   Settlement,
   Template,
@@ -31,6 +35,8 @@ export class MemoryLeadStore implements LeadStore {
   #byDial = new Map<string, string>();
   /** Every dial ever begun (a lead row keeps only its last): the rate-limit rebuild counts them all. */
   #dials: { leadId: string; token: string; dial: DialInfo }[] = [];
+  /** Pauses in force, by `pauseKey`. */
+  #pauses = new Map<string, Pause>();
 
   async submit(inputs: LeadInput[], now: number): Promise<LeadRecord[]> {
     return inputs.map((input) => {
@@ -55,6 +61,8 @@ export class MemoryLeadStore implements LeadStore {
         cancelRequested: false,
         dial: null,
         payload: input.payload ?? {},
+        deferReason: null,
+        precheckDefers: 0,
       };
       this.#leads.set(lead.id, lead);
       return structuredClone(lead);
@@ -73,8 +81,9 @@ export class MemoryLeadStore implements LeadStore {
     const due = [...this.#leads.values()]
       .filter(
         (l) =>
-          (l.status === "SCHEDULED" && l.nextAttemptAt <= now) ||
-          (l.status === "CLAIMED" && (l.leaseUntil ?? 0) <= now),
+          ((l.status === "SCHEDULED" && l.nextAttemptAt <= now) ||
+            (l.status === "CLAIMED" && (l.leaseUntil ?? 0) <= now)) &&
+          !this.#isPaused(l),
       )
       .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1))
       .slice(0, Math.max(0, limit));
@@ -84,6 +93,7 @@ export class MemoryLeadStore implements LeadStore {
       lead.status = "CLAIMED";
       lead.owner = owner;
       lead.leaseUntil = now + leaseMs;
+      lead.deferReason = null;
       return structuredClone(lead);
     });
   }
@@ -91,7 +101,11 @@ export class MemoryLeadStore implements LeadStore {
   async nextDueAt(): Promise<number | null> {
     let next: number | null = null;
     for (const lead of this.#leads.values()) {
-      if (lead.status === "SCHEDULED" && (next === null || lead.nextAttemptAt < next))
+      if (
+        lead.status === "SCHEDULED" &&
+        (next === null || lead.nextAttemptAt < next) &&
+        !this.#isPaused(lead)
+      )
         next = lead.nextAttemptAt;
     }
     return next;
@@ -108,6 +122,7 @@ export class MemoryLeadStore implements LeadStore {
     const lead = this.#byToken(token);
     if (lead?.status !== "CLAIMED") return false;
     lead.status = "DIALING";
+    lead.precheckDefers = 0;
     lead.dial = { ...row, callId: null, unknown: false };
     // The same object as the lead's: settles that mark it placed or unknown show here too.
     this.#dials.push({ leadId: lead.id, token, dial: lead.dial });
@@ -126,7 +141,9 @@ export class MemoryLeadStore implements LeadStore {
           break;
         }
         this.#schedule(lead, s.at);
+        lead.deferReason = s.deferReason ?? null;
         if (s.notPlacedStreak !== undefined) lead.notPlacedStreak = s.notPlacedStreak;
+        if (s.precheckDefers !== undefined) lead.precheckDefers = s.precheckDefers;
         break;
       case "finish":
         this.#finish(lead, s.outcome);
@@ -162,6 +179,35 @@ export class MemoryLeadStore implements LeadStore {
     if (lead?.status !== "SCHEDULED" || lead.nextAttemptAt <= at) return false;
     lead.nextAttemptAt = at;
     return true;
+  }
+
+  async wakeParked(templateId: string, reason: DeferReason, at: number): Promise<number> {
+    let woken = 0;
+    for (const lead of this.#leads.values()) {
+      if (lead.templateId !== templateId || lead.status !== "SCHEDULED" || lead.deferReason !== reason)
+        continue;
+      if (lead.nextAttemptAt <= at) continue;
+      lead.nextAttemptAt = at;
+      woken += 1;
+    }
+    return woken;
+  }
+
+  async pause(scope: PauseScope, now: number): Promise<boolean> {
+    const key = pauseKey(scope);
+    if (this.#pauses.has(key)) return false;
+    this.#pauses.set(key, { scope: normalScope(scope), pausedAt: now });
+    return true;
+  }
+
+  async resume(scope: PauseScope): Promise<boolean> {
+    return this.#pauses.delete(pauseKey(scope));
+  }
+
+  async pauses(): Promise<Pause[]> {
+    return [...this.#pauses.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, pause]) => structuredClone(pause));
   }
 
   async findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null> {
@@ -250,8 +296,17 @@ export class MemoryLeadStore implements LeadStore {
     return this.#blocked.has(phone);
   }
 
-  async upsertTemplates(templates: Template[]): Promise<void> {
-    for (const t of templates) this.#templates.set(t.id, structuredClone(t));
+  async upsertTemplates(templates: Template[]): Promise<string[]> {
+    const before = new Map<string, Template | undefined>();
+    for (const t of templates) {
+      if (!before.has(t.id)) before.set(t.id, this.#templates.get(t.id));
+      this.#templates.set(t.id, structuredClone(t));
+    }
+    return [...before]
+      .filter(
+        ([id, old]) => old !== undefined && !isDeepStrictEqual(old.window, this.#templates.get(id)?.window),
+      )
+      .map(([id]) => id);
   }
 
   async upsertNumbers(numbers: OutboundNumber[]): Promise<void> {
@@ -263,6 +318,15 @@ export class MemoryLeadStore implements LeadStore {
   }
 
   async close(): Promise<void> {}
+
+  /** Paused globally, by its template, or by its template's reseller. */
+  #isPaused(lead: LeadRecord): boolean {
+    if (this.#pauses.size === 0) return false;
+    if (this.#pauses.has(pauseKey({ global: true }))) return true;
+    if (this.#pauses.has(pauseKey({ templateId: lead.templateId }))) return true;
+    const resellerId = this.#templates.get(lead.templateId)?.resellerId;
+    return resellerId !== undefined && this.#pauses.has(pauseKey({ resellerId }));
+  }
 
   #byToken(token: string): LeadRecord | undefined {
     const lead = this.#leads.get(token.slice(0, token.lastIndexOf(":")));
@@ -289,4 +353,18 @@ export class MemoryLeadStore implements LeadStore {
     lead.leaseUntil = null;
     if (lead.dial) lead.dial.unknown = true;
   }
+}
+
+/** Sorts global first, then resellers, then templates, each by id (as the Postgres store lists them). */
+function pauseKey(scope: PauseScope): string {
+  if ("global" in scope) return "0:";
+  if ("resellerId" in scope) return `1:${scope.resellerId}`;
+  return `2:${scope.templateId}`;
+}
+
+/** Only the field that names the scope (a caller's object may carry more). */
+function normalScope(scope: PauseScope): PauseScope {
+  if ("global" in scope) return { global: true };
+  if ("resellerId" in scope) return { resellerId: scope.resellerId };
+  return { templateId: scope.templateId };
 }

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import pg from "pg";
 import type {
+  DeferReason,
   DialRow,
   GateRebuildRows,
   LeadInput,
@@ -8,6 +9,8 @@ import type {
   LeadStatus,
   LeadStore,
   OutboundNumber,
+  Pause,
+  PauseScope,
   Settled,
   Settlement,
   Template,
@@ -29,7 +32,10 @@ export interface PostgresLeadStoreOptions {
   schema: string;
 }
 
-/** Called when a lead became SCHEDULED (submit, defer, retry, re-queue), or after the listener reconnected. */
+/**
+ * Called when a lead became SCHEDULED (submit, defer, retry, re-queue, a window wake), a pause was
+ * lifted, or after the listener reconnected.
+ */
 export type LeadsListener = () => void;
 
 /**
@@ -103,6 +109,29 @@ export class PostgresLeadStore implements LeadStore {
   async expedite(id: string, at: number): Promise<boolean> {
     const { rowCount } = await this.#pool.query(this.#sql.expedite, [id, at]);
     return rowCount === 1;
+  }
+
+  async wakeParked(templateId: string, reason: DeferReason, at: number): Promise<number> {
+    const { rowCount } = await this.#pool.query(this.#sql.wakeParked, [templateId, reason, at]);
+    return rowCount ?? 0;
+  }
+
+  async pause(scope: PauseScope, now: number): Promise<boolean> {
+    const { rowCount } = await this.#pool.query(this.#sql.pause, [...pauseRow(scope), now]);
+    return rowCount === 1;
+  }
+
+  /** The delete's trigger (002_controls.sql) notifies the listeners of every process. */
+  async resume(scope: PauseScope): Promise<boolean> {
+    const { rowCount } = await this.#pool.query(this.#sql.resume, pauseRow(scope));
+    return rowCount === 1;
+  }
+
+  async pauses(): Promise<Pause[]> {
+    const { rows } = await this.#pool.query<{ scope: string; id: string; paused_at: string }>(
+      this.#sql.pauses,
+    );
+    return rows.map((r) => ({ scope: toPauseScope(r.scope, r.id), pausedAt: Number(r.paused_at) }));
   }
 
   async findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null> {
@@ -181,10 +210,14 @@ export class PostgresLeadStore implements LeadStore {
     return rows[0].blocked;
   }
 
-  async upsertTemplates(templates: Template[]): Promise<void> {
-    if (templates.length === 0) return;
+  async upsertTemplates(templates: Template[]): Promise<string[]> {
+    if (templates.length === 0) return [];
     const rows = lastById(templates).map(templateRow);
-    await this.#pool.query(this.#sql.upsertTemplates, [JSON.stringify(rows)]);
+    const { rows: moved } = await this.#pool.query<{ id: string }>(this.#sql.upsertTemplates, [
+      JSON.stringify(rows),
+    ]);
+    const ids = new Set(moved.map((r) => r.id));
+    return rows.map((r) => r.id).filter((id) => ids.has(id));
   }
 
   async upsertNumbers(numbers: OutboundNumber[]): Promise<void> {
@@ -199,9 +232,9 @@ export class PostgresLeadStore implements LeadStore {
   }
 
   /**
-   * Calls `listener` whenever a lead becomes SCHEDULED in this schema, from any process, so an idle
-   * supervisor wakes without polling. Uses a dedicated connection (LISTEN holds its session); resolves
-   * once listening. Returns the unsubscribe function.
+   * Calls `listener` whenever a lead becomes SCHEDULED or a pause is lifted in this schema, from any
+   * process, so an idle supervisor wakes without polling. Uses a dedicated connection (LISTEN holds
+   * its session); resolves once listening. Returns the unsubscribe function.
    */
   async onLeadsAdded(listener: LeadsListener): Promise<() => Promise<void>> {
     const channelListener = new ChannelListener(this.#pool.options, this.#channel, listener);
@@ -230,7 +263,18 @@ export class PostgresLeadStore implements LeadStore {
     const sql = this.#sql.settle;
     switch (s.kind) {
       case "defer":
-        return [sql.defer, [...cas, s.at, s.notPlacedStreak ?? null, s.dialResult ?? null, now]];
+        return [
+          sql.defer,
+          [
+            ...cas,
+            s.at,
+            s.notPlacedStreak ?? null,
+            s.dialResult ?? null,
+            now,
+            s.deferReason ?? null,
+            s.precheckDefers ?? null,
+          ],
+        ];
       case "finish":
         return [sql.finish, [...cas, s.outcome, s.dialResult ?? null, now]];
       case "placed":
@@ -277,6 +321,16 @@ function statements(s: string) {
   };
 
   const release = "owner = NULL, lease_until = NULL";
+  /**
+   * The lead `l` is covered by a pause: global, its template's, or its template's reseller's. Ids are
+   * compared in "C" order, as the id columns of 001 are.
+   */
+  const paused = (l: string) => `EXISTS (
+    SELECT 1 FROM ${s}.pauses p
+    WHERE p.scope = 'global'
+       OR (p.scope = 'template' AND p.id = ${l}.template_id COLLATE "C")
+       OR (p.scope = 'reseller' AND p.id = (
+             SELECT t.reseller_id FROM ${s}.templates t WHERE t.id = ${l}.template_id COLLATE "C")))`;
   /** For `ended`: the retry policy scheduled another attempt ($5 retryAt) and no cancel was requested. */
   const retries = "(NOT cancel_requested AND $5::bigint IS NOT NULL)";
 
@@ -312,25 +366,29 @@ function statements(s: string) {
 
     // Oldest due first, not earliest nextAttemptAt: a lead deferred for a line keeps its place.
     // SKIP LOCKED: concurrent claimers take disjoint leads instead of queueing on the same rows.
+    // Paused leads are left where they are: no claim, no re-queue, no churn.
     claimDue: `
       WITH due AS (
-        SELECT id FROM ${s}.leads
-        WHERE (status = 'SCHEDULED' AND next_attempt_at <= $2)
-           OR (status = 'CLAIMED' AND COALESCE(lease_until, 0) <= $2)
+        SELECT id FROM ${s}.leads l
+        WHERE ((status = 'SCHEDULED' AND next_attempt_at <= $2)
+               OR (status = 'CLAIMED' AND COALESCE(lease_until, 0) <= $2))
+          AND NOT ${paused("l")}
         ORDER BY due_at, id
         LIMIT $3
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF l SKIP LOCKED
       ), claimed AS (
         UPDATE ${s}.leads l
         SET status = 'CLAIMED', claim_seq = l.claim_seq + 1, token = l.id || ':' || (l.claim_seq + 1),
-            owner = $1, lease_until = $4
+            owner = $1, lease_until = $4, defer_reason = NULL
         FROM due WHERE l.id = due.id
         RETURNING l.*
       )
       ${selectLeads("claimed l")}
       ORDER BY l.due_at, l.id`,
 
-    nextDueAt: `SELECT min(next_attempt_at) AS at FROM ${s}.leads WHERE status = 'SCHEDULED'`,
+    nextDueAt: `
+      SELECT min(next_attempt_at) AS at FROM ${s}.leads l
+      WHERE status = 'SCHEDULED' AND NOT ${paused("l")}`,
 
     // A token names its lead, so matching both lists pairs them.
     renewLeases: `
@@ -340,7 +398,7 @@ function statements(s: string) {
     // The dial row exists iff the lead moved to DIALING: one statement (spec §2 step 7).
     beginDial: `
       WITH lead AS (
-        UPDATE ${s}.leads SET status = 'DIALING', dial_ref = $3
+        UPDATE ${s}.leads SET status = 'DIALING', dial_ref = $3, precheck_defers = 0
         WHERE id = $1 AND token = $2 AND status = 'CLAIMED'
         RETURNING id, token
       )
@@ -348,13 +406,16 @@ function statements(s: string) {
       SELECT $3::text, id, token, $4::text, $5::bigint, $6::boolean FROM lead`,
 
     settle: {
-      // $4 at, $5 notPlacedStreak (kept when null), $6 dialResult (written when given), $7 now
+      // $4 at, $5 notPlacedStreak (kept when null), $6 dialResult (written when given), $7 now,
+      // $8 deferReason, $9 precheckDefers (kept when null).
       // A cancel requested while dialling wins over the defer (spec §7.16).
       defer: settle(
         `status = CASE WHEN cancel_requested THEN 'FINISHED' ELSE 'SCHEDULED' END,
          outcome = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE outcome END,
          next_attempt_at = $4, ${release},
-         not_placed_streak = COALESCE($5::int, not_placed_streak)`,
+         not_placed_streak = COALESCE($5::int, not_placed_streak),
+         defer_reason = $8::text,
+         precheck_defers = COALESCE($9::int, precheck_defers)`,
         { dialSet: "result = $6, result_at = $7", dialWhen: "$6::text IS NOT NULL" },
       ),
       // $4 outcome, $5 dialResult (written when given), $6 now
@@ -395,6 +456,17 @@ function statements(s: string) {
     expedite: `
       UPDATE ${s}.leads SET next_attempt_at = $2
       WHERE id = $1 AND status = 'SCHEDULED' AND next_attempt_at > $2`,
+
+    // Only ever earlier, like expedite; the leads trigger wakes the supervisors.
+    wakeParked: `
+      UPDATE ${s}.leads SET next_attempt_at = $3
+      WHERE template_id = $1 AND status = 'SCHEDULED' AND defer_reason = $2 AND next_attempt_at > $3`,
+
+    pause: `INSERT INTO ${s}.pauses (scope, id, paused_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+    resume: `DELETE FROM ${s}.pauses WHERE scope = $1 AND id = $2`,
+    pauses: `
+      SELECT scope, id, paused_at FROM ${s}.pauses
+      ORDER BY CASE scope WHEN 'global' THEN 0 WHEN 'reseller' THEN 1 ELSE 2 END, id COLLATE "C"`,
 
     // The provider's call id first, then the dialRef (an unknown dial has no call id).
     leadByDial: `
@@ -450,14 +522,25 @@ function statements(s: string) {
     },
 
     templateById: `SELECT * FROM ${s}.templates WHERE id = $1`,
+    // Every part of one statement reads the same snapshot: \`old\` is the rows as they were before it.
     upsertTemplates: `
-      INSERT INTO ${s}.templates (id, reseller_id, number_id, provider, calling_window, retry, rate_limit_rules)
-      SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, reseller_id text, number_id text,
-        provider text, calling_window jsonb, retry jsonb, rate_limit_rules jsonb)
-      ON CONFLICT (id) DO UPDATE SET
-        reseller_id = excluded.reseller_id, number_id = excluded.number_id, provider = excluded.provider,
-        calling_window = excluded.calling_window, retry = excluded.retry,
-        rate_limit_rules = excluded.rate_limit_rules`,
+      WITH input AS (
+        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, reseller_id text, number_id text,
+          provider text, calling_window jsonb, retry jsonb, rate_limit_rules jsonb)
+      ), old AS (
+        SELECT t.id, t.calling_window FROM ${s}.templates t
+        WHERE t.id IN (SELECT input.id COLLATE "C" FROM input)
+      ), upserted AS (
+        INSERT INTO ${s}.templates (id, reseller_id, number_id, provider, calling_window, retry, rate_limit_rules)
+        SELECT * FROM input
+        ON CONFLICT (id) DO UPDATE SET
+          reseller_id = excluded.reseller_id, number_id = excluded.number_id, provider = excluded.provider,
+          calling_window = excluded.calling_window, retry = excluded.retry,
+          rate_limit_rules = excluded.rate_limit_rules
+        RETURNING id, calling_window
+      )
+      SELECT upserted.id FROM upserted JOIN old ON old.id = upserted.id
+      WHERE old.calling_window IS DISTINCT FROM upserted.calling_window`,
 
     numberById: `SELECT * FROM ${s}.numbers WHERE id = $1`,
     poolNumbers: `
@@ -499,6 +582,8 @@ interface LeadRow {
   cancel_requested: boolean;
   dial_ref: string | null;
   payload: Record<string, unknown>;
+  defer_reason: DeferReason | null;
+  precheck_defers: number;
   dial_number_id: string;
   dial_at: string;
   dial_call_id: string | null;
@@ -552,6 +637,8 @@ function toLead(row: LeadRow): LeadRecord {
             recorded: row.dial_recorded,
           },
     payload: row.payload,
+    deferReason: row.defer_reason,
+    precheckDefers: row.precheck_defers,
   };
 }
 
@@ -610,6 +697,18 @@ function numberRow(n: OutboundNumber) {
     status: n.status,
     pool: n.pool,
   };
+}
+
+/** The (scope, id) key of a pause row. */
+function pauseRow(scope: PauseScope): [string, string] {
+  if ("global" in scope) return ["global", ""];
+  if ("resellerId" in scope) return ["reseller", scope.resellerId];
+  return ["template", scope.templateId];
+}
+
+function toPauseScope(scope: string, id: string): PauseScope {
+  if (scope === "global") return { global: true };
+  return scope === "reseller" ? { resellerId: id } : { templateId: id };
 }
 
 /** `leadId:claimSeq` → leadId (ids may contain colons; the sequence never does). */

@@ -19,7 +19,7 @@ export function assertSchemaName(schema: string): void {
   }
 }
 
-/** The channel the `leads` triggers of 001_init.sql notify when a lead becomes SCHEDULED. */
+/** The channel the triggers of 001_init.sql (a lead became SCHEDULED) and 002_controls.sql (a resume) notify. */
 export function leadsChannel(schema: string): string {
   return `${schema}.dialgate_leads`;
 }
