@@ -100,6 +100,12 @@ const stopEnd = (stop: StopReason | null): LeadEnd =>
 
 const notPlacedBackoffSeconds = (streak: number) => Math.min(60, 5 * streak);
 
+/** Before the channel gate nothing is held: a stop ends the attempt at once. */
+const stopBeforeHold = [
+  { guard: "isStopCancel", target: "dropped", actions: "endCancelled" },
+  { target: "deferred", actions: "endRequeuedNow" },
+] as const;
+
 export const leadMachine = setup({
   types: {
     context: {} as LeadContext,
@@ -151,6 +157,10 @@ export const leadMachine = setup({
     recordLater: () => {},
     noteReleaseFailed: () => {},
     noteStop: assign({ stop: ({ event }) => (event as LeadEvent).reason }),
+    /** Cancelled: the store already finished the lead; touch nothing more. */
+    endCancelled: assign({ end: stopEnd("cancel") }),
+    /** Shutdown: back to the schedule, due now. */
+    endRequeuedNow: assign({ end: stopEnd("shutdown") }),
   },
 }).createMachine({
   id: "lead",
@@ -170,12 +180,7 @@ export const leadMachine = setup({
   initial: "checking",
   states: {
     checking: {
-      on: {
-        STOP: [
-          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
-          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
-        ],
-      },
+      on: { STOP: stopBeforeHold },
       invoke: {
         id: "check",
         src: "check",
@@ -204,12 +209,7 @@ export const leadMachine = setup({
       },
     },
     window: {
-      on: {
-        STOP: [
-          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
-          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
-        ],
-      },
+      on: { STOP: stopBeforeHold },
       invoke: {
         id: "window",
         src: "window",
@@ -233,12 +233,7 @@ export const leadMachine = setup({
     },
     prechecking: {
       // The host's checks may take seconds: they run before anything is held.
-      on: {
-        STOP: [
-          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
-          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
-        ],
-      },
+      on: { STOP: stopBeforeHold },
       invoke: {
         id: "precheck",
         src: "precheck",
@@ -280,12 +275,7 @@ export const leadMachine = setup({
       },
     },
     peekingRateLimit: {
-      on: {
-        STOP: [
-          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
-          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
-        ],
-      },
+      on: { STOP: stopBeforeHold },
       invoke: {
         id: "peek",
         src: "peek",
@@ -313,12 +303,7 @@ export const leadMachine = setup({
       },
     },
     selectingNumber: {
-      on: {
-        STOP: [
-          { guard: "isStopCancel", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
-          { target: "deferred", actions: assign({ end: stopEnd("shutdown") }) },
-        ],
-      },
+      on: { STOP: stopBeforeHold },
       invoke: {
         id: "selectNumber",
         src: "selectNumber",

@@ -167,6 +167,16 @@ export type Settlement =
   /** PROCESSING(unknown) → SCHEDULED at `at` (FINISHED CANCELLED when a cancel was requested). */
   | { kind: "unknownExpired"; at: number };
 
+/** Statuses each settlement may start from; every settle is also a compare-and-set on the token. */
+export const SETTLES_FROM: Readonly<Record<Settlement["kind"], readonly LeadStatus[]>> = {
+  defer: ["CLAIMED", "DIALING"],
+  finish: ["CLAIMED", "DIALING"],
+  placed: ["DIALING"],
+  unknown: ["DIALING"],
+  ended: ["PROCESSING"],
+  unknownExpired: ["PROCESSING"],
+};
+
 /** Where a settlement left the lead. */
 export interface Settled {
   status: LeadStatus;

@@ -6,7 +6,6 @@ import type {
   GateRebuildRows,
   LeadInput,
   LeadRecord,
-  LeadStatus,
   LeadStore,
   OutboundNumber,
   Pause,
@@ -15,16 +14,7 @@ import type {
   Settlement,
   Template,
 } from "../../machines/ports.js";
-
-/** Statuses each settlement may start from (a compare-and-set on the token as well). */
-const SETTLES_FROM: Record<Settlement["kind"], LeadStatus[]> = {
-  defer: ["CLAIMED", "DIALING"],
-  finish: ["CLAIMED", "DIALING"],
-  placed: ["DIALING"],
-  unknown: ["DIALING"],
-  ended: ["PROCESSING"],
-  unknownExpired: ["PROCESSING"],
-};
+import { SETTLES_FROM } from "../../machines/ports.js";
 
 /** Leads, templates, numbers and the block list in one process: the embedded default. */
 export class MemoryLeadStore implements LeadStore {

@@ -15,17 +15,8 @@ import type {
   Settlement,
   Template,
 } from "../../machines/ports.js";
+import { SETTLES_FROM } from "../../machines/ports.js";
 import { assertSchemaName, leadsChannel } from "./migrate.js";
-
-/** Statuses each settlement may start from: the same table as the memory store's. */
-const SETTLES_FROM: Record<Settlement["kind"], LeadStatus[]> = {
-  defer: ["CLAIMED", "DIALING"],
-  finish: ["CLAIMED", "DIALING"],
-  placed: ["DIALING"],
-  unknown: ["DIALING"],
-  ended: ["PROCESSING"],
-  unknownExpired: ["PROCESSING"],
-};
 
 export interface PostgresLeadStoreOptions {
   /** Schema migrated by `migrate(pool, { schema })`. */
