@@ -3,8 +3,8 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { Alerter } from "./actors/alerter.js";
+import { type CallEndResult, CallLifecycle } from "./actors/call-lifecycle.js";
 import { createGateStateSource, isRebuildable } from "./actors/gate-rebuild.js";
-import { parseDialRef } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
 import { Outbox } from "./actors/outbox.js";
 import { Supervisor } from "./actors/supervisor.js";
@@ -23,7 +23,6 @@ import {
 import { createLogger } from "./infra/logger.js";
 import { MemoryGateStore } from "./infra/memory/gate-store.js";
 import { MemoryLeadStore } from "./infra/memory/lead-store.js";
-import { phoneKey } from "./infra/phone-key.js";
 import type {
   AlertSink,
   Clock,
@@ -93,15 +92,6 @@ export class LeadNotDispatchableError extends Error {
   }
 }
 
-export type CallEndResult =
-  | { kind: "ended"; leadId: string; next: "finished" | "retry" }
-  /** Already ended, or an end for an older dial of the lead: nothing freed. */
-  | { kind: "duplicate"; leadId: string }
-  /** Nobody dialled it: an orphan_call_end alert went out (throttled). */
-  | { kind: "orphan" }
-  /** The dial is still committing: the signal is kept and applied right after (spec §7.15). */
-  | { kind: "pending"; leadId: string };
-
 export interface DispatcherStats {
   inFlight: number;
   outbox: number;
@@ -126,22 +116,12 @@ const pauseScopeSchema = z.union(
 
 const leadIdSchema = z.string().min(1, "must not be empty").max(200);
 
-const callEndSchema = z
-  .object({
-    callId: z.string().min(1).optional(),
-    dialRef: z.string().min(1).optional(),
-    outcome: z.string().min(1).max(50),
-  })
-  .strict()
-  .refine((v) => v.callId !== undefined || v.dialRef !== undefined, {
-    message: "needs callId or dialRef",
-    path: ["callId"],
-  });
-
 /** Creates an embedded dispatcher. Nothing runs until `start()`. */
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
   return new Dispatcher(options);
 }
+
+export type { CallEndResult };
 
 export class Dispatcher {
   readonly config: DispatcherConfig;
@@ -156,8 +136,7 @@ export class Dispatcher {
   readonly #hmacSecret: string;
   readonly #seed: { numbers: OutboundNumber[]; templates: Template[]; blocked: string[] };
   readonly #stats: DispatcherStats;
-  /** Per lead: when its held unknown dial expires, or its call has run too long (spec §7.15, §7.16). */
-  readonly #deadlines = new Map<string, Timer>();
+  readonly #calls: CallLifecycle;
   #sweepTimer: Timer | null = null;
   readonly #sweepEveryMs: number;
   /** Leads waiting for a line: number → lead → due time (spec §7.11). */
@@ -221,13 +200,19 @@ export class Dispatcher {
       onClaimed: (lead) => emit("lead:claimed", { leadId: lead.id, token: lead.token as string }),
     });
     this.#sweepEveryMs = options.sweepEveryMs ?? 0;
-    // Deadlines count from the dial row's time (spec §7.16), not from when the reply came.
-    this.on("lead:heldUnknown", ({ leadId, dialRef }) =>
-      this.#armDeadline(leadId, parseDialRef(dialRef).at + this.config.unknownDial.holdMinutes * 60_000),
-    );
-    this.on("lead:dialled", ({ leadId, dialRef }) =>
-      this.#armDeadline(leadId, parseDialRef(dialRef).at + this.config.maxCallMinutes * 60_000),
-    );
+    this.#calls = new CallLifecycle({
+      config: this.config,
+      store: this.store,
+      gates: this.gates,
+      clock: this.clock,
+      alerter: this.#alerter,
+      outbox: this.#outbox,
+      hmacSecret: this.#hmacSecret,
+      emit,
+      poke: () => this.#supervisor.poke(),
+    });
+    this.on("lead:heldUnknown", ({ leadId, dialRef }) => this.#calls.watchUnknownDial(leadId, dialRef));
+    this.on("lead:dialled", ({ leadId, dialRef }) => this.#calls.watchCall(leadId, dialRef));
     this.#wakeWaitersOnRelease();
     this.#rebuildGatesFromStore();
   }
@@ -253,8 +238,7 @@ export class Dispatcher {
     if (!this.#started) return { drained: true };
     this.#started = false;
     const result = await this.#supervisor.stop();
-    for (const timer of this.#deadlines.values()) timer.cancel();
-    this.#deadlines.clear();
+    this.#calls.stop();
     this.#sweepTimer?.cancel();
     await this.#outbox.flush();
     this.#outbox.stop();
@@ -366,140 +350,18 @@ export class Dispatcher {
    * A call ended (from a provider callback, received by any process): finishes the lead or schedules
    * its retry, then frees its line exactly once. Duplicate and late signals free nothing.
    */
-  async callEnded(signal: { callId?: string; dialRef?: string; outcome: string }): Promise<CallEndResult> {
-    const { callId, dialRef, outcome } = parseOrThrow(callEndSchema, signal, "callEnded");
-    const lead = await this.store.findByDial({ callId, dialRef });
-    if (!lead) {
-      await this.#alerter.raise("orphan_call_end", "orphan", "A call ended that no lead dialled", {
-        ref: callId ?? dialRef ?? "?",
-      });
-      return { kind: "orphan" };
-    }
-    const dial = lead.dial;
-    const current = dial && (dial.callId === callId || dial.dialRef === dialRef);
-    if (current && lead.status === "DIALING") return this.#applyAfterCommit(lead.id, signal);
-    if (!current || lead.status !== "PROCESSING" || !dial) {
-      if (!current && dialRef) await this.#recordLateEnd(lead, dialRef);
-      return { kind: "duplicate", leadId: lead.id };
-    }
-    const now = this.clock.now();
-    const retryAt = await this.#retryAt(lead, outcome, now);
-    const token = lead.token as string;
-    const settled = await this.store.settle(token, { kind: "ended", outcome, retryAt }, now);
-    if (!settled) return { kind: "duplicate", leadId: lead.id };
-    this.#deadlines.get(lead.id)?.cancel();
-    this.#deadlines.delete(lead.id);
-    await this.#releaseLine(dial.numberId, token);
-    if (settled.status === "SCHEDULED") {
-      this.#emit("lead:deferred", { leadId: lead.id, reason: "retry", at: retryAt ?? now });
-    } else this.#emit("lead:finished", { leadId: lead.id, outcome: settled.outcome ?? outcome });
-    this.#supervisor.poke();
-    return { kind: "ended", leadId: lead.id, next: settled.status === "SCHEDULED" ? "retry" : "finished" };
+  callEnded(signal: { callId?: string; dialRef?: string; outcome: string }): Promise<CallEndResult> {
+    return this.#calls.callEnded(signal);
   }
 
-  /**
-   * An end signal that overtook the reply to makeCall: tried again shortly, until the dial row says
-   * placed or unknown (then it ends the call) or the dial can no longer be committing.
-   */
-  #applyAfterCommit(
-    leadId: string,
-    signal: { callId?: string; dialRef?: string; outcome: string },
-  ): CallEndResult {
-    const giveUpAt = this.clock.now() + this.config.dial.timeoutMs + this.config.claimLeaseMs;
-    const retry = () => {
-      this.callEnded(signal).then(
-        (result) => {
-          if (result.kind === "pending" && this.clock.now() < giveUpAt)
-            this.clock.setTimer(this.clock.now() + 250, retry);
-        },
-        (error: unknown) => this.#emit("error", { where: `call end ${leadId}`, error }),
-      );
-    };
-    this.clock.setTimer(this.clock.now() + 250, retry);
-    return { kind: "pending", leadId };
+  /** Expired unknown dials re-queued, overdue calls closed UNKNOWN (see CallLifecycle.sweep). */
+  sweep(): Promise<{ unknownExpired: number; overdueCalls: number }> {
+    return this.#calls.sweep();
   }
 
-  /**
-   * The end of an older dial of the lead (its unknown hold expired and the lead moved on): the call did
-   * ring, so it counts against the phone's limit again; it frees nothing a newer dial holds (§7.15).
-   */
-  async #recordLateEnd(lead: LeadRecord, dialRef: string): Promise<void> {
-    const { token, at } = parseDialRef(dialRef);
-    if (token === lead.token || !Number.isFinite(at)) return;
-    const template = await this.store.template(lead.templateId);
-    const rules = template?.rateLimitRules ?? this.config.rateLimit.rules;
-    const key = phoneKey(this.#hmacSecret, lead.phone);
-    try {
-      await this.gates.record(key, token, rules, at, false);
-    } catch {
-      this.#outbox.add({
-        what: `record ${token}`,
-        run: () => this.gates.record(key, token, rules, at, false),
-      });
-    }
-  }
-
-  /**
-   * Store-driven clean-up, for this process's calls and those of processes that died:
-   * - held unknown dials older than unknownDial.holdMinutes: line released, record undone, lead
-   *   re-queued (FINISHED CANCELLED when a cancel was requested);
-   * - calls with no end signal after maxCallMinutes: closed UNKNOWN and their line released.
-   */
-  async sweep(): Promise<{ unknownExpired: number; overdueCalls: number }> {
-    const now = this.clock.now();
-    let unknownExpired = 0;
-    let overdueCalls = 0;
-    for (const lead of await this.store.expiredUnknownDials(
-      now - this.config.unknownDial.holdMinutes * 60_000,
-    )) {
-      const token = lead.token as string;
-      if (!(await this.store.settle(token, { kind: "unknownExpired", at: now }, now))) continue;
-      unknownExpired += 1;
-      if (lead.dial) await this.#releaseLine(lead.dial.numberId, token);
-      await this.#undoRecord(lead.phone, token);
-      if (lead.cancelRequested) this.#emit("lead:finished", { leadId: lead.id, outcome: "CANCELLED" });
-      else this.#emit("lead:deferred", { leadId: lead.id, reason: "unknownExpired", at: now });
-    }
-    for (const lead of await this.store.overdueCalls(now - this.config.maxCallMinutes * 60_000)) {
-      const dial = lead.dial;
-      if (!dial?.callId) continue;
-      if ((await this.callEnded({ callId: dial.callId, outcome: "UNKNOWN" })).kind === "ended")
-        overdueCalls += 1;
-    }
-    // Also how an idle process takes over the leads of a dead one: their claim leases ran out.
-    this.#supervisor.poke();
-    return { unknownExpired, overdueCalls };
-  }
-
-  /**
-   * Channel holds that no live lead owns, released (spec §7.10): a process died between its acquire and
-   * its dial, or between a call's end and its release. Holders are listed before the leads are read,
-   * so a hold taken meanwhile belongs to a claim the read still sees.
-   */
-  async releaseOrphanHolds(): Promise<number> {
-    const now = this.clock.now();
-    const { numberIds } = await this.store.gateRebuildRows(now, null);
-    const held = await Promise.all(
-      numberIds.map(async (id) => ({ id, holders: await this.gates.listHolders(id, now) })),
-    );
-    if (held.every((n) => n.holders.length === 0)) return 0;
-    const { claims, liveDials } = await this.store.gateRebuildRows(now, null);
-    const owned = new Set([
-      ...liveDials.map((d) => d.token),
-      // A claim whose lease ran out only just may still be renewing: give it one more lease.
-      ...claims.filter((c) => c.leaseUntil + this.config.claimLeaseMs > now).map((c) => c.token),
-    ]);
-    let released = 0;
-    for (const { id, holders } of held) {
-      for (const holder of holders) {
-        if (owned.has(holder)) continue;
-        if (await this.gates.release(id, holder)) {
-          released += 1;
-          this.#emit("channel:released", { numberId: id, holder });
-        }
-      }
-    }
-    return released;
+  /** Channel holds that no live lead owns, released (spec §7.10). */
+  releaseOrphanHolds(): Promise<number> {
+    return this.#calls.releaseOrphanHolds();
   }
 
   stats(): DispatcherStats {
@@ -530,33 +392,6 @@ export class Dispatcher {
     this.#events.emit(name, payload);
   }
 
-  async #retryAt(lead: LeadRecord, outcome: string, now: number): Promise<number | undefined> {
-    if (lead.cancelRequested) return undefined;
-    const retry = (await this.store.template(lead.templateId))?.retry;
-    if (!retry?.onOutcomes.includes(outcome) || lead.attempt + 1 >= retry.maxAttempts) return undefined;
-    return now + retry.delaySeconds * 1000;
-  }
-
-  async #releaseLine(numberId: string, holder: string): Promise<void> {
-    try {
-      if (await this.gates.release(numberId, holder)) this.#emit("channel:released", { numberId, holder });
-    } catch {
-      this.#outbox.add({
-        what: `release ${numberId} ${holder}`,
-        run: () => this.gates.release(numberId, holder),
-      });
-    }
-  }
-
-  async #undoRecord(phone: string, token: string): Promise<void> {
-    const key = phoneKey(this.#hmacSecret, phone);
-    try {
-      await this.gates.undo(key, token);
-    } catch {
-      this.#outbox.add({ what: `undo ${token}`, run: () => this.gates.undo(key, token) });
-    }
-  }
-
   /**
    * A released line wakes one lead that found its number full, instead of leaving the line idle until
    * that lead's backoff ends. A wake is a hint: the woken lead still meets every gate.
@@ -582,17 +417,6 @@ export class Dispatcher {
         (error: unknown) => this.#emit("error", { where: "wake waiter", error }),
       );
     });
-  }
-
-  #armDeadline(leadId: string, at: number): void {
-    this.#deadlines.get(leadId)?.cancel();
-    this.#deadlines.set(
-      leadId,
-      this.clock.setTimer(at, () => {
-        this.#deadlines.delete(leadId);
-        this.sweep().catch((error: unknown) => this.#emit("error", { where: "sweep", error }));
-      }),
-    );
   }
 
   /**
