@@ -7,16 +7,7 @@ export class SystemClock implements Clock {
   }
 
   setTimer(at: number, fn: () => void): Timer {
-    // setTimeout caps at 2^31-1 ms; re-arm for longer waits.
-    const MAX = 2 ** 31 - 1;
-    let handle: NodeJS.Timeout;
-    const arm = () => {
-      const wait = at - Date.now();
-      handle = setTimeout(wait > MAX ? arm : fn, Math.max(0, Math.min(wait, MAX)));
-      handle.unref?.();
-    };
-    arm();
-    return { cancel: () => clearTimeout(handle) };
+    return wallTimer(at, () => this.now(), 1, fn, true);
   }
 }
 
@@ -36,9 +27,30 @@ export class ScaledClock implements Clock {
   }
 
   setTimer(at: number, fn: () => void): Timer {
-    const handle = setTimeout(fn, Math.max(0, (at - this.now()) / this.scale));
-    return { cancel: () => clearTimeout(handle) };
+    return wallTimer(at, () => this.now(), this.scale, fn, false);
   }
+}
+
+/** setTimeout caps its delay at 2^31 − 1 ms. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * Runs `fn` once `now() >= at`, never before: a timer that wakes early (rounding, a scaled clock)
+ * sleeps again, so a deadline checked against `now()` in `fn` has really passed.
+ */
+function wallTimer(at: number, now: () => number, scale: number, fn: () => void, unref: boolean): Timer {
+  let handle: NodeJS.Timeout | undefined;
+  const sleep = (wait: number) => {
+    handle = setTimeout(wake, Math.min(MAX_DELAY_MS, Math.ceil(wait / scale)));
+    if (unref) handle.unref();
+  };
+  const wake = () => {
+    const wait = at - now();
+    if (wait > 0) sleep(wait);
+    else fn();
+  };
+  sleep(Math.max(0, at - now()));
+  return { cancel: () => clearTimeout(handle) };
 }
 
 interface Pending {
