@@ -1,3 +1,4 @@
+import { SystemClock } from "../infra/clock.js";
 import type { DispatcherConfig } from "../infra/config.js";
 import { phoneKey } from "../infra/phone-key.js";
 import type { Clock, GateStore, LeadStore } from "../machines/ports.js";
@@ -51,7 +52,8 @@ export interface RebuildableGateStore extends GateStore {
 }
 
 export function isRebuildable(store: GateStore): store is RebuildableGateStore {
-  return typeof (store as Partial<RebuildableGateStore>).rebuildFrom === "function";
+  const candidate = store as Partial<RebuildableGateStore>;
+  return typeof candidate.rebuildFrom === "function" && typeof candidate.ensureReady === "function";
 }
 
 export interface GateStateSourceDeps {
@@ -65,6 +67,7 @@ export interface GateStateSourceDeps {
 const HOLD_MARGIN_MS = 10 * 60_000;
 /** How often the read looks again whether the claims it waits for have moved on. */
 const CLAIM_POLL_MS = 50;
+const realTime = new SystemClock();
 
 /**
  * The gate state as the lead store knows it.
@@ -80,7 +83,21 @@ export function createGateStateSource(deps: GateStateSourceDeps): GateStateSourc
   const { store, clock, config } = deps;
   const ruleWindowMs = Math.max(...config.rateLimit.rules.map((rule) => rule.windowSeconds * 1000));
   const leaseMs = config.maxCallMinutes * 60_000 + HOLD_MARGIN_MS;
-  const sleep = (ms: number) => new Promise<void>((resolve) => clock.setTimer(clock.now() + ms, resolve));
+  /**
+   * CLAIM_POLL_MS on the dispatcher's clock or in real time, whichever ends first. Claims move on by
+   * their actors' store calls, not by the clock: a virtual clock stands still while a port call (the
+   * acquire that waits for this rebuild) is outstanding (spec §7.7), and must not stall the read. A
+   * lease still runs out on the dispatcher's clock.
+   */
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timers = [clock, realTime].map((c) =>
+        c.setTimer(c.now() + ms, () => {
+          for (const timer of timers) timer.cancel();
+          resolve();
+        }),
+      );
+    });
 
   const numberIds = async () => (await store.gateRebuildRows(clock.now(), null)).numberIds;
 

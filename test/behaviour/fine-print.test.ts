@@ -51,7 +51,7 @@ describe("spec fine print", () => {
     await h.advance(MINUTE);
 
     expect(await h.lead("L1")).toMatchObject({ status: "FINISHED", outcome: "ANSWERED" });
-    expect(h.holders(), "the line is freed once the dial commits").toEqual([]);
+    expect(await h.holders(), "the line is freed once the dial commits").toEqual([]);
   });
 
   it("a placed call with no end signal within maxCallMinutes is closed UNKNOWN and its line released (§2 step 8)", async () => {
@@ -63,7 +63,7 @@ describe("spec fine print", () => {
     await h.advance(4 * HOUR + MINUTE);
 
     expect(await h.lead("L1")).toMatchObject({ status: "FINISHED", outcome: "UNKNOWN" });
-    expect(h.holders()).toEqual([]);
+    expect(await h.holders()).toEqual([]);
   });
 
   it("a cancel while dialling ends the lead CANCELLED when the dial proves not placed, and it is not redialled (§7.16)", async () => {
@@ -78,8 +78,8 @@ describe("spec fine print", () => {
 
     expect(h.provider.calls, "no dial after the cancel").toHaveLength(1);
     expect(await h.lead("L1")).toMatchObject({ status: "FINISHED", outcome: "CANCELLED" });
-    expect(h.holders()).toEqual([]);
-    expect(h.members(PHONE)).toEqual([]);
+    expect(await h.holders()).toEqual([]);
+    expect(await h.members(PHONE)).toEqual([]);
   });
 
   it("a late end for an expired unknown dial records its call and frees nothing of the newer dial (§7.15)", async () => {
@@ -91,20 +91,20 @@ describe("spec fine print", () => {
     const first = (await h.lead("L1")).dial?.dialRef as string;
     await h.advance(5 * MINUTE + SECOND);
     expect(h.provider.calls).toHaveLength(2);
-    expect(h.holders()).toEqual(["L1:2"]);
-    expect(h.members(PHONE)).toEqual(["L1:2"]);
+    expect(await h.holders()).toEqual(["L1:2"]);
+    expect(await h.members(PHONE)).toEqual(["L1:2"]);
 
     // The first dial did ring after all: its end arrives late.
     await h.dispatcher.callEnded({ dialRef: first, outcome: "ANSWERED" });
     await h.settle();
-    expect(h.holders(), "the newer dial keeps its line").toEqual(["L1:2"]);
+    expect(await h.holders(), "the newer dial keeps its line").toEqual(["L1:2"]);
     expect((await h.lead("L1")).status).toBe("PROCESSING");
-    expect(h.members(PHONE), "the call that did ring counts toward the cap again").toHaveLength(2);
+    expect(await h.members(PHONE), "the call that did ring counts toward the cap again").toHaveLength(2);
   });
 
   it("a lead cancelled while its actor waits at a full number is reported cancelled, not deferred", async () => {
     const h = await withScript(undefined, [{ ...NUMBER, maxChannels: 1 }]);
-    await h.memory.acquire({
+    await h.direct.acquire({
       numberId: NUMBER.id,
       maxChannels: 1,
       holder: "other:1",

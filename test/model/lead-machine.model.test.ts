@@ -6,7 +6,8 @@
  *    STOP(shutdown|cancel); once with a fresh lead and once with a lead one notPlaced short of
  *    PROVIDER_REJECTED.
  * 2. Replay: every path that ends in a final state runs against a real actor whose gates are the real
- *    `createGateActors` over MemoryGateStore / MemoryLeadStore, behind a per-path outcome injector that
+ *    `createGateActors` over MemoryGateStore / MemoryLeadStore, and again over RedisGateStore /
+ *    PostgresLeadStore on the harness's servers, behind a per-path outcome injector that
  *    forces the path's outcome. An acquire or record "error" is a store timeout: in the first traversal
  *    the command ran and only its reply was lost (spec §7.12), in the second it never ran. A release
  *    "error" finds the store down, so the real release queues its work in the Outbox.
@@ -22,7 +23,6 @@ import { createGateActors } from "../../src/actors/gates.js";
 import { Outbox } from "../../src/actors/outbox.js";
 import { settle, VirtualClock } from "../../src/infra/clock.js";
 import { configSchema } from "../../src/infra/config.js";
-import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
 import { phoneKey } from "../../src/infra/phone-key.js";
 import {
   type AcquireOutput,
@@ -34,12 +34,20 @@ import {
   leadMachine,
   MAX_NOT_PLACED_IN_A_ROW,
   type PeekOutput,
+  type PrecheckOutput,
   type RecordOutput,
   type ReleaseInput,
   type SelectOutput,
   type WindowOutput,
 } from "../../src/machines/lead-machine.js";
-import type { DialResult, LeadRecord, OutboundNumber, Template } from "../../src/machines/ports.js";
+import type {
+  DialResult,
+  LeadRecord,
+  LeadStore,
+  OutboundNumber,
+  Template,
+} from "../../src/machines/ports.js";
+import { memoryBackend, realBackend, type TestBackend, useBackend } from "../support/backends.js";
 import { type FaultMode, FaultyGateStore } from "../support/faulty-gate-store.js";
 import { HMAC_SECRET, PHONE, T0 } from "../support/harness.js";
 import { ScriptedProvider } from "../support/scripted-provider.js";
@@ -61,13 +69,22 @@ const LEAD_ID = "lead-1";
 /** Fewer complete paths than this means the model (or its serialization) lost branches. */
 const MIN_PATHS = 700;
 
-type GateId = "check" | "window" | "peek" | "selectNumber" | "acquire" | "record" | "beginDial" | "makeCall";
+type GateId =
+  | "check"
+  | "window"
+  | "precheck"
+  | "peek"
+  | "selectNumber"
+  | "acquire"
+  | "record"
+  | "beginDial"
+  | "makeCall";
 type InvokeId = GateId | "release";
 
 interface World {
   clock: VirtualClock;
   gates: FaultyGateStore;
-  store: MemoryLeadStore;
+  store: LeadStore;
   outbox: Outbox;
   provider: ScriptedProvider;
   real: ReturnType<typeof createGateActors>;
@@ -76,11 +93,11 @@ interface World {
   violations: string[];
 }
 
-/** A claimed lead on a fresh memory backend; deterministic, so the model's input equals the replay's. */
-async function createWorld(notPlacedStreak: number): Promise<World> {
+/** A claimed lead on fresh stores of `backend`; deterministic, so the model's input equals the replay's. */
+async function createWorld(notPlacedStreak: number, backend: TestBackend = memoryBackend): Promise<World> {
   const clock = new VirtualClock(T0);
-  const gates = new FaultyGateStore({ clock });
-  const store = new MemoryLeadStore();
+  const { gates: inner, inspect, leads: store } = await backend.stores();
+  const gates = new FaultyGateStore({ clock, inner, inspect });
   await store.upsertTemplates([TEMPLATE]);
   await store.upsertNumbers([NUMBER]);
   await store.submit([{ id: LEAD_ID, phone: PHONE, templateId: TEMPLATE.id }], T0);
@@ -127,6 +144,10 @@ function modelEvents(lead: LeadRecord): ModelEvent[] {
     done("window", { kind: "open" } satisfies WindowOutput),
     done("window", { kind: "closed", opensAt: T0 + 3 * 3600_000 } satisfies WindowOutput),
     error("window"),
+    done("precheck", { kind: "proceed" } satisfies PrecheckOutput),
+    done("precheck", { kind: "abort", reason: "on the do-not-call list" } satisfies PrecheckOutput),
+    done("precheck", { kind: "defer", deferAt: T0 + 600_000 } satisfies PrecheckOutput),
+    error("precheck"),
     done("peek", { kind: "allowed" } satisfies PeekOutput),
     done("peek", { kind: "blocked", deferAt: T0 + 1800_000 } satisfies PeekOutput),
     done("peek", { kind: "over" } satisfies PeekOutput),
@@ -327,8 +348,12 @@ interface PendingInvoke {
   settle: (result: Settled) => void;
 }
 
-async function replay(traversal: Traversal, path: Traversal["paths"][number]): Promise<void> {
-  const w = await createWorld(traversal.streak);
+async function replay(
+  traversal: Traversal,
+  path: Traversal["paths"][number],
+  backend: TestBackend,
+): Promise<void> {
+  const w = await createWorld(traversal.streak, backend);
   expect(w.lead).toEqual(traversal.lead);
   const token = w.lead.token as string;
   const pending = new Map<InvokeId, PendingInvoke>();
@@ -347,6 +372,7 @@ async function replay(traversal: Traversal, path: Traversal["paths"][number]): P
     actors: {
       check: gate<CheckOutput, GateInput>("check"),
       window: gate<WindowOutput, GateInput>("window"),
+      precheck: gate<PrecheckOutput, GateInput>("precheck"),
       peek: gate<PeekOutput, GateInput>("peek"),
       selectNumber: gate<SelectOutput, GateInput>("selectNumber"),
       acquire: gate<AcquireOutput, GateInput>("acquire"),
@@ -362,16 +388,22 @@ async function replay(traversal: Traversal, path: Traversal["paths"][number]): P
 
   // No rate-limit record is written by a gate unless this attempt holds its line.
   let replaying = true;
-  w.gates.before("record", (c) => {
-    if (replaying && !w.gates.inner.holders(NUMBER.id, w.clock.now()).includes(c.name ?? ""))
+  w.gates.before("record", async (c) => {
+    if (replaying && !(await w.gates.inspect.holders(NUMBER.id, w.clock.now())).includes(c.name ?? ""))
       w.violations.push(`record of ${c.name} while its channel was not held`);
   });
 
   let reachedPlacingCall = false;
-  const checkSnapshot = (snapshot: LeadSnapshot) => {
+  // The stores change only inside `inject`, before the invoke it settles: every snapshot taken
+  // between two injected outcomes is checked against one read of them (a read of Redis is async).
+  const seen: LeadSnapshot[] = [];
+  const checkSeen = async () => {
+    const holders = await w.gates.inspect.holders(NUMBER.id, w.clock.now());
+    const members = await w.gates.inspect.members(w.key);
+    for (const snapshot of seen.splice(0)) checkSnapshot(snapshot, holders, members);
+  };
+  const checkSnapshot = (snapshot: LeadSnapshot, holders: string[], members: string[]) => {
     const state = topState(snapshot);
-    const holders = w.gates.inner.holders(NUMBER.id, w.clock.now());
-    const members = w.gates.inner.members(w.key);
     if (isDeepStrictEqual(snapshot.value, { dialing: "placingCall" })) reachedPlacingCall = true;
     if (BEFORE_HOLD.has(state) && (holders.length > 0 || members.length > 0))
       w.violations.push(`in ${state}: holds [${holders}] records [${members}] before acquiringChannel`);
@@ -387,12 +419,13 @@ async function replay(traversal: Traversal, path: Traversal["paths"][number]): P
 
   const actor = createActor(machine, { input: { lead: w.lead } });
   actor.subscribe({
-    next: checkSnapshot,
+    next: (snapshot) => seen.push(snapshot),
     error: (e) => w.violations.push(`actor error: ${String(e)}`),
   });
   actor.start();
   await settle();
-  checkSnapshot(actor.getSnapshot());
+  seen.push(actor.getSnapshot());
+  await checkSeen();
   expect(serialize(actor.getSnapshot())).toBe(serialize(path.steps[0].state));
 
   for (const [i, step] of path.steps.entries()) {
@@ -410,6 +443,7 @@ async function replay(traversal: Traversal, path: Traversal["paths"][number]): P
       );
     }
     await settle();
+    await checkSeen();
     expect(serialize(actor.getSnapshot()), `after step ${i} (${label(event)})`).toBe(serialize(step.state));
   }
 
@@ -428,8 +462,8 @@ async function replay(traversal: Traversal, path: Traversal["paths"][number]): P
   const dialled = path.steps.some((s) => s.event.type.endsWith(".actor.makeCall"));
   expect(w.provider.calls.length, "makeCall runs exactly when the path dials").toBe(dialled ? 1 : 0);
 
-  const holders = w.gates.inner.holders(NUMBER.id, w.clock.now());
-  const members = w.gates.inner.members(w.key);
+  const holders = await w.gates.inspect.holders(NUMBER.id, w.clock.now());
+  const members = await w.gates.inspect.members(w.key);
   const taken = w.gates.holdsTaken.get(token) ?? 0;
   const added = w.gates.recordsAdded.get(token) ?? 0;
   expect(taken, "one hold at most per attempt").toBeLessThanOrEqual(1);
@@ -449,45 +483,54 @@ async function replay(traversal: Traversal, path: Traversal["paths"][number]): P
 
 // ---- the suite -----------------------------------------------------------------------------------
 
-let walked = 0;
-const endStates = new Set<string>();
+/** Every path replays on the memory stores, then on Redis + Postgres (one server each, emptied per path). */
+const BACKENDS = [memoryBackend, realBackend({ isolation: "reset" })];
 
-for (const traversal of traversals) {
-  describe(`lead machine paths, notPlacedStreak ${traversal.streak}, store errors ${traversal.storeFault} the command ran`, () => {
-    for (const path of traversal.paths) {
-      const name = `${path.steps
-        .slice(1)
-        .map((s) => label(s.event as ModelEvent))
-        .join(" → ")} ⇒ ${topState(path.state)}`;
-      it(name, async () => {
-        await replay(traversal, path);
-        walked += 1;
-        endStates.add(JSON.stringify({ value: path.state.value, end: path.state.context.end }));
+for (const backend of BACKENDS) {
+  let walked = 0;
+  const endStates = new Set<string>();
+
+  describe(`on ${backend.name}`, () => {
+    useBackend(backend);
+
+    for (const traversal of traversals) {
+      describe(`lead machine paths, notPlacedStreak ${traversal.streak}, store errors ${traversal.storeFault} the command ran`, () => {
+        for (const path of traversal.paths) {
+          const name = `${path.steps
+            .slice(1)
+            .map((s) => label(s.event as ModelEvent))
+            .join(" → ")} ⇒ ${topState(path.state)}`;
+          it(name, async () => {
+            await replay(traversal, path, backend);
+            walked += 1;
+            endStates.add(JSON.stringify({ value: path.state.value, end: path.state.context.end }));
+          });
+        }
       });
     }
+
+    describe("lead machine model coverage", () => {
+      it("walked every simple path to an end, and every final state is reached", () => {
+        const total = traversals.reduce((n, t) => n + t.paths.length, 0);
+        console.log(
+          `model-based (${backend.name}): walked ${walked} paths (${endStates.size} distinct end states; ` +
+            `${traversals.map((t) => `streak ${t.streak}: ${t.paths.length} complete of ${t.all} simple`).join(", ")})`,
+        );
+        expect(walked).toBe(total);
+        expect(walked).toBeGreaterThan(MIN_PATHS);
+        const reached = new Set(traversals.flatMap((t) => t.paths.map((p) => topState(p.state))));
+        expect([...reached].sort()).toEqual(FINAL_STATES);
+        // The streak-9 traversal is the one that reaches PROVIDER_REJECTED after notPlaced.
+        const rejectedAfterNotPlaced = traversals.some((t) =>
+          t.paths.some((p) => {
+            const end = p.state.context.end;
+            return (
+              end?.end === "finished" && end.outcome === "PROVIDER_REJECTED" && end.dialResult === "notPlaced"
+            );
+          }),
+        );
+        expect(rejectedAfterNotPlaced).toBe(true);
+      });
+    });
   });
 }
-
-describe("lead machine model coverage", () => {
-  it("walked every simple path to an end, and every final state is reached", () => {
-    const total = traversals.reduce((n, t) => n + t.paths.length, 0);
-    console.log(
-      `model-based: walked ${walked} paths (${endStates.size} distinct end states; ` +
-        `${traversals.map((t) => `streak ${t.streak}: ${t.paths.length} complete of ${t.all} simple`).join(", ")})`,
-    );
-    expect(walked).toBe(total);
-    expect(walked).toBeGreaterThan(MIN_PATHS);
-    const reached = new Set(traversals.flatMap((t) => t.paths.map((p) => topState(p.state))));
-    expect([...reached].sort()).toEqual(FINAL_STATES);
-    // The streak-9 traversal is the one that reaches PROVIDER_REJECTED after notPlaced.
-    const rejectedAfterNotPlaced = traversals.some((t) =>
-      t.paths.some((p) => {
-        const end = p.state.context.end;
-        return (
-          end?.end === "finished" && end.outcome === "PROVIDER_REJECTED" && end.dialResult === "notPlaced"
-        );
-      }),
-    );
-    expect(rejectedAfterNotPlaced).toBe(true);
-  });
-});

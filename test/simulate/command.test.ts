@@ -90,11 +90,27 @@ describe("dialgate simulate command", () => {
     expect(stderr).toContain("nope.json: cannot read (ENOENT)");
   });
 
-  it("--backend redis exits 2 until a redis backend is registered", async () => {
-    const { code, stderr } = await run(await file("redis.json", JSON.stringify(scenario)), {
-      backend: "redis",
+  it("--backend redis exits 2 without REDIS_URL and DATABASE_URL", async () => {
+    const saved = { REDIS_URL: process.env.REDIS_URL, DATABASE_URL: process.env.DATABASE_URL };
+    delete process.env.REDIS_URL;
+    delete process.env.DATABASE_URL;
+    try {
+      const { code, stdout, stderr } = await run(await file("redis.json", JSON.stringify(scenario)), {
+        backend: "redis",
+      });
+      expect(code).toBe(2);
+      expect(stdout).toBe("");
+      expect(stderr).toContain("the redis backend needs REDIS_URL and DATABASE_URL");
+    } finally {
+      for (const [name, value] of Object.entries(saved)) if (value !== undefined) process.env[name] = value;
+    }
+  });
+
+  it("an unknown backend exits 2 and names the known ones", async () => {
+    const { code, stderr } = await run(await file("nope.json", JSON.stringify(scenario)), {
+      backend: "mongo",
     });
     expect(code).toBe(2);
-    expect(stderr).toContain("the redis backend needs REDIS_URL and DATABASE_URL");
+    expect(stderr).toContain("unknown backend 'mongo' (memory | redis)");
   });
 });

@@ -45,6 +45,8 @@ function stored(over: Partial<LeadRecord>): LeadRecord {
     cancelRequested: false,
     dial: null,
     payload: {},
+    deferReason: null,
+    precheckDefers: 0,
     ...over,
   };
 }

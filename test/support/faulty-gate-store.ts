@@ -1,9 +1,10 @@
 /**
- * A GateStore in front of a real MemoryGateStore that can fail chosen operations the way a dead Redis
- * does (a command timeout), spy on every call, and pause calls at hooks. It also keeps the ledger the
- * model-based tests check "released exactly once" against: which holds and records really came to
- * exist, and which release/undo really freed them.
+ * A GateStore in front of a real one (a MemoryGateStore by default, or a RedisGateStore) that can fail
+ * chosen operations the way a dead Redis does (a command timeout), spy on every call, and pause calls
+ * at hooks. It also keeps the ledger the model-based tests check "released exactly once" against:
+ * which holds and records really came to exist, and which release/undo really freed them.
  */
+import { isRebuildable, type RebuildableGateStore } from "../../src/actors/gate-rebuild.js";
 import { MemoryGateStore } from "../../src/infra/memory/gate-store.js";
 import type {
   AcquireRequest,
@@ -13,6 +14,7 @@ import type {
   RateDecision,
   RateRule,
 } from "../../src/machines/ports.js";
+import { type GateInspector, memoryInspector } from "./backends.js";
 
 export type GateOp = "peek" | "record" | "undo" | "acquire" | "release" | "inUse" | "reap" | "allow";
 
@@ -50,7 +52,13 @@ export interface GateCall {
 type Hook = (call: GateCall) => void | Promise<void>;
 
 export class FaultyGateStore implements GateStore {
-  readonly inner: MemoryGateStore;
+  /** The real store behind: port calls that pass go there. */
+  readonly inner: GateStore;
+  /** Reads of the real store's holds and records (for the ledger and the assertions). */
+  readonly inspect: GateInspector;
+  /** The real store's, when it can forget (Redis): the dispatcher wires its rebuild through here. */
+  readonly rebuildFrom?: RebuildableGateStore["rebuildFrom"];
+  readonly ensureReady?: RebuildableGateStore["ensureReady"];
   readonly calls: GateCall[] = [];
   /** holder → times a hold for it came into existence. */
   readonly holdsTaken = new Map<string, number>();
@@ -64,9 +72,18 @@ export class FaultyGateStore implements GateStore {
   readonly #hooks = new Map<GateOp, Hook>();
   readonly #clock: Clock | undefined;
 
-  constructor(options: { inner?: MemoryGateStore; clock?: Clock } = {}) {
-    this.inner = options.inner ?? new MemoryGateStore();
+  constructor(options: { inner?: GateStore; inspect?: GateInspector; clock?: Clock } = {}) {
+    if (options.inner && !options.inspect)
+      throw new TypeError("FaultyGateStore: an inner store needs `inspect`");
+    const memory = new MemoryGateStore();
+    this.inner = options.inner ?? memory;
+    this.inspect = options.inspect ?? memoryInspector(memory);
     this.#clock = options.clock;
+    const inner = this.inner;
+    if (isRebuildable(inner)) {
+      this.rebuildFrom = (source, report) => inner.rebuildFrom(source, report);
+      this.ensureReady = () => inner.ensureReady();
+    }
   }
 
   /** From now on `ops` fail until healed. */
@@ -100,9 +117,9 @@ export class FaultyGateStore implements GateStore {
     enforce?: boolean,
   ): Promise<RateDecision> {
     return this.#run({ op: "record", subject: phoneKey, name: member }, async () => {
-      const had = this.inner.members(phoneKey).includes(member);
+      const had = (await this.inspect.members(phoneKey)).includes(member);
       const decision = await this.inner.record(phoneKey, member, rules, now, enforce);
-      if (!had && this.inner.members(phoneKey).includes(member)) bump(this.recordsAdded, member);
+      if (!had && (await this.inspect.members(phoneKey)).includes(member)) bump(this.recordsAdded, member);
       return decision;
     });
   }
@@ -117,7 +134,7 @@ export class FaultyGateStore implements GateStore {
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
     return this.#run({ op: "acquire", subject: req.numberId, name: req.holder }, async () => {
-      const had = this.inner.holders(req.numberId, req.now).includes(req.holder);
+      const had = (await this.inspect.holders(req.numberId, req.now)).includes(req.holder);
       const result = await this.inner.acquire(req);
       if (result.held && !had) bump(this.holdsTaken, req.holder);
       return result;

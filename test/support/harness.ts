@@ -1,16 +1,19 @@
 /**
- * A real dispatcher on the in-memory backend, a virtual clock and a chosen provider, with everything
- * a behaviour test asserts on close at hand: the gate store's ledger and call log, every event the
- * dispatcher emitted, and helpers that move time.
+ * A real dispatcher on a backend (in-memory by default, or Redis + Postgres: see backends.ts), a
+ * virtual clock and a chosen provider, with everything a behaviour test asserts on close at hand: the
+ * gate store's ledger and call log, every event the dispatcher emitted, and helpers that move time.
+ * On a real backend the stores sit behind the simulator's in-order queue, so the clock moves only when
+ * no port call is outstanding (dispatcher.md §7.7) and a run does not depend on round-trip timing.
  */
 import pino from "pino";
+import { inOrderPorts } from "../../src/cli/simulate/in-order.js";
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from "../../src/dispatcher.js";
 import type { DispatcherEventName, DispatcherEvents } from "../../src/events.js";
 import { runVirtual, settle, VirtualClock } from "../../src/infra/clock.js";
 import type { DispatcherConfigInput } from "../../src/infra/config.js";
-import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
 import { phoneKey } from "../../src/infra/phone-key.js";
-import type { Alert, AlertKind, LeadRecord, Provider } from "../../src/machines/ports.js";
+import type { Alert, AlertKind, LeadRecord, LeadStore, Provider } from "../../src/machines/ports.js";
+import { memoryBackend, type TestBackend } from "./backends.js";
 import { FaultyGateStore } from "./faulty-gate-store.js";
 
 /** Monday 2031-01-06 06:00 UTC (01:00 in New York, 11:30 in Kolkata), far from the wall clock. */
@@ -87,23 +90,31 @@ export interface HarnessOptions<P extends Provider = Provider> {
   /** Built on the harness clock; gets the dispatcher lazily (for end signals). */
   provider: (clock: VirtualClock, dispatcher: () => Dispatcher) => P;
   start?: number;
-  /** The lead store (a MemoryLeadStore, possibly with hooks). */
-  leadStore?: MemoryLeadStore;
+  /** Where the stores live; memory by default. */
+  backend?: TestBackend;
+  /** The lead store instead of the backend's (a MemoryLeadStore with hooks). */
+  leadStore?: LeadStore;
   extra?: Partial<DispatcherOptions>;
 }
 
 /** Builds and starts the dispatcher. */
 export async function createHarness<P extends Provider>(options: HarnessOptions<P>) {
-  const h = build(options);
+  const h = await build(options);
   await h.dispatcher.start();
-  await settle();
+  await h.settle();
   return h;
 }
 
-function build<P extends Provider>(options: HarnessOptions<P>) {
+async function build<P extends Provider>(options: HarnessOptions<P>) {
   const clock = new VirtualClock(options.start ?? T0);
-  const gates = new FaultyGateStore({ clock });
-  const leads = options.leadStore ?? new MemoryLeadStore();
+  const backend = options.backend ?? memoryBackend;
+  const stores = await backend.stores();
+  const ports = backend.real ? inOrderPorts(options.leadStore ?? stores.leads, stores.gates) : null;
+  const direct = ports?.gateStore ?? stores.gates;
+  const inspect = ports?.alongside(stores.inspect) ?? stores.inspect;
+  const gates = new FaultyGateStore({ clock, inner: direct, inspect });
+  const leads = ports?.leadStore ?? options.leadStore ?? stores.leads;
+  const settleAll = ports ? () => ports.settle() : () => settle();
   let dispatcher: Dispatcher | undefined;
   const provider = options.provider(clock, () => dispatcher as Dispatcher);
   dispatcher = createDispatcher({
@@ -135,8 +146,10 @@ function build<P extends Provider>(options: HarnessOptions<P>) {
 
   return {
     clock,
+    backend: backend.name,
     gates,
-    memory: gates.inner,
+    /** The real gate store, not through the faulty wrapper (nor its log): to set the scene. */
+    direct,
     leads,
     provider,
     dispatcher: d,
@@ -146,8 +159,10 @@ function build<P extends Provider>(options: HarnessOptions<P>) {
     alerts: (kind?: AlertKind): Alert[] => of("alert").filter((a) => kind === undefined || a.kind === kind),
     /** The phone's key in the gate store. */
     key: (phone: string) => phoneKey(HMAC_SECRET, phone),
-    members: (phone: string) => gates.inner.members(phoneKey(HMAC_SECRET, phone)),
-    holders: (numberId: string = NUMBER.id) => gates.inner.holders(numberId, clock.now()),
+    /** Rate-limit members recorded for the phone. */
+    members: (phone: string) => gates.inspect.members(phoneKey(HMAC_SECRET, phone)),
+    /** Holders of the number's lines right now. */
+    holders: (numberId: string = NUMBER.id) => gates.inspect.holders(numberId, clock.now()),
     lead: async (id: string): Promise<LeadRecord> => {
       const lead = await leads.get(id);
       if (!lead) throw new Error(`no lead ${id}`);
@@ -156,15 +171,16 @@ function build<P extends Provider>(options: HarnessOptions<P>) {
     /** Runs every timer up to `now + ms`, then stands at exactly that instant. */
     advance: async (ms: number) => {
       const until = clock.now() + ms;
-      await runVirtual(clock, { until });
+      await runVirtual(clock, { until, settleFn: settleAll });
       clock.advanceTo(until);
-      await settle();
+      await settleAll();
     },
     /** Runs timers until `isDone()` or `ms` of virtual time passed; returns whether it got done. */
     runUntil: async (isDone: () => boolean, ms: number) => {
-      await runVirtual(clock, { until: clock.now() + ms, isDone });
+      await runVirtual(clock, { until: clock.now() + ms, isDone, settleFn: settleAll });
       return isDone();
     },
-    settle: () => settle(),
+    /** Waits until nothing can happen any more without the clock moving. */
+    settle: settleAll,
   };
 }

@@ -29,12 +29,16 @@ export function faultActive(faults: readonly Fault[], kind: Fault["kind"], start
 
 /**
  * `inner` behind a FaultInjectingGateStore. A store that can forget (Redis, spec §7.13) keeps its
- * `rebuildFrom`, so the dispatcher still wires the rebuild through the wrapper.
+ * `rebuildFrom` and `ensureReady`, so the dispatcher still wires the rebuild through the wrapper and
+ * rebuilds a fresh Redis at start, before the clock runs, rather than inside the first acquires.
  */
 export function injectStoreFaults(inner: GateStore, isDown: () => boolean): GateStore {
   const wrapper = new FaultInjectingGateStore(inner, isDown);
   return isRebuildable(inner)
-    ? Object.assign(wrapper, { rebuildFrom: inner.rebuildFrom.bind(inner) })
+    ? Object.assign(wrapper, {
+        rebuildFrom: inner.rebuildFrom.bind(inner),
+        ensureReady: inner.ensureReady.bind(inner),
+      })
     : wrapper;
 }
 

@@ -1,13 +1,17 @@
 import { readFile, writeFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
 import { ValidationError } from "../../infra/config.js";
-import { backendFactory } from "./backends.js";
+import { backendFactory, backendUnavailable, registerBackend } from "./backends.js";
 import { type RunOptions, runScenario } from "./engine.js";
+import { redisBackend, redisBackendUnavailable } from "./redis-backend.js";
 import { buildReport, type Report } from "./report.js";
 import { expandLeads, parseScenario, type Scenario } from "./scenario.js";
 import { formatSummary, violations } from "./summary.js";
 
+registerBackend("redis", redisBackend(), { unavailable: () => redisBackendUnavailable() });
+
 export { type BackendFactory, registerBackend, type SimBackend } from "./backends.js";
+export { type RedisBackendUrls, redisBackend } from "./redis-backend.js";
 export type { Report } from "./report.js";
 export { parseScenario, type Scenario, type ScenarioInput } from "./scenario.js";
 
@@ -63,12 +67,9 @@ export async function simulateCommand(
 ): Promise<number> {
   const backendName = options.backend ?? "memory";
   const backend = backendFactory(backendName);
-  if (!backend) {
-    console.error(
-      backendName === "redis"
-        ? "dialgate: the redis backend needs REDIS_URL and DATABASE_URL"
-        : `dialgate: unknown backend '${backendName}' (memory | redis)`,
-    );
+  const unavailable = backend ? backendUnavailable(backendName) : null;
+  if (!backend || unavailable) {
+    console.error(`dialgate: ${unavailable ?? `unknown backend '${backendName}' (memory | redis)`}`);
     return BAD_INPUT;
   }
   let scenario: Scenario;
