@@ -58,6 +58,11 @@ export function createGateActors(deps: GateDeps) {
   const enforcing = config.rateLimit.mode === "block";
   /** Tokens whose rate-limit record waits in the outbox (store failed at record time). */
   const pendingRecords = new Set<string>();
+  /**
+   * When each token's rate-limit record was made: its dial row takes the same instant, so the dial
+   * times in the store are exactly what the limiter counted (and what a rebuild restores).
+   */
+  const recordedAt = new Map<string, number>();
 
   const check = fromPromise<CheckOutput, GateInput>(async ({ input: { lead } }) => {
     if (lead.expiresAt !== null && lead.expiresAt <= clock.now())
@@ -175,8 +180,10 @@ export function createGateActors(deps: GateDeps) {
 
   const record = fromPromise<RecordOutput, GateInput>(async ({ input: { lead, rules } }) => {
     const token = lead.token as string;
-    const decision = await gates.record(keyOf(lead.phone), token, rules, clock.now(), enforcing);
+    const now = clock.now();
+    const decision = await gates.record(keyOf(lead.phone), token, rules, now, enforcing);
     const verdict = decision.allowed || !enforcing ? "recorded" : "rejected";
+    if (verdict === "recorded") recordedAt.set(token, now);
     deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict });
     if (decision.allowed) return { kind: "recorded" };
     if (!enforcing) return { kind: "over" };
@@ -185,7 +192,8 @@ export function createGateActors(deps: GateDeps) {
 
   const beginDial = fromPromise<BeginDialOutput, GateInput>(async ({ input: { lead, number, recorded } }) => {
     const token = lead.token as string;
-    const at = clock.now();
+    const at = recordedAt.get(token) ?? clock.now();
+    recordedAt.delete(token);
     const dialRef = dialRefOf(token, at);
     const written = await store.beginDial(token, {
       dialRef,
@@ -236,6 +244,7 @@ export function createGateActors(deps: GateDeps) {
 
   const release = fromPromise<void, ReleaseInput>(async ({ input: { lead, number, held, recorded } }) => {
     const token = lead.token as string;
+    recordedAt.delete(token);
     if (held && number) {
       try {
         if (await gates.release(number.id, token))
