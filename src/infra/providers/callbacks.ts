@@ -238,7 +238,7 @@ export function createCallbackHandler(
 
   async function end(url: string, params: CallbackParams): Promise<Reply> {
     const status = first(params.CallStatus);
-    const outcome = status === undefined ? undefined : outcomes[status];
+    const outcome = status !== undefined && Object.hasOwn(outcomes, status) ? outcomes[status] : undefined;
     if (outcome === undefined) return { status: 200, text: "acknowledged" };
     const dialRef = new URL(url).searchParams.get("dialRef") || undefined;
     const callId =
@@ -308,7 +308,8 @@ function first(value: string | readonly string[] | undefined): string | undefine
 }
 
 function formParams(body: string): CallbackParams {
-  const params: Record<string, string | string[]> = {};
+  // No prototype: a field named "constructor" or "__proto__" is just a field.
+  const params: Record<string, string | string[]> = Object.create(null);
   for (const [name, value] of new URLSearchParams(body)) {
     const earlier = params[name];
     if (earlier === undefined) params[name] = value;

@@ -1,0 +1,292 @@
+/** The bench's summary: medians per side, the comparison table, the targets. */
+import type { Ceiling } from "./ceiling.js";
+import type { MachineInfo } from "./machine.js";
+import type { RunResult } from "./protocol.js";
+import type { Violations } from "./provider.js";
+import { median, round } from "./stats.js";
+
+export interface SideRuns {
+  warmUp: RunResult[];
+  peak: RunResult[];
+  paced: RunResult[];
+  /** Instrumented runs, out of the medians. */
+  profile: RunResult[];
+  /** What-if runs (dialgate with one client-side change), out of the medians. */
+  whatIf: RunResult[];
+}
+
+export interface SideSummary {
+  /** Leads of each backlog run (sized from the side's warm-up rate). */
+  backlogLeads: number;
+  dialsPerSecond: number;
+  peakP50Ms: number;
+  peakP99Ms: number;
+  pacedRate: number;
+  pacedP50Ms: number;
+  pacedP99Ms: number;
+  cpuMsPerDial: number;
+  pacedCpuMsPerDial: number;
+  redisCommandsSentPerDial: number;
+  redisCommandsPerDial: number;
+  pgStatementsPerDial: number;
+  pacedPgStatementsPerDial: number;
+  pgTransactionsPerDial: number | null;
+  redisServerCpuMsPerDial: number | null;
+  postgresServerCpuMsPerDial: number | null;
+  /** Summed over every run of the side, warm-ups and profile included. */
+  violations: Violations;
+  incompleteRuns: number;
+}
+
+export interface HeapResult {
+  check: { bytesPerActor: number; grossBytesPerActor: number; microsPerActorToPark: number };
+  makeCall: { bytesPerActor: number; grossBytesPerActor: number; microsPerActorToPark: number };
+  parts: { bytesEach: Record<string, number> };
+}
+
+const med = (runs: RunResult[], pick: (r: RunResult) => number | null) => {
+  const values = runs.map(pick).filter((v): v is number => v !== null);
+  return values.length === 0 ? null : round(median(values), 3);
+};
+
+export function summarise(side: SideRuns): SideSummary {
+  const all = [...side.warmUp, ...side.peak, ...side.paced, ...side.profile, ...side.whatIf];
+  const violations = { overCap: 0, overChannels: 0, duplicateDials: 0 };
+  for (const run of all) {
+    violations.overCap += run.violations.overCap;
+    violations.overChannels += run.violations.overChannels;
+    violations.duplicateDials += run.violations.duplicateDials;
+  }
+  const { peak, paced } = side;
+  return {
+    backlogLeads: peak[0]?.leads ?? 0,
+    dialsPerSecond: med(peak, (r) => r.dialsPerSecond) ?? Number.NaN,
+    peakP50Ms: med(peak, (r) => r.p50Ms) ?? Number.NaN,
+    peakP99Ms: med(peak, (r) => r.p99Ms) ?? Number.NaN,
+    pacedRate: paced[0]?.rate ?? Number.NaN,
+    pacedP50Ms: med(paced, (r) => r.p50Ms) ?? Number.NaN,
+    pacedP99Ms: med(paced, (r) => r.p99Ms) ?? Number.NaN,
+    cpuMsPerDial: med(peak, (r) => r.cpuMsPerDial) ?? Number.NaN,
+    pacedCpuMsPerDial: med(paced, (r) => r.cpuMsPerDial) ?? Number.NaN,
+    redisCommandsSentPerDial: med(peak, (r) => r.redisCommandsSentPerDial) ?? Number.NaN,
+    redisCommandsPerDial: med(peak, (r) => r.redisCommandsPerDial) ?? Number.NaN,
+    pgStatementsPerDial: med(peak, (r) => r.pgStatementsPerDial) ?? Number.NaN,
+    pacedPgStatementsPerDial: med(paced, (r) => r.pgStatementsPerDial) ?? Number.NaN,
+    pgTransactionsPerDial: med(peak, (r) => r.pgTransactionsPerDial),
+    redisServerCpuMsPerDial: med(peak, (r) => r.redisServerCpuMsPerDial),
+    postgresServerCpuMsPerDial: med(peak, (r) => r.postgresServerCpuMsPerDial),
+    violations,
+    incompleteRuns: all.filter((r) => !r.complete).length,
+  };
+}
+
+export interface Target {
+  name: string;
+  goal: string;
+  measured: string;
+  pass: boolean;
+  /** How far from the goal: "x× short" / "with y to spare". */
+  margin: string;
+}
+
+const ratio = (a: number, b: number) => round(a / b, 2);
+
+export function evaluateTargets(d: SideSummary, p: SideSummary, heap: HeapResult): Target[] {
+  const zeroViolations = d.violations.overCap + d.violations.overChannels + d.violations.duplicateDials === 0;
+  const throughput = ratio(d.dialsPerSecond, p.dialsPerSecond);
+  const cpu = ratio(d.cpuMsPerDial, p.cpuMsPerDial);
+  const heapKb = round(heap.makeCall.bytesPerActor / 1024, 2);
+  const atLeast = (value: number, goal: number, unit = "") =>
+    value >= goal ? `${round(value - goal, 2)}${unit} to spare` : `${round(goal / value, 2)}× short`;
+  const atMost = (value: number, goal: number, unit = "") =>
+    value <= goal ? `${round(goal - value, 2)}${unit} to spare` : `${round(value / goal, 2)}× over`;
+  return [
+    {
+      name: "throughput vs peer, zero violations on our side",
+      goal: "≥ 2× peer, 0 violations",
+      measured: `${throughput}× (${d.dialsPerSecond} vs ${p.dialsPerSecond} dials/s); violations ${zeroViolations ? 0 : JSON.stringify(d.violations)}`,
+      pass: throughput >= 2 && zeroViolations,
+      margin: atLeast(throughput, 2, "×"),
+    },
+    {
+      name: "CPU per dial vs peer",
+      goal: "≤ 0.8× peer",
+      measured: `${cpu}× (${d.cpuMsPerDial} vs ${p.cpuMsPerDial} ms)`,
+      pass: cpu <= 0.8,
+      margin: atMost(cpu, 0.8, "×"),
+    },
+    {
+      name: "Redis commands per successful dial (sent; an EVALSHA is one)",
+      goal: "≤ 4",
+      measured: `${d.redisCommandsSentPerDial} sent (${d.redisCommandsPerDial} executed incl. inside Lua)`,
+      pass: d.redisCommandsSentPerDial <= 4,
+      margin: atMost(d.redisCommandsSentPerDial, 4),
+    },
+    {
+      name: "Postgres statements per successful dial",
+      goal: "≤ 3",
+      measured: `${d.pgStatementsPerDial} at peak, ${d.pacedPgStatementsPerDial} at half peak`,
+      pass: d.pgStatementsPerDial <= 3 && d.pacedPgStatementsPerDial <= 3,
+      margin: atMost(Math.max(d.pgStatementsPerDial, d.pacedPgStatementsPerDial), 3),
+    },
+    {
+      name: "p99 due → makeCall at half the peak rate",
+      goal: "≤ 50 ms",
+      measured: `${d.pacedP99Ms} ms at ${d.pacedRate} dials/s (p50 ${d.pacedP50Ms} ms)`,
+      pass: d.pacedP99Ms <= 50,
+      margin: atMost(d.pacedP99Ms, 50, " ms"),
+    },
+    {
+      name: "heap per in-flight lead actor",
+      goal: "≤ 4 KB",
+      measured: `${heapKb} KB parked at makeCall (${round(heap.check.bytesPerActor / 1024, 2)} KB at check)`,
+      pass: heapKb <= 4,
+      margin: atMost(heapKb, 4, " KB"),
+    },
+  ];
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows
+    .map((r, i) => {
+      const line = r
+        .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+        .join("  ");
+      return i === 0 ? `${line}\n${widths.map((w) => "-".repeat(w)).join("  ")}` : line;
+    })
+    .join("\n");
+}
+
+const f = (v: number | null, digits = 2) =>
+  v === null || Number.isNaN(v) ? "n/a" : String(round(v, digits));
+const x = (a: number | null, b: number | null) => (a === null || b === null ? "" : `${f(a / b)}×`);
+const v = (s: Violations) => `${s.overCap} / ${s.overChannels} / ${s.duplicateDials}`;
+
+export function formatReport(input: {
+  sizes: Record<string, unknown>;
+  machine: MachineInfo;
+  ceiling: Ceiling;
+  dialgate: SideSummary;
+  peer: SideSummary;
+  heap: HeapResult;
+  targets: Target[];
+}): string {
+  const { sizes, machine: m, ceiling: c, dialgate: d, peer: p, heap, targets } = input;
+  const lines: string[] = [];
+  lines.push(
+    `machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB; node ${m.node}, redis-server ${m.redisServer}, postgres ${m.postgres} (fsync ${m.postgresSettings.fsync}, synchronous_commit ${m.postgresSettings.synchronous_commit})`,
+    `dialgate ${m.dialgate.version} @ ${m.dialgate.commit}${m.dialgate.dirty ? " (+ uncommitted src changes)" : ""}; ${Object.entries(
+      m.packages,
+    )
+      .map(([k, ver]) => `${k} ${ver}`)
+      .join(", ")}`,
+    `sizes: ${Object.entries(sizes)
+      .map(([k, val]) => `${k}=${val}`)
+      .join(", ")}`,
+    "",
+    table([
+      ["median of 5 runs", "dialgate", "peer (BullMQ)", "dialgate ÷ peer"],
+      ["backlog leads per run (sized from the warm-up rate)", f(d.backlogLeads, 0), f(p.backlogLeads, 0), ""],
+      [
+        "dials/s, backlog (due → makeCall → PROCESSING)",
+        f(d.dialsPerSecond, 1),
+        f(p.dialsPerSecond, 1),
+        x(d.dialsPerSecond, p.dialsPerSecond),
+      ],
+      [
+        "due → makeCall p50 / p99 ms, backlog",
+        `${f(d.peakP50Ms, 0)} / ${f(d.peakP99Ms, 0)}`,
+        `${f(p.peakP50Ms, 0)} / ${f(p.peakP99Ms, 0)}`,
+        "",
+      ],
+      ["paced at half its peak: dials/s", f(d.pacedRate, 0), f(p.pacedRate, 0), ""],
+      [
+        "due → makeCall p50 / p99 ms, half peak",
+        `${f(d.pacedP50Ms, 0)} / ${f(d.pacedP99Ms, 0)}`,
+        `${f(p.pacedP50Ms, 0)} / ${f(p.pacedP99Ms, 0)}`,
+        "",
+      ],
+      [
+        "CPU ms per dial (side process), backlog",
+        f(d.cpuMsPerDial, 3),
+        f(p.cpuMsPerDial, 3),
+        x(d.cpuMsPerDial, p.cpuMsPerDial),
+      ],
+      [
+        "CPU ms per dial, half peak",
+        f(d.pacedCpuMsPerDial, 3),
+        f(p.pacedCpuMsPerDial, 3),
+        x(d.pacedCpuMsPerDial, p.pacedCpuMsPerDial),
+      ],
+      [
+        "Redis commands per dial, sent",
+        f(d.redisCommandsSentPerDial),
+        f(p.redisCommandsSentPerDial),
+        x(d.redisCommandsSentPerDial, p.redisCommandsSentPerDial),
+      ],
+      [
+        "Redis commands per dial, executed (commandstats)",
+        f(d.redisCommandsPerDial),
+        f(p.redisCommandsPerDial),
+        x(d.redisCommandsPerDial, p.redisCommandsPerDial),
+      ],
+      [
+        "Postgres statements per dial (pg client), backlog",
+        f(d.pgStatementsPerDial),
+        f(p.pgStatementsPerDial),
+        x(d.pgStatementsPerDial, p.pgStatementsPerDial),
+      ],
+      [
+        "Postgres statements per dial, half peak",
+        f(d.pacedPgStatementsPerDial),
+        f(p.pacedPgStatementsPerDial),
+        "",
+      ],
+      [
+        "Postgres transactions per dial (pg_stat_database)",
+        f(d.pgTransactionsPerDial),
+        f(p.pgTransactionsPerDial),
+        "",
+      ],
+      [
+        "Redis server CPU ms per dial",
+        f(d.redisServerCpuMsPerDial, 3),
+        f(p.redisServerCpuMsPerDial, 3),
+        x(d.redisServerCpuMsPerDial, p.redisServerCpuMsPerDial),
+      ],
+      [
+        "Postgres server CPU ms per dial",
+        f(d.postgresServerCpuMsPerDial, 3),
+        f(p.postgresServerCpuMsPerDial, 3),
+        x(d.postgresServerCpuMsPerDial, p.postgresServerCpuMsPerDial),
+      ],
+      ["violations: over cap / over channels / duplicate dials", v(d.violations), v(p.violations), ""],
+      [
+        "heap per in-flight lead actor, parked at makeCall / check",
+        `${f(heap.makeCall.bytesPerActor / 1024)} / ${f(heap.check.bytesPerActor / 1024)} KB`,
+        "",
+        "",
+      ],
+    ]),
+    "",
+    `ceiling (nothing else running, ${c.seconds} s each): EVALSHA ${c.evalshaPerSecond}/s unpipelined (${c.evalsha50InFlightPerSecond}/s with 50 in flight); single-row UPDATE commits ${c.updateCommitsPerSecond1}/s with 1 client, ${c.updateCommitsPerSecond16}/s with 16`,
+    `dialgate's share at its peak: Redis ${f((100 * d.dialsPerSecond * d.redisCommandsSentPerDial) / c.evalshaPerSecond, 1)}% of the unpipelined EVALSHA round trips; Postgres ${f((100 * d.dialsPerSecond * d.pgStatementsPerDial) / c.updateCommitsPerSecond16, 1)}% of the 16-client UPDATE commits` +
+      ` (dials/s those ceilings would allow at dialgate's cost per dial: Redis ${f(c.evalshaPerSecond / d.redisCommandsSentPerDial, 0)}, Postgres ${f(c.updateCommitsPerSecond16 / d.pgStatementsPerDial, 0)})`,
+    `heap parts, bytes each: ${Object.entries(heap.parts.bytesEach)
+      .map(([k, b]) => `${k} ${b}`)
+      .join(
+        ", ",
+      )}; whole in-flight lead at check ${heap.check.bytesPerActor}, at makeCall ${heap.makeCall.bytesPerActor}`,
+    "",
+    "targets (a benchmark, not a test):",
+    ...targets.map(
+      (t) => `  ${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.measured}; goal ${t.goal}; ${t.margin}`,
+    ),
+  );
+  if (d.incompleteRuns + p.incompleteRuns > 0)
+    lines.push(
+      `WARNING: runs that did not finish in time: dialgate ${d.incompleteRuns}, peer ${p.incompleteRuns}`,
+    );
+  return lines.join("\n");
+}

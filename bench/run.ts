@@ -1,0 +1,260 @@
+/**
+ * `npm run bench` ("bench": "tsx bench/run.ts"): dialgate and a BullMQ peer on the same workload, on
+ * real Redis + Postgres (REDIS_URL / DATABASE_URL, else the test harness's throw-away servers), with
+ * an instant simulated provider. Prints a table and writes bench/results/latest.json.
+ *
+ * Each side runs in a process of its own (bench/dialgate-side.ts, bench/peer-side.ts), one after the
+ * other: a warm-up, 5 runs with every lead due at once (the backlog: throughput), a warm-up and 5 runs
+ * with leads due at half that side's peak rate (latency), and for dialgate what-ifs (the same src
+ * with one client-side change, 3 runs each) and two profile runs (store calls by call site; a sampled
+ * CPU profile), all kept out of the table's medians. Every figure is the median of its 5 runs. Heap
+ * per in-flight actor comes from bench/heap.ts.
+ *
+ * Sizes: a backlog run holds about BACKLOG_SECONDS of the side's warm-up rate (at least BENCH_LEADS,
+ * default 4000, at most 40000), so that the faster side is not measured on a one-second burst;
+ * BENCH_PACED_SECONDS (default 8); BENCH_ACTORS (default 100000).
+ */
+import { writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { type Ceiling, measureCeiling } from "./lib/ceiling.js";
+import { machineInfo } from "./lib/machine.js";
+import { type RunResult, Side, type SideEnv } from "./lib/protocol.js";
+import { evaluateTargets, formatReport, type HeapResult, type SideRuns, summarise } from "./lib/report.js";
+import { startServers } from "./lib/servers.js";
+import { median, round } from "./lib/stats.js";
+import { HOT, NUMBERS, RULE } from "./lib/workload.js";
+
+const RUNS = 5;
+/** Runs of each what-if (dialgate with one client-side change); their median is printed. */
+const WHAT_IF_RUNS = 3;
+/** A backlog run lasts about this long at the side's warm-up rate. */
+const BACKLOG_SECONDS = 12;
+const MAX_BACKLOG = 40_000;
+const SIZES = {
+  minBacklogLeads: Number(process.env.BENCH_LEADS ?? 4000),
+  backlogSecondsAtWarmUpRate: BACKLOG_SECONDS,
+  warmUpLeads: Math.round(Number(process.env.BENCH_LEADS ?? 4000) / 2),
+  pacedSeconds: Number(process.env.BENCH_PACED_SECONDS ?? 8),
+  warmUpPacedSeconds: 3,
+  runs: RUNS,
+  actors: Number(process.env.BENCH_ACTORS ?? 100_000),
+  hotPhones: `${HOT.phones}×${HOT.leadsPerPhone} leads`,
+  rule: `${RULE.maxCalls}/${RULE.windowSeconds}s`,
+  numbers: `${NUMBERS.length}×${NUMBERS[0].maxChannels} lines`,
+  dialgateConcurrency: 100,
+  peerConcurrency: 50,
+};
+const OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));
+
+const progress = (text: string) =>
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`);
+const brief = (r: RunResult) =>
+  `${r.dials}/${r.expectedDials} dials, ${r.dialsPerSecond} dials/s, p99 ${r.p99Ms} ms, ${r.cpuMsPerDial} CPU ms/dial${r.complete ? "" : " (INCOMPLETE)"}`;
+
+async function runSide(name: string, script: string, env: SideEnv, profile: boolean): Promise<SideRuns> {
+  const side = new Side(script, env);
+  try {
+    const ready = await side.next();
+    if (ready.type !== "ready") throw new Error(`${name}: ${JSON.stringify(ready)}`);
+    const runs: SideRuns = { warmUp: [], peak: [], paced: [], profile: [], whatIf: [] };
+    const run = async (list: RunResult[], spec: Parameters<Side["run"]>[0]) => {
+      const result = await side.run(spec);
+      progress(`${name} ${spec.label}: ${brief(result)}`);
+      list.push(result);
+      return result;
+    };
+    const warm = await run(runs.warmUp, {
+      mode: "peak",
+      leads: SIZES.warmUpLeads,
+      rate: null,
+      label: "backlog warm-up",
+    });
+    const backlog = Math.min(
+      MAX_BACKLOG,
+      Math.max(SIZES.minBacklogLeads, Math.round((warm.dialsPerSecond * BACKLOG_SECONDS) / 1000) * 1000),
+    );
+    for (let i = 1; i <= RUNS; i++)
+      await run(runs.peak, { mode: "peak", leads: backlog, rate: null, label: `backlog ${i}` });
+    const rate = Math.max(1, Math.round(median(runs.peak.map((r) => r.dialsPerSecond)) / 2));
+    await run(runs.warmUp, {
+      mode: "paced",
+      leads: rate * SIZES.warmUpPacedSeconds,
+      rate,
+      label: `half-peak warm-up (${rate}/s)`,
+    });
+    for (let i = 1; i <= RUNS; i++)
+      await run(runs.paced, {
+        mode: "paced",
+        leads: rate * SIZES.pacedSeconds,
+        rate,
+        label: `half peak ${i}`,
+      });
+    if (profile) {
+      // Interleaved, so that a slow stretch of the machine does not land on one what-if only.
+      for (let i = 1; i <= WHAT_IF_RUNS; i++)
+        for (const whatIf of ["autoPipelining", "preparedStatements"] as const)
+          await run(runs.whatIf, {
+            mode: "peak",
+            leads: backlog,
+            rate: null,
+            label: `what-if ${whatIf} ${i}`,
+            whatIf,
+          });
+      for (const mode of ["calls", "cpu"] as const)
+        await run(runs.profile, {
+          mode: "peak",
+          leads: backlog,
+          rate: null,
+          label: `profile (${mode})`,
+          profile: mode,
+        });
+    }
+    return runs;
+  } finally {
+    await side.close();
+  }
+}
+
+async function heapRun(park: "check" | "makeCall" | "parts", env: SideEnv): Promise<Record<string, unknown>> {
+  const side = new Side("heap.ts", env, ["--max-old-space-size=6144"]);
+  const message = await side.next();
+  await side.exited;
+  if (message.type !== "heap") throw new Error(`heap ${park}: ${JSON.stringify(message)}`);
+  progress(`heap ${park}: ${JSON.stringify(message.result)}`);
+  return message.result as Record<string, unknown>;
+}
+
+const startedAt = Date.now();
+progress(`sizes: ${JSON.stringify(SIZES)}`);
+const servers = await startServers();
+try {
+  const machine = await machineInfo(servers.redisUrl, servers.databaseUrl);
+  progress(`machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB`);
+  const ceiling: Ceiling = await measureCeiling(servers.redisUrl, servers.databaseUrl, servers.freshSchema());
+  progress(`ceiling: ${JSON.stringify(ceiling)}`);
+  const env = (schema: string): SideEnv => ({
+    REDIS_URL: servers.redisUrl,
+    DATABASE_URL: servers.databaseUrl,
+    BENCH_SCHEMA: schema,
+  });
+  const dialgateRuns = await runSide("dialgate", "dialgate-side.ts", env(servers.freshSchema()), true);
+  const peerRuns = await runSide("peer", "peer-side.ts", env(servers.freshSchema()), false);
+  const heapEnv = { ...env(""), BENCH_ACTORS: String(SIZES.actors) };
+  const heap = {
+    check: await heapRun("check", { ...heapEnv, BENCH_PARK: "check" } as SideEnv),
+    makeCall: await heapRun("makeCall", { ...heapEnv, BENCH_PARK: "makeCall" } as SideEnv),
+    parts: await heapRun("parts", { ...heapEnv, BENCH_PARK: "parts" } as SideEnv),
+  } as unknown as HeapResult;
+
+  const dialgate = summarise(dialgateRuns);
+  const peer = summarise(peerRuns);
+  const targets = evaluateTargets(dialgate, peer, heap);
+  const report = formatReport({ sizes: SIZES, machine, ceiling, dialgate, peer, heap, targets });
+  const profile =
+    dialgateRuns.profile.length > 0
+      ? Object.assign({}, ...dialgateRuns.profile.map((r) => r.profile))
+      : undefined;
+  console.info(`\n${report}`);
+  if (profile)
+    console.info(`\ndialgate profile (two extra backlog runs, instrumented):\n${formatProfile(profile)}`);
+  if (dialgateRuns.whatIf.length > 0) console.info(`\n${formatWhatIfs(dialgate, dialgateRuns.whatIf)}`);
+  console.info(
+    "\nRedis commands: sent = counted at the ioredis clients (an EVALSHA is one); executed = INFO commandstats" +
+      " delta (each command inside a Lua script counts). Postgres statements: counted at the pg client" +
+      " (pool.query wrapped); pg_stat_database xact_commit + xact_rollback as a cross-check." +
+      " The peer writes one row per dial (no dial row, no claim lease, no end write); dialgate ends each call" +
+      " through callEnded the moment its lead is PROCESSING.",
+  );
+  const totalSeconds = Math.round((Date.now() - startedAt) / 1000);
+  console.info(`bench took ${totalSeconds} s`);
+  await writeFile(
+    OUT,
+    `${JSON.stringify(
+      {
+        generatedAt: new Date().toISOString(),
+        tookSeconds: totalSeconds,
+        sizes: SIZES,
+        machine,
+        servers: servers.origin,
+        ceiling,
+        summary: { dialgate, peer },
+        ratios: {
+          throughput: dialgate.dialsPerSecond / peer.dialsPerSecond,
+          cpuPerDial: dialgate.cpuMsPerDial / peer.cpuMsPerDial,
+        },
+        targets,
+        heap,
+        profile: profile ?? null,
+        runs: { dialgate: dialgateRuns, peer: peerRuns },
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.info(`wrote ${OUT}`);
+} finally {
+  await servers.stop();
+}
+
+/** The what-if runs next to the medians they are to be read against. */
+function formatWhatIfs(base: ReturnType<typeof summarise>, runs: RunResult[]): string {
+  const line = (name: string, dps: number, cpu: number, pgCpu: number | null) =>
+    `  ${name.padEnd(32)} ${String(dps).padStart(7)} dials/s  ${String(cpu).padStart(6)} CPU ms/dial  ${String(pgCpu ?? "n/a").padStart(6)} Postgres CPU ms/dial`;
+  const byName = new Map<string, RunResult[]>();
+  for (const r of runs) {
+    const name = r.label.replace(/^what-if (\S+).*$/, "$1");
+    byName.set(name, [...(byName.get(name) ?? []), r]);
+  }
+  const med = (list: RunResult[], pick: (r: RunResult) => number | null) =>
+    round(median(list.map(pick).filter((v): v is number => v !== null)), 3);
+  return [
+    `dialgate what-ifs (same src, one client-side change, median of ${WHAT_IF_RUNS} backlog runs, not in the table):`,
+    line("as shipped (median of 5)", base.dialsPerSecond, base.cpuMsPerDial, base.postgresServerCpuMsPerDial),
+    ...[...byName].map(([name, list]) =>
+      line(
+        name,
+        med(list, (r) => r.dialsPerSecond),
+        med(list, (r) => r.cpuMsPerDial),
+        med(list, (r) => r.postgresServerCpuMsPerDial),
+      ),
+    ),
+  ].join("\n");
+}
+
+function formatProfile(profile: unknown): string {
+  const p = profile as {
+    dials: number;
+    leadStoreCalls: Record<string, Record<string, number>>;
+    pgStatementsByMethod: Record<string, number>;
+    gateStoreCalls: Record<string, Record<string, number>>;
+    redisCommands: Record<string, number>;
+    cpuByModule: Record<string, number>;
+    topFunctions: { fn: string; percent: number }[];
+    sampledCpuMsPerDial: number;
+  };
+  const sites = (calls: Record<string, Record<string, number>>) =>
+    Object.entries(calls)
+      .map(
+        ([method, at]) =>
+          `    ${method}: ${Object.entries(at)
+            .map(([site, n]) => `${n} from ${site}`)
+            .join("; ")}`,
+      )
+      .join("\n");
+  const pairs = (r: Record<string, number>, unit = "") =>
+    Object.entries(r)
+      .map(([k, n]) => `${k} ${n}${unit}`)
+      .join(", ");
+  return [
+    `  per dial (${p.dials} dials):`,
+    `  Postgres statements by lead-store method: ${pairs(p.pgStatementsByMethod)}`,
+    `  lead-store calls by call site:\n${sites(p.leadStoreCalls)}`,
+    `  Redis commands sent: ${pairs(p.redisCommands)}`,
+    `  gate-store calls by call site:\n${sites(p.gateStoreCalls)}`,
+    `  CPU (sampled ${p.sampledCpuMsPerDial} ms/dial) by module: ${pairs(Object.fromEntries(Object.entries(p.cpuByModule).slice(0, 14)), "%")}`,
+    `  top functions by self time: ${p.topFunctions
+      .slice(0, 12)
+      .map((t) => `${t.fn} ${t.percent}%`)
+      .join("; ")}`,
+  ].join("\n");
+}
