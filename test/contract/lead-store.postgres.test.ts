@@ -251,18 +251,26 @@ describe("PostgresLeadStore.onLeadsAdded", () => {
 describe("migrate", () => {
   it("is idempotent: a second run applies nothing", async () => {
     const schema = server.freshSchema();
-    expect(await migrate(pool, { schema })).toEqual(["001_init.sql", "002_controls.sql"]);
+    expect(await migrate(pool, { schema })).toEqual([
+      "001_init.sql",
+      "002_controls.sql",
+      "003_dial_time_index.sql",
+    ]);
     expect(await migrate(pool, { schema })).toEqual([]);
     const { rows } = await pool.query(
       `SELECT name FROM ${pg.escapeIdentifier(schema)}.schema_migrations ORDER BY name`,
     );
-    expect(rows).toEqual([{ name: "001_init.sql" }, { name: "002_controls.sql" }]);
+    expect(rows).toEqual([
+      { name: "001_init.sql" },
+      { name: "002_controls.sql" },
+      { name: "003_dial_time_index.sql" },
+    ]);
   });
 
   it("concurrent runs on one schema apply each migration once", async () => {
     const schema = server.freshSchema();
     const runs = await Promise.all([1, 2, 3].map(() => migrate(pool, { schema })));
-    expect(runs.flat()).toEqual(["001_init.sql", "002_controls.sql"]);
+    expect(runs.flat()).toEqual(["001_init.sql", "002_controls.sql", "003_dial_time_index.sql"]);
   });
 
   it("a failing migration leaves nothing behind, not even the schema", async () => {
