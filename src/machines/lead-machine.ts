@@ -219,11 +219,7 @@ export const leadMachine = setup({
             guard: "isWindowClosed",
             target: "deferred",
             actions: assign({
-              end: ({ event }) => ({
-                end: "deferred",
-                reason: "window",
-                at: (event.output as { opensAt: number }).opensAt,
-              }),
+              end: deferredAt("window", "opensAt"),
             }),
           },
           { target: "prechecking" },
@@ -254,11 +250,7 @@ export const leadMachine = setup({
             guard: "isPrecheckDeferred",
             target: "deferred",
             actions: assign({
-              end: ({ event }) => ({
-                end: "deferred",
-                reason: "precheck",
-                at: (event.output as { deferAt: number }).deferAt,
-              }),
+              end: deferredAt("precheck"),
               precheckDefers: ({ context }) => context.precheckDefers + 1,
             }),
           },
@@ -287,11 +279,7 @@ export const leadMachine = setup({
             actions: [
               "alertRateLimited",
               assign({
-                end: ({ event }) => ({
-                  end: "deferred",
-                  reason: "rateLimit",
-                  at: (event.output as { deferAt: number }).deferAt,
-                }),
+                end: deferredAt("rateLimit"),
               }),
             ],
           },
@@ -369,11 +357,7 @@ export const leadMachine = setup({
             actions: [
               "alertRateLimited",
               assign({
-                end: ({ event }) => ({
-                  end: "deferred",
-                  reason: "rateLimit",
-                  at: (event.output as { deferAt: number }).deferAt,
-                }),
+                end: deferredAt("rateLimit"),
               }),
             ],
           },
@@ -537,6 +521,15 @@ export const leadMachine = setup({
 
 function out<T>(event: unknown): T {
   return (event as { output: T }).output;
+}
+
+/** The end of a gate that said "not now": deferred to the instant in its output (`deferAt`, or `opensAt`). */
+function deferredAt(reason: DeferReason, key: "deferAt" | "opensAt" = "deferAt") {
+  return ({ event }: { event: unknown }): LeadEnd => ({
+    end: "deferred",
+    reason,
+    at: out<Record<string, number>>(event)[key] as number,
+  });
 }
 
 function storeDefer(): LeadEnd {
