@@ -26,6 +26,7 @@ import type {
   RateRule,
 } from "../../src/machines/ports.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
+import { seededRandom } from "../support/harness.js";
 
 const COMMAND_TIMEOUT_MS = 200;
 const REBUILD_WAIT_MS = 200;
@@ -356,16 +357,4 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number)
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${check.toString()}`);
     await delay(20);
   }
-}
-
-/** mulberry32: the same call lengths every run. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -7,6 +7,7 @@
  */
 import pino from "pino";
 import { inOrderPorts } from "../../src/cli/simulate/in-order.js";
+import { randomStream } from "../../src/cli/simulate/random.js";
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from "../../src/dispatcher.js";
 import type { DispatcherEventName, DispatcherEvents } from "../../src/events.js";
 import { runVirtual, settle, VirtualClock } from "../../src/infra/clock.js";
@@ -49,16 +50,9 @@ export const TEMPLATE = { id: "tpl-1", resellerId: "res-1" } as const;
 
 export const silentLogger = pino({ level: "silent" });
 
-/** mulberry32: the same jitter every run. */
+/** The same jitter every run: the simulator's seeded stream. */
 export function seededRandom(seed = 42): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return randomStream(seed, 0);
 }
 
 const EVENT_NAMES = [
