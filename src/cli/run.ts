@@ -20,7 +20,7 @@ import {
 import { createLogger } from "../infra/logger.js";
 import { createMetricsHandler } from "../infra/metrics.js";
 import { phoneKey } from "../infra/phone-key.js";
-import { type SimResult, SimulatedProvider, simPlanSchema } from "../infra/providers/simulated.js";
+import { type SimDial, SimulatedProvider, simPlanSchema } from "../infra/providers/simulated.js";
 import type { AlertSink, Clock, DialRequest, DialResult, Provider } from "../machines/ports.js";
 import { checkSchemaName, missingEnvironment } from "./migrate.js";
 
@@ -251,23 +251,7 @@ function shutdownSignal(logger: Logger): Promise<NodeJS.Signals> {
 // The simulated provider "sim", with its dials appended to DIALGATE_SIM_LOG.
 
 /** One line of DIALGATE_SIM_LOG. The phone appears only as its phoneKey (HMAC with the secret). */
-export interface SimLogLine {
-  pid: number;
-  leadId: string;
-  attempt: number;
-  dialRef: string;
-  numberId: string;
-  phoneKey: string;
-  /** When makeCall was invoked (epoch ms). */
-  at: number;
-  /** When its result came back; null on the line written at invocation. */
-  resultAt: number | null;
-  result: SimResult | null;
-  callId: string | null;
-  /** When a placed call hangs up. */
-  endsAt: number | null;
-  outcome: string | null;
-}
+export type SimLogLine = Omit<SimDial, "to"> & { pid: number; phoneKey: string };
 
 /**
  * Appends JSON lines synchronously, so a line is on disk before the dispatcher learns the result: a
