@@ -255,6 +255,7 @@ describe("migrate", () => {
       "001_init.sql",
       "002_controls.sql",
       "003_dial_time_index.sql",
+      "004_config_notify.sql",
     ]);
     expect(await migrate(pool, { schema })).toEqual([]);
     const { rows } = await pool.query(
@@ -264,13 +265,19 @@ describe("migrate", () => {
       { name: "001_init.sql" },
       { name: "002_controls.sql" },
       { name: "003_dial_time_index.sql" },
+      { name: "004_config_notify.sql" },
     ]);
   });
 
   it("concurrent runs on one schema apply each migration once", async () => {
     const schema = server.freshSchema();
     const runs = await Promise.all([1, 2, 3].map(() => migrate(pool, { schema })));
-    expect(runs.flat()).toEqual(["001_init.sql", "002_controls.sql", "003_dial_time_index.sql"]);
+    expect(runs.flat()).toEqual([
+      "001_init.sql",
+      "002_controls.sql",
+      "003_dial_time_index.sql",
+      "004_config_notify.sql",
+    ]);
   });
 
   it("a failing migration leaves nothing behind, not even the schema", async () => {

@@ -17,6 +17,7 @@ import type {
   Template,
 } from "../../machines/ports.js";
 import { SETTLES_FROM } from "../../machines/ports.js";
+import { Batcher } from "./batch.js";
 import { assertSchemaName, leadsChannel } from "./migrate.js";
 
 export interface PostgresLeadStoreOptions {
@@ -31,9 +32,14 @@ export interface PostgresLeadStoreOptions {
 export type LeadsListener = () => void;
 
 /**
- * The durable lead store (spec §4). Every state change is one statement that compare-and-sets on
- * the lead's id, claim token and status, so concurrent processes, late end signals and stale actors
- * can only lose, never overwrite (spec §7.1). Times are the caller's epoch ms; NOW() is never used.
+ * The durable lead store (spec §4). Every state change is a compare-and-set on the lead's id, claim
+ * token and status, so concurrent processes, late end signals and stale actors can only lose, never
+ * overwrite (spec §7.1). Times are the caller's epoch ms; NOW() is never used.
+ *
+ * The hot calls of a dial are batched (batch.ts): the beginDials, the settlements of one kind, the
+ * gets, isBlocked and findByDial calls made in one turn of the event loop, or while the previous batch
+ * of their kind is in flight, go as one statement, each lead still its own compare-and-set. Templates
+ * and numbers are cached exactly (ConfigCache).
  *
  * The pool belongs to the caller: close() stops this store's listeners, not the pool.
  */
@@ -42,12 +48,60 @@ export class PostgresLeadStore implements LeadStore {
   readonly #sql: Statements;
   readonly #channel: string;
   readonly #listeners = new Set<ChannelListener>();
+  readonly #config: ConfigCache;
+  #watching: Promise<boolean> | undefined;
+  #closed = false;
+
+  // Reads: a batch may name a row twice; each call still gets an object of its own.
+  readonly #gets = new Batcher<string, LeadRecord | null>({
+    run: async (ids) => {
+      const rows = await this.#rows<LeadRow>(this.#sql.leadsByIds, [ids]);
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      return ids.map((id) => rowOrNull(byId.get(id)));
+    },
+  });
+  readonly #blocked = new Batcher<string, boolean>({
+    run: async (phones) => {
+      const rows = await this.#rows<{ phone: string }>(this.#sql.blockedAmong, [phones]);
+      const blocked = new Set(rows.map((r) => r.phone));
+      return phones.map((phone) => blocked.has(phone));
+    },
+  });
+  readonly #byDial = new Batcher<{ callId: string | null; dialRef: string | null }, LeadRecord | null>({
+    run: async (refs) => {
+      const values = [refs.map((r) => r.callId), refs.map((r) => r.dialRef)];
+      const rows = await this.#rows<LeadRow & { n: string }>(this.#sql.leadsByDial, values);
+      const byN = new Map(rows.map((r) => [Number(r.n), r]));
+      return refs.map((_, i) => rowOrNull(byN.get(i + 1)));
+    },
+  });
+  /** Keyed by lead: a batch names a lead once, and a second call for it waits for the first. */
+  readonly #beginDials = new Batcher<{ token: string; row: DialRow }, boolean>({
+    key: (item) => leadIdOf(item.token),
+    run: async (items) => {
+      const input = items.map(({ token, row }) => [
+        leadIdOf(token),
+        token,
+        row.dialRef,
+        row.numberId,
+        row.at,
+        row.recorded,
+      ]);
+      const rows = await this.#rows<{ token: string }>(this.#sql.beginDial, columnsOf(input, 6));
+      const began = new Set(rows.map((r) => r.token));
+      return items.map((item) => began.has(item.token));
+    },
+  });
+  readonly #settles = Object.fromEntries(
+    (Object.keys(SETTLE_INPUT) as Kind[]).map((kind) => [kind, this.#settleBatcher(kind)]),
+  ) as Record<Kind, Batcher<{ token: string; s: Settlement; now: number }, Settled | null>>;
 
   constructor(pool: pg.Pool, options: PostgresLeadStoreOptions) {
     assertSchemaName(options.schema);
     this.#pool = pool;
     this.#sql = statements(pg.escapeIdentifier(options.schema));
     this.#channel = leadsChannel(options.schema);
+    this.#config = new ConfigCache(options.schema);
   }
 
   /**
@@ -68,9 +122,8 @@ export class PostgresLeadStore implements LeadStore {
     return inputs.map((input) => structuredClone(byId.get(input.id) as LeadRecord));
   }
 
-  async get(id: string): Promise<LeadRecord | null> {
-    const [lead] = await this.#leads(this.#sql.leadById, [id]);
-    return lead ?? null;
+  get(id: string): Promise<LeadRecord | null> {
+    return this.#gets.add(id);
   }
 
   async claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]> {
@@ -88,22 +141,12 @@ export class PostgresLeadStore implements LeadStore {
     await this.#query(this.#sql.renewLeases, [tokens.map(leadIdOf), tokens, leaseUntil]);
   }
 
-  async beginDial(token: string, row: DialRow): Promise<boolean> {
-    const { rowCount } = await this.#query(this.#sql.beginDial, [
-      leadIdOf(token),
-      token,
-      row.dialRef,
-      row.numberId,
-      row.at,
-      row.recorded,
-    ]);
-    return rowCount === 1;
+  beginDial(token: string, row: DialRow): Promise<boolean> {
+    return this.#beginDials.add({ token, row });
   }
 
-  async settle(token: string, s: Settlement, now: number): Promise<Settled | null> {
-    const cas = [leadIdOf(token), token, SETTLES_FROM[s.kind]];
-    const { rows } = await this.#query<Settled>(...this.#settlement(s, cas, now));
-    return rows[0] ?? null;
+  settle(token: string, s: Settlement, now: number): Promise<Settled | null> {
+    return this.#settles[s.kind].add({ token, s, now });
   }
 
   async expedite(id: string, at: number): Promise<boolean> {
@@ -132,10 +175,9 @@ export class PostgresLeadStore implements LeadStore {
     return rows.map((r) => ({ scope: toPauseScope(r.scope, r.id), pausedAt: Number(r.paused_at) }));
   }
 
-  async findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null> {
+  findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null> {
     // Empty strings find nothing, as in the memory store.
-    const [lead] = await this.#leads(this.#sql.leadByDial, [ref.callId || null, ref.dialRef || null]);
-    return lead ?? null;
+    return this.#byDial.add({ callId: ref.callId || null, dialRef: ref.dialRef || null });
   }
 
   async cancel(id: string, _now: number): Promise<LeadRecord | null> {
@@ -188,40 +230,51 @@ export class PostgresLeadStore implements LeadStore {
     }
   }
 
-  async template(id: string): Promise<Template | null> {
-    const { rows } = await this.#query<TemplateRow>(this.#sql.templateById, [id]);
-    return rows.length > 0 ? toTemplate(rows[0]) : null;
+  template(id: string): Promise<Template | null> {
+    return this.#cached(`t:${id}`, async () => {
+      const [row] = await this.#rows<TemplateRow>(this.#sql.templateById, [id]);
+      return row ? toTemplate(row) : null;
+    });
   }
 
-  async number(id: string): Promise<OutboundNumber | null> {
-    const { rows } = await this.#query<NumberRow>(this.#sql.numberById, [id]);
-    return rows.length > 0 ? toNumber(rows[0]) : null;
+  number(id: string): Promise<OutboundNumber | null> {
+    return this.#cached(`n:${id}`, async () => {
+      const [row] = await this.#rows<NumberRow>(this.#sql.numberById, [id]);
+      return row ? toNumber(row) : null;
+    });
   }
 
-  async poolNumbers(provider?: string): Promise<OutboundNumber[]> {
-    const { rows } = await this.#query<NumberRow>(this.#sql.poolNumbers, [provider ?? null]);
-    return rows.map(toNumber);
+  poolNumbers(provider?: string): Promise<OutboundNumber[]> {
+    return this.#cached(provider === undefined ? "p" : `p:${provider}`, async () =>
+      (await this.#rows<NumberRow>(this.#sql.poolNumbers, [provider ?? null])).map(toNumber),
+    );
   }
 
-  async isBlocked(phone: string): Promise<boolean> {
-    const { rows } = await this.#query<{ blocked: boolean }>(this.#sql.isBlocked, [phone]);
-    return rows[0].blocked;
+  isBlocked(phone: string): Promise<boolean> {
+    return this.#blocked.add(phone);
   }
 
   async upsertTemplates(templates: Template[]): Promise<string[]> {
     if (templates.length === 0) return [];
     const rows = lastById(templates).map(templateRow);
-    const { rows: moved } = await this.#query<{ id: string }>(this.#sql.upsertTemplates, [
-      JSON.stringify(rows),
-    ]);
-    const ids = new Set(moved.map((r) => r.id));
-    return rows.map((r) => r.id).filter((id) => ids.has(id));
+    try {
+      const moved = await this.#rows<{ id: string }>(this.#sql.upsertTemplates, [JSON.stringify(rows)]);
+      const ids = new Set(moved.map((r) => r.id));
+      return rows.map((r) => r.id).filter((id) => ids.has(id));
+    } finally {
+      // This process sees its own write at once, not when the notification comes back.
+      this.#config.clear();
+    }
   }
 
   async upsertNumbers(numbers: OutboundNumber[]): Promise<void> {
     if (numbers.length === 0) return;
     const rows = lastById(numbers).map(numberRow);
-    await this.#query(this.#sql.upsertNumbers, [JSON.stringify(rows)]);
+    try {
+      await this.#query(this.#sql.upsertNumbers, [JSON.stringify(rows)]);
+    } finally {
+      this.#config.clear();
+    }
   }
 
   async block(phones: string[]): Promise<void> {
@@ -244,46 +297,64 @@ export class PostgresLeadStore implements LeadStore {
     };
   }
 
+  /**
+   * Starts caching templates and numbers (the first read of one does too). Resolves true once the
+   * cache serves reads, false when the schema lacks 004_config_notify.sql or the store was closed.
+   */
+  async watchConfig(): Promise<boolean> {
+    return (await this.#watchConfig()) && this.#config.whenLive();
+  }
+
   /** Stops this store's listeners. The pool is the caller's to end. */
   async close(): Promise<void> {
+    this.#closed = true;
     const listeners = [...this.#listeners];
     this.#listeners.clear();
-    await Promise.all(listeners.map((l) => l.stop()));
+    await Promise.all([...listeners.map((l) => l.stop()), ConfigWatch.leave(this.#pool, this.#config)]);
   }
 
   async #leads(sql: string, values: unknown[]): Promise<LeadRecord[]> {
-    const { rows } = await this.#query<LeadRow>(sql, values);
-    return rows.map(toLead);
+    return (await this.#rows<LeadRow>(sql, values)).map(toLead);
   }
 
-  /** The statement and its values; `cas` is [lead id, token, from-statuses] = $1..$3. */
-  #settlement(s: Settlement, cas: unknown[], now: number): [string, unknown[]] {
-    const sql = this.#sql.settle;
-    switch (s.kind) {
-      case "defer":
-        return [
-          sql.defer,
-          [
-            ...cas,
-            s.at,
-            s.notPlacedStreak ?? null,
-            s.dialResult ?? null,
-            now,
-            s.deferReason ?? null,
-            s.precheckDefers ?? null,
-          ],
-        ];
-      case "finish":
-        return [sql.finish, [...cas, s.outcome, s.dialResult ?? null, now]];
-      case "placed":
-        return [sql.placed, [...cas, s.callId, now]];
-      case "unknown":
-        return [sql.unknown, [...cas, now]];
-      case "ended":
-        return [sql.ended, [...cas, s.outcome, s.retryAt ?? null]];
-      case "unknownExpired":
-        return [sql.unknownExpired, [...cas, s.at]];
-    }
+  async #rows<R extends pg.QueryResultRow>(sql: string, values: unknown[]): Promise<R[]> {
+    return (await this.#query<R>(sql, values)).rows;
+  }
+
+  /** Keyed by lead, like beginDial. */
+  #settleBatcher(kind: Kind): Batcher<{ token: string; s: Settlement; now: number }, Settled | null> {
+    const input = SETTLE_INPUT[kind] as { values(s: Settlement, now: number): unknown[] };
+    return new Batcher({
+      key: (item) => leadIdOf(item.token),
+      run: async (items) => {
+        const rows = items.map(({ token, s, now }) => [leadIdOf(token), token, ...input.values(s, now)]);
+        const values = [SETTLES_FROM[kind], ...columnsOf(rows, rows[0].length)];
+        const settled = await this.#rows<Settled & { claim: string }>(this.#sql.settle[kind], values);
+        const byToken = new Map(settled.map((r) => [r.claim, { status: r.status, outcome: r.outcome }]));
+        return items.map((item) => byToken.get(item.token) ?? null);
+      },
+    });
+  }
+
+  /** `load` through the config cache, which this starts on first use. */
+  #cached<T>(key: string, load: () => Promise<T>): Promise<T> {
+    void this.#watchConfig();
+    return this.#config.read(key, load);
+  }
+
+  #watchConfig(): Promise<boolean> {
+    this.#watching ??= (async () => {
+      if (this.#closed) return false;
+      const [{ ok }] = await this.#rows<{ ok: boolean }>(this.#sql.configNotifies, []);
+      if (!ok || this.#closed) return false;
+      ConfigWatch.join(this.#pool, this.#config);
+      return true;
+    })().catch(() => {
+      // Tried again on the next read.
+      this.#watching = undefined;
+      return false;
+    });
+    return this.#watching;
   }
 }
 
@@ -293,29 +364,43 @@ export class PostgresLeadStore implements LeadStore {
 type Statements = ReturnType<typeof statements>;
 
 function statements(s: string) {
-  const selectLeads = (from: string) => `
-    SELECT l.*, d.number_id AS dial_number_id, d.at AS dial_at, d.call_id AS dial_call_id,
+  const selectLeads = (from: string, extra = "") => `
+    SELECT ${extra} l.*, d.number_id AS dial_number_id, d.at AS dial_at, d.call_id AS dial_call_id,
            d.unknown AS dial_unknown, d.recorded AS dial_recorded
     FROM ${from} LEFT JOIN ${s}.dial_attempts d ON d.dial_ref = l.dial_ref`;
 
   /**
-   * One settlement: compare-and-set the lead on id ($1) + token ($2) + from-statuses ($3), then, when
-   * `dialWhen` holds, write `dialSet` on the dial row of that same claim (never a row of an older claim).
+   * One batch of settlements of a kind, one input row `x` per lead: x.lead, x.claim (the token) and the
+   * kind's columns (SETTLE_INPUT), each a parameter array from $2 on ($1: the from-statuses). Each row
+   * is a compare-and-set on id + token + status (+ `where`). The rows that pass are locked first, in id
+   * order: statements that lock several leads (these, beginDial, renewLeases) then wait for each other
+   * instead of deadlocking; the update checks them again, as a plain UPDATE would. `l.id = ANY($2)`
+   * repeats the join for the planner: it then reads leads by primary key, whatever its statistics.
+   * When `dialWhen` holds, `dialSet` is written on the dial row of that same claim (never a row of an
+   * older claim).
    */
-  const settle = (leadSet: string, opts: { where?: string; dialSet?: string; dialWhen?: string } = {}) => {
+  const settle = (
+    kind: Kind,
+    leadSet: string,
+    opts: { where?: string; dialSet?: string; dialWhen?: string } = {},
+  ) => {
+    const cas = `l.id = x.lead AND l.token = x.claim AND l.status = ANY($1::text[]) ${opts.where ?? ""}`;
     const dial = opts.dialSet
       ? `, dial AS (
           UPDATE ${s}.dial_attempts d SET ${opts.dialSet}
-          FROM lead WHERE d.dial_ref = lead.dial_ref AND d.token = $2 AND ${opts.dialWhen ?? "true"}
+          FROM settled x WHERE d.dial_ref = x.dial_ref AND d.token = x.claim AND ${opts.dialWhen ?? "true"}
         )`
       : "";
     return `
-      WITH lead AS (
-        UPDATE ${s}.leads SET ${leadSet}
-        WHERE id = $1 AND token = $2 AND status = ANY($3::text[]) ${opts.where ?? ""}
-        RETURNING dial_ref, status, outcome
+      WITH locked AS MATERIALIZED (
+        SELECT x.* FROM ${s}.leads l JOIN ${unnest(["lead text", "claim text", ...SETTLE_INPUT[kind].columns], 2)}
+        ON ${cas} WHERE l.id = ANY($2::text[]) ORDER BY l.id FOR NO KEY UPDATE OF l
+      ), settled AS (
+        UPDATE ${s}.leads l SET ${leadSet}
+        FROM locked x WHERE l.id = ANY($2::text[]) AND ${cas}
+        RETURNING x.*, l.dial_ref, l.status, l.outcome
       )${dial}
-      SELECT status, outcome FROM lead`;
+      SELECT claim, status, outcome FROM settled`;
   };
 
   const release = "owner = NULL, lease_until = NULL";
@@ -329,11 +414,10 @@ function statements(s: string) {
        OR (p.scope = 'template' AND p.id = ${l}.template_id COLLATE "C")
        OR (p.scope = 'reseller' AND p.id = (
              SELECT t.reseller_id FROM ${s}.templates t WHERE t.id = ${l}.template_id COLLATE "C")))`;
-  /** For `ended`: the retry policy scheduled another attempt ($5 retryAt) and no cancel was requested. */
-  const retries = "(NOT cancel_requested AND $5::bigint IS NOT NULL)";
+  /** For `ended`: the retry policy scheduled another attempt (x.retry_at) and no cancel was requested. */
+  const retries = "(NOT l.cancel_requested AND x.retry_at IS NOT NULL)";
 
   return {
-    leadById: `${selectLeads(`${s}.leads l`)} WHERE l.id = $1`,
     leadsByIds: `${selectLeads(`${s}.leads l`)} WHERE l.id = ANY($1::text[])`,
     listLeads: `${selectLeads(`${s}.leads l`)} ORDER BY l.seq`,
 
@@ -388,64 +472,78 @@ function statements(s: string) {
       SELECT min(next_attempt_at) AS at FROM ${s}.leads l
       WHERE status = 'SCHEDULED' AND NOT ${paused("l")}`,
 
-    // A token names its lead, so matching both lists pairs them.
+    // A token names its lead, so matching both lists pairs them. Locked in id order, as in settle.
     renewLeases: `
-      UPDATE ${s}.leads SET lease_until = $3
-      WHERE id = ANY($1::text[]) AND token = ANY($2::text[]) AND status IN ('CLAIMED', 'DIALING')`,
+      WITH locked AS MATERIALIZED (
+        SELECT id FROM ${s}.leads
+        WHERE id = ANY($1::text[]) AND token = ANY($2::text[]) AND status IN ('CLAIMED', 'DIALING')
+        ORDER BY id FOR NO KEY UPDATE
+      )
+      UPDATE ${s}.leads l SET lease_until = $3
+      FROM locked WHERE l.id = locked.id
+        AND l.token = ANY($2::text[]) AND l.status IN ('CLAIMED', 'DIALING')`,
 
-    // The dial row exists iff the lead moved to DIALING: one statement (spec §2 step 7).
+    // The dial row exists iff the lead moved to DIALING: one statement (spec §2 step 7). One input
+    // row per lead; returns the tokens that won. Locked in id order, as in settle.
     beginDial: `
-      WITH lead AS (
-        UPDATE ${s}.leads SET status = 'DIALING', dial_ref = $3, precheck_defers = 0
-        WHERE id = $1 AND token = $2 AND status = 'CLAIMED'
-        RETURNING id, token
+      WITH locked AS MATERIALIZED (
+        SELECT x.* FROM ${s}.leads l
+        JOIN ${unnest(["lead text", "claim text", "dial_ref text", "number_id text", "at bigint", "recorded boolean"])}
+        ON l.id = x.lead AND l.token = x.claim AND l.status = 'CLAIMED'
+        WHERE l.id = ANY($1::text[]) ORDER BY l.id FOR NO KEY UPDATE OF l
+      ), began AS (
+        UPDATE ${s}.leads l SET status = 'DIALING', dial_ref = x.dial_ref, precheck_defers = 0
+        FROM locked x WHERE l.id = ANY($1::text[]) AND l.id = x.lead AND l.token = x.claim AND l.status = 'CLAIMED'
+        RETURNING x.*
       )
       INSERT INTO ${s}.dial_attempts (dial_ref, lead_id, token, number_id, at, recorded)
-      SELECT $3::text, id, token, $4::text, $5::bigint, $6::boolean FROM lead`,
+      SELECT dial_ref, lead, claim, number_id, at, recorded FROM began
+      RETURNING token`,
 
     settle: {
-      // $4 at, $5 notPlacedStreak (kept when null), $6 dialResult (written when given), $7 now,
-      // $8 deferReason, $9 precheckDefers (kept when null).
-      // A cancel requested while dialling wins over the defer (spec §7.16).
+      // A cancel requested while dialling wins over the defer (spec §7.16). A null streak or
+      // prechecks keeps the lead's; a dial result is written when given.
       defer: settle(
+        "defer",
         `status = CASE WHEN cancel_requested THEN 'FINISHED' ELSE 'SCHEDULED' END,
          outcome = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE outcome END,
-         next_attempt_at = $4, ${release},
-         not_placed_streak = COALESCE($5::int, not_placed_streak),
-         defer_reason = $8::text,
-         precheck_defers = COALESCE($9::int, precheck_defers)`,
-        { dialSet: "result = $6, result_at = $7", dialWhen: "$6::text IS NOT NULL" },
+         next_attempt_at = x.at, ${release},
+         not_placed_streak = COALESCE(x.streak, not_placed_streak),
+         defer_reason = x.reason,
+         precheck_defers = COALESCE(x.prechecks, precheck_defers)`,
+        { dialSet: "result = x.result, result_at = x.now", dialWhen: "x.result IS NOT NULL" },
       ),
-      // $4 outcome, $5 dialResult (written when given), $6 now
-      finish: settle(`status = 'FINISHED', outcome = $4, ${release}`, {
-        dialSet: "result = $5, result_at = $6",
-        dialWhen: "$5::text IS NOT NULL",
+      finish: settle("finish", `status = 'FINISHED', outcome = x.new_outcome, ${release}`, {
+        dialSet: "result = x.result, result_at = x.now",
+        dialWhen: "x.result IS NOT NULL",
       }),
-      // $4 callId, $5 now. The claim's owner and lease stay as they were, as in the memory store.
-      placed: settle("status = 'PROCESSING', not_placed_streak = 0", {
-        dialSet: "call_id = $4, result = 'placed', result_at = $5",
+      // The claim's owner and lease stay as they were, as in the memory store.
+      placed: settle("placed", "status = 'PROCESSING', not_placed_streak = 0", {
+        dialSet: "call_id = x.call_id, result = 'placed', result_at = x.now",
       }),
-      // $4 now
-      unknown: settle(`status = 'PROCESSING', ${release}`, {
-        where: "AND dial_ref IS NOT NULL",
-        dialSet: "unknown = true, result = 'unknown', result_at = $4",
+      unknown: settle("unknown", `status = 'PROCESSING', ${release}`, {
+        where: "AND l.dial_ref IS NOT NULL",
+        dialSet: "unknown = true, result = 'unknown', result_at = x.now",
       }),
-      // $4 outcome, $5 retryAt. A requested cancel wins over the retry policy (spec §7.16).
-      ended: settle(`
-        status = CASE WHEN ${retries} THEN 'SCHEDULED' ELSE 'FINISHED' END,
-        outcome = CASE WHEN cancel_requested THEN 'CANCELLED' WHEN ${retries} THEN outcome ELSE $4::text END,
-        attempt = attempt + CASE WHEN ${retries} THEN 1 ELSE 0 END,
-        next_attempt_at = CASE WHEN ${retries} THEN $5 ELSE next_attempt_at END,
-        due_at = CASE WHEN ${retries} THEN $5 ELSE due_at END,
-        ${release}`),
-      // $4 at. Only a held unknown dial expires; a placed call waits for its end.
+      // A requested cancel wins over the retry policy (spec §7.16).
+      ended: settle(
+        "ended",
+        `status = CASE WHEN ${retries} THEN 'SCHEDULED' ELSE 'FINISHED' END,
+         outcome = CASE WHEN cancel_requested THEN 'CANCELLED' WHEN ${retries} THEN outcome ELSE x.new_outcome END,
+         attempt = attempt + CASE WHEN ${retries} THEN 1 ELSE 0 END,
+         next_attempt_at = CASE WHEN ${retries} THEN x.retry_at ELSE next_attempt_at END,
+         due_at = CASE WHEN ${retries} THEN x.retry_at ELSE due_at END,
+         ${release}`,
+      ),
+      // Only a held unknown dial expires; a placed call waits for its end.
       unknownExpired: settle(
+        "unknownExpired",
         `status = CASE WHEN cancel_requested THEN 'FINISHED' ELSE 'SCHEDULED' END,
          outcome = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE outcome END,
-         next_attempt_at = CASE WHEN cancel_requested THEN next_attempt_at ELSE $4 END,
+         next_attempt_at = CASE WHEN cancel_requested THEN next_attempt_at ELSE x.at END,
          ${release}`,
         {
-          where: `AND EXISTS (SELECT 1 FROM ${s}.dial_attempts d WHERE d.dial_ref = leads.dial_ref AND d.unknown)`,
+          where: `AND EXISTS (SELECT 1 FROM ${s}.dial_attempts d WHERE d.dial_ref = l.dial_ref AND d.unknown)`,
         },
       ),
     },
@@ -466,12 +564,17 @@ function statements(s: string) {
       SELECT scope, id, paused_at FROM ${s}.pauses
       ORDER BY CASE scope WHEN 'global' THEN 0 WHEN 'reseller' THEN 1 ELSE 2 END, id COLLATE "C"`,
 
-    // The provider's call id first, then the dialRef (an unknown dial has no call id).
-    leadByDial: `
-      ${selectLeads(`${s}.leads l`)}
-      WHERE l.id = COALESCE(
-        (SELECT lead_id FROM ${s}.dial_attempts WHERE call_id = $1 ORDER BY result_at DESC LIMIT 1),
-        (SELECT lead_id FROM ${s}.dial_attempts WHERE dial_ref = $2))`,
+    // The provider's call id first (its latest dial row), then the dialRef (an unknown dial has no
+    // call id). One input row per lookup, returned with its ordinal `n`.
+    leadsByDial: `
+      WITH x AS (SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(call_id, dial_ref, n)),
+      found AS (
+        SELECT x.n, COALESCE(
+          (SELECT d.lead_id FROM ${s}.dial_attempts d WHERE d.call_id = x.call_id ORDER BY d.result_at DESC LIMIT 1),
+          (SELECT d.lead_id FROM ${s}.dial_attempts d WHERE d.dial_ref = x.dial_ref)) AS lead_id
+        FROM x
+      )
+      ${selectLeads(`found JOIN ${s}.leads l ON l.id = found.lead_id`, "found.n,")}`,
 
     // Before the dial: finished now. Dialing or in a call: flagged, finished CANCELLED when it ends
     // (spec §7.16). Every CASE reads the row as it was before this statement.
@@ -519,6 +622,9 @@ function statements(s: string) {
           AND (d.call_id IS NOT NULL OR d.unknown OR (l.dial_ref = d.dial_ref AND l.status = 'DIALING'))`,
     },
 
+    // Whether 004_config_notify.sql was applied: only then may templates and numbers be cached.
+    configNotifies: `SELECT to_regprocedure('${s}.notify_config_changed()') IS NOT NULL AS ok`,
+
     templateById: `SELECT * FROM ${s}.templates WHERE id = $1`,
     // Every part of one statement reads the same snapshot: \`old\` is the rows as they were before it.
     upsertTemplates: `
@@ -553,10 +659,52 @@ function statements(s: string) {
         e164 = excluded.e164, provider = excluded.provider, max_channels = excluded.max_channels,
         status = excluded.status, pool = excluded.pool`,
 
-    isBlocked: `SELECT EXISTS (SELECT 1 FROM ${s}.blocked_phones WHERE phone = $1) AS blocked`,
+    blockedAmong: `SELECT phone FROM ${s}.blocked_phones WHERE phone = ANY($1::text[])`,
     block: `INSERT INTO ${s}.blocked_phones (phone) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`,
   };
 }
+
+/**
+ * `unnest(...) AS x(...)`: one row per item of a batch, each column ("name type") an array parameter,
+ * from `$first` on.
+ */
+function unnest(columns: string[], first = 1): string {
+  const split = columns.map((column) => column.split(" "));
+  const arrays = split.map(([, type], i) => `$${first + i}::${type}[]`);
+  return `unnest(${arrays.join(", ")}) AS x(${split.map(([name]) => name).join(", ")})`;
+}
+
+/** The parameter arrays of `unnest`: column i of every row, for i < `width`. */
+function columnsOf(rows: unknown[][], width: number): unknown[][] {
+  return Array.from({ length: width }, (_, i) => rows.map((row) => row[i]));
+}
+
+type Kind = Settlement["kind"];
+
+/** Per settlement kind: its input columns after (lead, claim), and one settlement's values for them. */
+const SETTLE_INPUT: {
+  [K in Kind]: { columns: string[]; values(s: Extract<Settlement, { kind: K }>, now: number): unknown[] };
+} = {
+  defer: {
+    columns: ["at bigint", "streak int", "result text", "now bigint", "reason text", "prechecks int"],
+    values: (s, now) => [
+      s.at,
+      s.notPlacedStreak ?? null,
+      s.dialResult ?? null,
+      now,
+      s.deferReason ?? null,
+      s.precheckDefers ?? null,
+    ],
+  },
+  finish: {
+    columns: ["new_outcome text", "result text", "now bigint"],
+    values: (s, now) => [s.outcome, s.dialResult ?? null, now],
+  },
+  placed: { columns: ["call_id text", "now bigint"], values: (s, now) => [s.callId, now] },
+  unknown: { columns: ["now bigint"], values: (_s, now) => [now] },
+  ended: { columns: ["new_outcome text", "retry_at bigint"], values: (s) => [s.outcome, s.retryAt ?? null] },
+  unknownExpired: { columns: ["at bigint"], values: (s) => [s.at] },
+};
 
 // ---------------------------------------------------------------------------------------------
 // Rows. bigint columns arrive as strings (pg does not guess at precision); times fit a double.
@@ -603,6 +751,10 @@ type NumberRow = Omit<OutboundNumber, "maxChannels"> & { max_channels: number };
 
 function toMs(value: string | null): number | null {
   return value === null ? null : Number(value);
+}
+
+function rowOrNull(row: LeadRow | undefined): LeadRecord | null {
+  return row === undefined ? null : toLead(row);
 }
 
 function toLead(row: LeadRow): LeadRecord {
@@ -732,6 +884,13 @@ function lastById<T extends { id: string }>(items: T[]): T[] {
 const RECONNECT_FIRST_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
 
+interface ChannelOptions {
+  /** Told true once the connection listens, false when it is lost or stopped. */
+  live?(live: boolean): void;
+  /** Neither the connection nor its reconnect timer keeps the process alive. */
+  unref?: boolean;
+}
+
 /**
  * One dedicated connection LISTENing on a channel. When the server drops it, it reconnects with
  * backoff and then calls the listener once: notifications sent while it was away are lost, and a
@@ -740,20 +899,27 @@ const RECONNECT_MAX_MS = 5_000;
 class ChannelListener {
   readonly #config: pg.ClientConfig;
   readonly #channel: string;
-  readonly #listener: LeadsListener;
+  readonly #listener: (payload: string) => void;
+  readonly #options: ChannelOptions;
   #client: pg.Client | null = null;
   readonly #stopped = new AbortController();
 
-  constructor(config: pg.ClientConfig, channel: string, listener: LeadsListener) {
+  constructor(
+    config: pg.ClientConfig,
+    channel: string,
+    listener: (payload: string) => void,
+    options: ChannelOptions = {},
+  ) {
     this.#config = { ...config, application_name: "dialgate-listen" };
     this.#channel = channel;
     this.#listener = listener;
+    this.#options = options;
   }
 
   async start(): Promise<void> {
     const client = new pg.Client(this.#config);
     client.on("notification", (msg) => {
-      if (msg.channel === this.#channel) this.#listener();
+      if (msg.channel === this.#channel) this.#listener(msg.payload ?? "");
     });
     // An 'error' (server gone) is followed by 'end'; the listener is required, or Node throws.
     client.on("error", () => this.#lost(client));
@@ -769,19 +935,29 @@ class ChannelListener {
       await client.end();
       return;
     }
+    // pg's types lack unref(); it unrefs the socket, as pg-pool's allowExitOnIdle does.
+    if (this.#options.unref) (client as unknown as { unref(): void }).unref();
     this.#client = client;
+    this.#options.live?.(true);
+  }
+
+  /** Starts in the background, retrying with backoff until stop(). */
+  keep(): void {
+    void this.#reconnect();
   }
 
   async stop(): Promise<void> {
     this.#stopped.abort();
     const client = this.#client;
     this.#client = null;
+    if (client) this.#options.live?.(false);
     await client?.end();
   }
 
   #lost(client: pg.Client): void {
     if (this.#client !== client) return;
     this.#client = null;
+    this.#options.live?.(false);
     void this.#reconnect();
   }
 
@@ -793,13 +969,131 @@ class ChannelListener {
     ) {
       try {
         await this.start();
-        if (!this.#stopped.signal.aborted) this.#listener();
+        if (!this.#stopped.signal.aborted) this.#listener("");
         return;
       } catch {
         // Real time on purpose: this paces network retries, it is not a domain timer of the clock.
-        await delay(wait, undefined, { signal: this.#stopped.signal }).catch(() => {});
+        const ref = !this.#options.unref;
+        await delay(wait, undefined, { signal: this.#stopped.signal, ref }).catch(() => {});
       }
     }
+  }
+}
+
+/** Notified by the triggers of 004_config_notify.sql; the payload is the schema. */
+const CONFIG_CHANNEL = "dialgate_config";
+
+/**
+ * An exact cache of one store's templates and numbers. It serves entries only while the pool's config
+ * listener (ConfigWatch) is LISTENing, and it is emptied by every notification for its schema, by the
+ * listener's loss and by the store's own upserts. An entry is the read's promise, stored when the read
+ * starts (after LISTEN): whatever empties the cache also drops the reads in flight, which may have
+ * read the row before the change.
+ */
+class ConfigCache {
+  readonly schema: string;
+  readonly #entries = new Map<string, Promise<unknown>>();
+  #live = false;
+  #closed = false;
+  #waiting: ((live: boolean) => void)[] = [];
+
+  constructor(schema: string) {
+    this.schema = schema;
+  }
+
+  /** Live: the watch LISTENs (a change of state drops the entries either way). */
+  setLive(live: boolean): void {
+    this.#live = live && !this.#closed;
+    this.#entries.clear();
+    if (this.#live || this.#closed) for (const wake of this.#waiting.splice(0)) wake(this.#live);
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.setLive(false);
+  }
+
+  /** True once live, false once closed. */
+  whenLive(): Promise<boolean> {
+    if (this.#live || this.#closed) return Promise.resolve(this.#live);
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  /** A copy of the cached value, or of what `load` reads (cached when live). */
+  async read<T>(key: string, load: () => Promise<T>): Promise<T> {
+    if (!this.#live) return load();
+    let entry = this.#entries.get(key) as Promise<T> | undefined;
+    if (entry === undefined) {
+      const loading = load();
+      entry = loading;
+      this.#entries.set(key, loading);
+      loading.catch(() => {
+        if (this.#entries.get(key) === loading) this.#entries.delete(key);
+      });
+    }
+    // Callers may change what they get; the entry stays as read.
+    return structuredClone(await entry);
+  }
+}
+
+/**
+ * One connection per pool LISTENing on CONFIG_CHANNEL for the caches of every store on the pool, so a
+ * store that is never closed costs no connection of its own. It ends with its last cache, or with the
+ * pool (pg-pool emits 'remove' for each client it ends).
+ */
+class ConfigWatch {
+  static readonly #byPool = new WeakMap<pg.Pool, ConfigWatch>();
+
+  static join(pool: pg.Pool, cache: ConfigCache): void {
+    let watch = ConfigWatch.#byPool.get(pool);
+    if (watch === undefined) {
+      watch = new ConfigWatch(pool);
+      ConfigWatch.#byPool.set(pool, watch);
+    }
+    watch.#caches.add(cache);
+    cache.setLive(watch.#live);
+  }
+
+  /** Closes the cache; the watch stops with its last one. */
+  static async leave(pool: pg.Pool, cache: ConfigCache): Promise<void> {
+    cache.close();
+    const watch = ConfigWatch.#byPool.get(pool);
+    if (watch === undefined || !watch.#caches.delete(cache)) return;
+    if (watch.#caches.size === 0) await watch.#stop();
+  }
+
+  readonly #pool: pg.Pool;
+  readonly #caches = new Set<ConfigCache>();
+  readonly #listener: ChannelListener;
+  #live = false;
+  readonly #removed = () => {
+    if (this.#pool.ending) this.#stop().catch(() => {});
+  };
+
+  private constructor(pool: pg.Pool) {
+    this.#pool = pool;
+    const changed = (schema: string) => {
+      for (const cache of this.#caches) if (cache.schema === schema) cache.clear();
+    };
+    this.#listener = new ChannelListener(pool.options, CONFIG_CHANNEL, changed, {
+      unref: true,
+      live: (live) => {
+        this.#live = live;
+        for (const cache of this.#caches) cache.setLive(live);
+      },
+    });
+    pool.on("remove", this.#removed);
+    this.#listener.keep();
+  }
+
+  async #stop(): Promise<void> {
+    if (ConfigWatch.#byPool.get(this.#pool) === this) ConfigWatch.#byPool.delete(this.#pool);
+    this.#pool.off("remove", this.#removed);
+    await this.#listener.stop();
   }
 }
 
