@@ -5,6 +5,7 @@ import { z } from "zod";
 import { Alerter } from "./actors/alerter.js";
 import { type CallEndResult, CallLifecycle } from "./actors/call-lifecycle.js";
 import { createGateStateSource, isRebuildable } from "./actors/gate-rebuild.js";
+import { PoolLineCounts } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
 import { Outbox } from "./actors/outbox.js";
 import { Supervisor } from "./actors/supervisor.js";
@@ -133,6 +134,7 @@ export class Dispatcher {
   readonly #supervisor: Supervisor;
   readonly #alerter: Alerter;
   readonly #outbox: Outbox;
+  readonly #lineCounts: PoolLineCounts;
   readonly #hmacSecret: string;
   readonly #seed: { numbers: OutboundNumber[]; templates: Template[]; blocked: string[] };
   readonly #stats: DispatcherStats;
@@ -174,6 +176,7 @@ export class Dispatcher {
       (alert) => emit("alert", alert),
       (error) => onError("alert sink", error),
     );
+    this.#lineCounts = new PoolLineCounts(this.gates);
     const run = createLeadRunner({
       config: this.config,
       store: this.store,
@@ -187,6 +190,7 @@ export class Dispatcher {
       alerter: this.#alerter,
       logger: this.logger,
       preDialChecks,
+      lineCounts: this.#lineCounts,
     });
     this.#supervisor = new Supervisor({
       store: this.store,
@@ -405,6 +409,7 @@ export class Dispatcher {
       for (const waiting of this.#waiters.values()) waiting.delete(leadId);
     });
     this.on("channel:released", ({ numberId }) => {
+      this.#lineCounts.changed();
       const waiting = this.#waiters.get(numberId);
       const pool = waiting?.size ? [waiting] : [...this.#waiters.values()];
       let oldest: [string, number] | undefined;

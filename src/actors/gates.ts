@@ -44,6 +44,43 @@ export interface GateDeps {
   emit: <K extends keyof DispatcherEvents>(name: K, payload: DispatcherEvents[K]) => void;
   /** The host's checks, run in `prechecking`; none by default. */
   preDialChecks?: readonly PreDialCheck[];
+  /** Shared pool line counts; the host calls `changed()` when a line is freed. */
+  lineCounts?: PoolLineCounts;
+}
+
+/**
+ * Line counts of a pool, read once for every selection that starts while the read is in flight and
+ * no line was taken or freed here since it was sent: the leads of one wave share one read, and none
+ * sees counts older than this process's own last acquire or release (spec §7.9). The acquire stays
+ * the authority.
+ */
+export class PoolLineCounts {
+  readonly #gates: GateStore;
+  readonly #reads = new Map<string, { read: Promise<Map<string, number>>; epoch: number }>();
+  #epoch = 0;
+
+  constructor(gates: GateStore) {
+    this.#gates = gates;
+  }
+
+  /** A line was taken or freed in this process: later selections read afresh. */
+  changed(): void {
+    this.#epoch += 1;
+  }
+
+  read(pool: OutboundNumber[], now: number): Promise<Map<string, number>> {
+    const ids = pool.map((n) => n.id);
+    const key = ids.join("\n");
+    const shared = this.#reads.get(key);
+    if (shared && shared.epoch === this.#epoch) return shared.read;
+    const entry = { read: this.#gates.inUse(ids, now), epoch: this.#epoch };
+    this.#reads.set(key, entry);
+    const forget = () => {
+      if (this.#reads.get(key) === entry) this.#reads.delete(key);
+    };
+    entry.read.then(forget, forget);
+    return entry.read;
+  }
 }
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
@@ -54,7 +91,16 @@ const RACE_JITTER_MS = 1000;
 /** The gate actors of the lead machine, over the ports. Each one is a single step of spec §2. */
 export function createGateActors(deps: GateDeps) {
   const { config, store, gates, clock } = deps;
-  const keyOf = (phone: string) => phoneKey(deps.hmacSecret, phone);
+  const lineCounts = deps.lineCounts ?? new PoolLineCounts(gates);
+  /** The phone's HMAC, computed once per claimed lead (peek, record and undo all use it). */
+  const keys = new WeakMap<LeadRecord, string>();
+  const keyOf = (lead: LeadRecord) => {
+    const known = keys.get(lead);
+    if (known !== undefined) return known;
+    const key = phoneKey(deps.hmacSecret, lead.phone);
+    keys.set(lead, key);
+    return key;
+  };
   const enforcing = config.rateLimit.mode === "block";
   /** Tokens whose rate-limit record waits in the outbox (store failed at record time). */
   const pendingRecords = new Set<string>();
@@ -67,10 +113,13 @@ export function createGateActors(deps: GateDeps) {
   const check = fromPromise<CheckOutput, GateInput>(async ({ input: { lead } }) => {
     if (lead.expiresAt !== null && lead.expiresAt <= clock.now())
       return { kind: "finish", outcome: "EXPIRED" };
-    const template = await store.template(lead.templateId);
+    const [template, blocked] = await Promise.all([
+      store.template(lead.templateId),
+      store.isBlocked(lead.phone),
+    ]);
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
-    if (await store.isBlocked(lead.phone)) return { kind: "finish", outcome: "BLACKLISTED" };
+    if (blocked) return { kind: "finish", outcome: "BLACKLISTED" };
     // Last: another process may have cancelled or re-claimed the lead meanwhile. Then touch nothing.
     const current = await store.get(lead.id);
     if (current?.status !== "CLAIMED" || current.token !== lead.token) return { kind: "drop" };
@@ -110,7 +159,7 @@ export function createGateActors(deps: GateDeps) {
   });
 
   const peek = fromPromise<PeekOutput, GateInput>(async ({ input: { lead, rules } }) => {
-    const decision = await gates.peek(keyOf(lead.phone), rules, clock.now());
+    const decision = await gates.peek(keyOf(lead), rules, clock.now());
     deps.emit("gate:result", {
       leadId: lead.id,
       gate: "peek",
@@ -135,10 +184,7 @@ export function createGateActors(deps: GateDeps) {
     if (pool.length <= 1) return pool[0];
     let used: Map<string, number>;
     try {
-      used = await gates.inUse(
-        pool.map((n) => n.id),
-        clock.now(),
-      );
+      used = await lineCounts.read(pool, clock.now());
     } catch {
       return pool[0]; // the channel gate meets the outage and fails closed there, with its alert
     }
@@ -164,6 +210,7 @@ export function createGateActors(deps: GateDeps) {
       waiter: lead.id,
       waiterTtlMs: channelWait.pileDeferSeconds * 1000,
     });
+    lineCounts.changed();
     deps.emit("gate:result", {
       leadId: lead.id,
       gate: "channel",
@@ -181,7 +228,7 @@ export function createGateActors(deps: GateDeps) {
   const record = fromPromise<RecordOutput, GateInput>(async ({ input: { lead, rules } }) => {
     const token = lead.token as string;
     const now = clock.now();
-    const decision = await gates.record(keyOf(lead.phone), token, rules, now, enforcing);
+    const decision = await gates.record(keyOf(lead), token, rules, now, enforcing);
     const verdict = decision.allowed || !enforcing ? "recorded" : "rejected";
     if (verdict === "recorded") recordedAt.set(token, now);
     deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict });
@@ -256,7 +303,7 @@ export function createGateActors(deps: GateDeps) {
         });
       }
     }
-    const key = keyOf(lead.phone);
+    const key = keyOf(lead);
     if (pendingRecords.has(token)) {
       // The record is still queued: undo after it, in order.
       deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
@@ -276,7 +323,7 @@ export function createGateActors(deps: GateDeps) {
     deps.outbox.add({
       what: `record ${token}`,
       run: async () => {
-        await gates.record(keyOf(lead.phone), token, rules, at, false);
+        await gates.record(keyOf(lead), token, rules, at, false);
         pendingRecords.delete(token);
       },
     });

@@ -88,7 +88,6 @@ export function createLeadRunner(deps: LeadActorDeps) {
 
   return function run(lead: LeadRecord): RunningLead {
     const token = lead.token as string;
-    const logger = deps.logger.child({ leadId: lead.id });
     const actor = createActor(machine, { input: { lead } });
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({
@@ -105,7 +104,7 @@ export function createLeadRunner(deps: LeadActorDeps) {
         },
         error: (error) => {
           // A defect, not a gate outcome: the claim lease expires and another claim retries the lead.
-          logger.error({ err: error }, "lead actor failed");
+          deps.logger.error({ leadId: lead.id, err: error }, "lead actor failed");
           deps.emit("error", { where: `actor ${lead.id}`, error });
           resolve(null);
         },
