@@ -74,11 +74,7 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
     leads.map((l) => ({ id: l.id, phone: l.phone, templateId: TEMPLATE.id, dueAt: l.dueAt })),
     Date.now(),
   );
-  const client =
-    spec.whatIf === "autoPipelining"
-      ? await pipeliningClient()
-      : await createRedisClient(REDIS_URL, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
-  const unprepare = spec.whatIf === "preparedStatements" ? prepareStatements(pool) : () => {};
+  const client = await createRedisClient(REDIS_URL, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
   client.on("error", () => {});
   const gates = new RedisGateStore(client, { prefix: `bench:${run}:${randomUUID().slice(0, 8)}:` });
 
@@ -162,7 +158,6 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
   await store.close();
   await gates.close();
   client.disconnect();
-  unprepare();
   const xacts = transactionsBetween(xactsBefore, await flushedTransactions(pool));
 
   const dials = ledger.dials;
@@ -200,42 +195,5 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
       setupOverranMs,
     },
     ...(profile && { profile }),
-  };
-}
-
-let whatIfRound = 0;
-
-/** createRedisClient's options plus ioredis auto-pipelining (what-if). */
-async function pipeliningClient(): Promise<Redis> {
-  const client = new Redis(REDIS_URL, {
-    commandTimeout: COMMAND_TIMEOUT_MS,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    autoResendUnfulfilledCommands: false,
-    retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
-    lazyConnect: true,
-    enableAutoPipelining: true,
-  });
-  await client.connect();
-  return client;
-}
-
-/**
- * Every `pool.query(text, values)` sent as a named statement, so each connection parses and plans
- * it once (what-if). Returns the undo.
- */
-function prepareStatements(target: pg.Pool): () => void {
-  const batch = ++whatIfRound;
-  const pool = target as unknown as { query: (...args: unknown[]) => unknown };
-  const query = pool.query;
-  const names = new Map<string, string>();
-  pool.query = (text: unknown, ...rest: unknown[]) => {
-    if (typeof text !== "string") return query.call(target, text, ...rest);
-    const name = names.get(text) ?? `bench_${batch}_${names.size + 1}`;
-    names.set(text, name);
-    return query.call(target, { name, text, values: rest[0] }, ...rest.slice(1));
-  };
-  return () => {
-    pool.query = query;
   };
 }

@@ -5,9 +5,8 @@
  *
  * Each side runs in a process of its own (bench/dialgate-side.ts, bench/peer-side.ts), one after the
  * other: a warm-up, 5 runs with every lead due at once (the backlog: throughput), a warm-up and 5 runs
- * with leads due at half that side's peak rate (latency), and for dialgate what-ifs (the same src
- * with one client-side change, 3 runs each) and two profile runs (store calls by call site; a sampled
- * CPU profile), all kept out of the table's medians. Every figure is the median of its 5 runs. Heap
+ * with leads due at half that side's peak rate (latency), and for dialgate two profile runs (store
+ * calls by call site; a sampled CPU profile), kept out of the table's medians. Every figure is the median of its 5 runs. Heap
  * per in-flight actor comes from bench/heap.ts.
  *
  * Sizes: a backlog run holds about BACKLOG_SECONDS of the side's warm-up rate (at least BENCH_LEADS,
@@ -21,12 +20,10 @@ import { machineInfo } from "./lib/machine.js";
 import { type RunResult, Side, type SideEnv } from "./lib/protocol.js";
 import { evaluateTargets, formatReport, type HeapResult, type SideRuns, summarise } from "./lib/report.js";
 import { startServers } from "./lib/servers.js";
-import { median, round } from "./lib/stats.js";
+import { median } from "./lib/stats.js";
 import { HOT, NUMBERS, RULE } from "./lib/workload.js";
 
 const RUNS = 5;
-/** Runs of each what-if (dialgate with one client-side change); their median is printed. */
-const WHAT_IF_RUNS = 3;
 /** A backlog run lasts about this long at the side's warm-up rate. */
 const BACKLOG_SECONDS = 12;
 const MAX_BACKLOG = 40_000;
@@ -56,7 +53,7 @@ async function runSide(name: string, script: string, env: SideEnv, profile: bool
   try {
     const ready = await side.next();
     if (ready.type !== "ready") throw new Error(`${name}: ${JSON.stringify(ready)}`);
-    const runs: SideRuns = { warmUp: [], peak: [], paced: [], profile: [], whatIf: [] };
+    const runs: SideRuns = { warmUp: [], peak: [], paced: [], profile: [] };
     const run = async (list: RunResult[], spec: Parameters<Side["run"]>[0]) => {
       const result = await side.run(spec);
       progress(`${name} ${spec.label}: ${brief(result)}`);
@@ -90,16 +87,6 @@ async function runSide(name: string, script: string, env: SideEnv, profile: bool
         label: `half peak ${i}`,
       });
     if (profile) {
-      // Interleaved, so that a slow stretch of the machine does not land on one what-if only.
-      for (let i = 1; i <= WHAT_IF_RUNS; i++)
-        for (const whatIf of ["autoPipelining", "preparedStatements"] as const)
-          await run(runs.whatIf, {
-            mode: "peak",
-            leads: backlog,
-            rate: null,
-            label: `what-if ${whatIf} ${i}`,
-            whatIf,
-          });
       for (const mode of ["calls", "cpu"] as const)
         await run(runs.profile, {
           mode: "peak",
@@ -157,7 +144,6 @@ try {
   console.info(`\n${report}`);
   if (profile)
     console.info(`\ndialgate profile (two extra backlog runs, instrumented):\n${formatProfile(profile)}`);
-  if (dialgateRuns.whatIf.length > 0) console.info(`\n${formatWhatIfs(dialgate, dialgateRuns.whatIf)}`);
   console.info(
     "\nRedis commands: sent = counted at the ioredis clients (an EVALSHA is one); executed = INFO commandstats" +
       " delta (each command inside a Lua script counts). Postgres statements: counted at the pg client" +
@@ -194,31 +180,6 @@ try {
   console.info(`wrote ${OUT}`);
 } finally {
   await servers.stop();
-}
-
-/** The what-if runs next to the medians they are to be read against. */
-function formatWhatIfs(base: ReturnType<typeof summarise>, runs: RunResult[]): string {
-  const line = (name: string, dps: number, cpu: number, pgCpu: number | null) =>
-    `  ${name.padEnd(32)} ${String(dps).padStart(7)} dials/s  ${String(cpu).padStart(6)} CPU ms/dial  ${String(pgCpu ?? "n/a").padStart(6)} Postgres CPU ms/dial`;
-  const byName = new Map<string, RunResult[]>();
-  for (const r of runs) {
-    const name = r.label.replace(/^what-if (\S+).*$/, "$1");
-    byName.set(name, [...(byName.get(name) ?? []), r]);
-  }
-  const med = (list: RunResult[], pick: (r: RunResult) => number | null) =>
-    round(median(list.map(pick).filter((v): v is number => v !== null)), 3);
-  return [
-    `dialgate what-ifs (same src, one client-side change, median of ${WHAT_IF_RUNS} backlog runs, not in the table):`,
-    line("as shipped (median of 5)", base.dialsPerSecond, base.cpuMsPerDial, base.postgresServerCpuMsPerDial),
-    ...[...byName].map(([name, list]) =>
-      line(
-        name,
-        med(list, (r) => r.dialsPerSecond),
-        med(list, (r) => r.cpuMsPerDial),
-        med(list, (r) => r.postgresServerCpuMsPerDial),
-      ),
-    ),
-  ].join("\n");
 }
 
 function formatProfile(profile: unknown): string {

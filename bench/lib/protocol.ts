@@ -15,12 +15,6 @@ export interface RunSpec {
   label: string;
   /** dialgate side only: count store calls by call site, or take a CPU profile. */
   profile?: "calls" | "cpu";
-  /**
-   * dialgate side only, a what-if outside the medians: the same src with its Redis client
-   * auto-pipelining commands issued in one tick, or with every lead-store statement sent as a named
-   * (per-connection prepared) statement.
-   */
-  whatIf?: "autoPipelining" | "preparedStatements";
 }
 
 export interface RunResult {

@@ -12,7 +12,6 @@ export interface SideRuns {
   /** Instrumented runs, out of the medians. */
   profile: RunResult[];
   /** What-if runs (dialgate with one client-side change), out of the medians. */
-  whatIf: RunResult[];
 }
 
 export interface SideSummary {
@@ -50,7 +49,7 @@ const med = (runs: RunResult[], pick: (r: RunResult) => number | null) => {
 };
 
 export function summarise(side: SideRuns): SideSummary {
-  const all = [...side.warmUp, ...side.peak, ...side.paced, ...side.profile, ...side.whatIf];
+  const all = [...side.warmUp, ...side.peak, ...side.paced, ...side.profile];
   const violations = { overCap: 0, overChannels: 0, duplicateDials: 0 };
   for (const run of all) {
     violations.overCap += run.violations.overCap;
