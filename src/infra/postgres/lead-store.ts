@@ -201,6 +201,13 @@ export class PostgresLeadStore implements LeadStore {
   async gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows> {
     const sql = this.#sql.gateRebuild;
     const client = await this.#pool.connect();
+    // A checked-out client has no pool listener: a server shutdown that lands between two of these
+    // queries (its notice can share a packet with the previous reply) would be thrown at the event loop.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost = error;
+    };
+    client.on("error", onError);
     try {
       // One snapshot: a lead that moves from CLAIMED to DIALING meanwhile is seen in one place only.
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -226,7 +233,9 @@ export class PostgresLeadStore implements LeadStore {
       await client.query("ROLLBACK").catch(() => {});
       throw error;
     } finally {
-      client.release();
+      client.off("error", onError);
+      // A lost connection is dropped from the pool, not handed to the next caller.
+      client.release(lost);
     }
   }
 
