@@ -138,8 +138,7 @@ process.exit(0);
 
 /**
  * What one in-flight lead is made of, piece by piece, each kept alive ACTORS times: the claimed lead
- * record, the pino child logger the runner makes per lead, and the bare XState actor of the lead
- * machine parked on its first invoke.
+ * record and the bare XState actor of the lead machine parked on its first invoke.
  */
 async function measureParts(): Promise<Record<string, unknown>> {
   const parts: Record<string, number> = {};
@@ -156,8 +155,6 @@ async function measureParts(): Promise<Record<string, unknown>> {
   })();
   const records = claimed.map((l) => structuredClone(l));
   await measure("leadRecord", (i) => structuredClone(records[i]));
-  const logger = pino({ level: "info" }, pino.destination("/dev/null"));
-  await measure("pinoChildLogger", (i) => logger.child({ leadId: records[i].id }));
   const parkedMachine = leadMachine.provide({ actors: { check: fromPromise(() => never()) } });
   await measure("xstateActorParkedAtCheck", (i) =>
     createActor(parkedMachine, { input: { lead: records[i] } }).start(),
