@@ -44,8 +44,8 @@ export interface GateDeps {
   emit: <K extends keyof DispatcherEvents>(name: K, payload: DispatcherEvents[K]) => void;
   /** The host's checks, run in `prechecking`; none by default. */
   preDialChecks?: readonly PreDialCheck[];
-  /** Shared pool line counts; the host calls `changed()` when a line is freed. */
-  lineCounts?: PoolLineCounts;
+  /** Shared pool line counts; the host calls `changed()` whenever a line is freed. */
+  lineCounts: PoolLineCounts;
 }
 
 /**
@@ -91,7 +91,7 @@ const RACE_JITTER_MS = 1000;
 /** The gate actors of the lead machine, over the ports. Each one is a single step of spec §2. */
 export function createGateActors(deps: GateDeps) {
   const { config, store, gates, clock } = deps;
-  const lineCounts = deps.lineCounts ?? new PoolLineCounts(gates);
+  const { lineCounts } = deps;
   /** The phone's HMAC, computed once per claimed lead (peek, record and undo all use it). */
   const keys = new WeakMap<LeadRecord, string>();
   const keyOf = (lead: LeadRecord) => {
@@ -113,15 +113,14 @@ export function createGateActors(deps: GateDeps) {
   const check = fromPromise<CheckOutput, GateInput>(async ({ input: { lead } }) => {
     if (lead.expiresAt !== null && lead.expiresAt <= clock.now())
       return { kind: "finish", outcome: "EXPIRED" };
-    const [template, blocked] = await Promise.all([
-      store.template(lead.templateId),
-      store.isBlocked(lead.phone),
-    ]);
+    const template = await store.template(lead.templateId);
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
+    // After the template: another process may have cancelled or re-claimed the lead meanwhile (then
+    // touch nothing). The re-read and the block list go together: one round trip, which a batching
+    // store shares with the other leads.
+    const [blocked, current] = await Promise.all([store.isBlocked(lead.phone), store.get(lead.id)]);
     if (blocked) return { kind: "finish", outcome: "BLACKLISTED" };
-    // Last: another process may have cancelled or re-claimed the lead meanwhile. Then touch nothing.
-    const current = await store.get(lead.id);
     if (current?.status !== "CLAIMED" || current.token !== lead.token) return { kind: "drop" };
     return { kind: "ok", template, rules: template.rateLimitRules ?? config.rateLimit.rules };
   });

@@ -19,7 +19,7 @@ import { isDeepStrictEqual } from "node:util";
 import { describe, expect, it } from "vitest";
 import { type AnyActorLogic, createActor, fromPromise, type SnapshotFrom, toPromise } from "xstate";
 import { getSimplePaths } from "xstate/graph";
-import { createGateActors } from "../../src/actors/gates.js";
+import { createGateActors, PoolLineCounts } from "../../src/actors/gates.js";
 import { Outbox } from "../../src/actors/outbox.js";
 import { settle, VirtualClock } from "../../src/infra/clock.js";
 import { configSchema } from "../../src/infra/config.js";
@@ -119,6 +119,7 @@ async function createWorld(notPlacedStreak: number, backend: TestBackend = memor
     hmacSecret: HMAC_SECRET,
     random: () => 0.5,
     emit: () => {},
+    lineCounts: new PoolLineCounts(gates),
   });
   return { clock, gates, store, outbox, provider, real, lead, key: phoneKey(HMAC_SECRET, PHONE), violations };
 }
