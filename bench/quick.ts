@@ -4,17 +4,13 @@
  * run; writes nothing. The figures to quote come from `npm run bench`.
  */
 import { type RunResult, Side } from "./lib/protocol.js";
+import { briefRun } from "./lib/report.js";
 import { startServers } from "./lib/servers.js";
 
 const LEADS = Number(process.env.BENCH_LEADS ?? 4000);
 const RUNS = Number(process.env.BENCH_QUICK_RUNS ?? 2);
 
-const show = (r: RunResult) =>
-  console.info(
-    `${r.label.padEnd(16)} ${r.dials}/${r.expectedDials} dials  ${r.dialsPerSecond} dials/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  ` +
-      `CPU ${r.cpuMsPerDial} ms/dial  Redis ${r.redisCommandsSentPerDial} sent/dial  PG ${r.pgStatementsPerDial} stmts/dial  ` +
-      `violations ${JSON.stringify(r.violations)}${r.complete ? "" : "  INCOMPLETE"}`,
-  );
+const show = (r: RunResult) => console.info(`${r.label.padEnd(16)} ${briefRun(r)}`);
 
 const servers = await startServers();
 const side = new Side("dialgate-side.ts", {

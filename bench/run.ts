@@ -18,7 +18,14 @@ import { fileURLToPath } from "node:url";
 import { type Ceiling, measureCeiling } from "./lib/ceiling.js";
 import { machineInfo } from "./lib/machine.js";
 import { type RunResult, Side, type SideEnv } from "./lib/protocol.js";
-import { evaluateTargets, formatReport, type HeapResult, type SideRuns, summarise } from "./lib/report.js";
+import {
+  briefRun,
+  evaluateTargets,
+  formatReport,
+  type HeapResult,
+  type SideRuns,
+  summarise,
+} from "./lib/report.js";
 import { startServers } from "./lib/servers.js";
 import { median } from "./lib/stats.js";
 import { HOT, NUMBERS, RULE } from "./lib/workload.js";
@@ -45,9 +52,6 @@ const OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));
 
 const progress = (text: string) =>
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`);
-const brief = (r: RunResult) =>
-  `${r.dials}/${r.expectedDials} dials, ${r.dialsPerSecond} dials/s, p99 ${r.p99Ms} ms, ${r.cpuMsPerDial} CPU ms/dial${r.complete ? "" : " (INCOMPLETE)"}`;
-
 async function runSide(name: string, script: string, env: SideEnv, profile: boolean): Promise<SideRuns> {
   const side = new Side(script, env);
   try {
@@ -56,7 +60,7 @@ async function runSide(name: string, script: string, env: SideEnv, profile: bool
     const runs: SideRuns = { warmUp: [], peak: [], paced: [], profile: [] };
     const run = async (list: RunResult[], spec: Parameters<Side["run"]>[0]) => {
       const result = await side.run(spec);
-      progress(`${name} ${spec.label}: ${brief(result)}`);
+      progress(`${name} ${spec.label}: ${briefRun(result)}`);
       list.push(result);
       return result;
     };

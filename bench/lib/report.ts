@@ -48,6 +48,15 @@ const med = (runs: RunResult[], pick: (r: RunResult) => number | null) => {
   return values.length === 0 ? null : round(median(values), 3);
 };
 
+/** One run on one line, as the bench prints its progress. */
+export function briefRun(r: RunResult): string {
+  return (
+    `${r.dials}/${r.expectedDials} dials, ${r.dialsPerSecond} dials/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ` +
+    `${r.cpuMsPerDial} CPU ms/dial, Redis ${r.redisCommandsSentPerDial} sent/dial, PG ${r.pgStatementsPerDial} stmts/dial, ` +
+    `violations ${JSON.stringify(r.violations)}${r.complete ? "" : " (INCOMPLETE)"}`
+  );
+}
+
 export function summarise(side: SideRuns): SideSummary {
   const all = [...side.warmUp, ...side.peak, ...side.paced, ...side.profile];
   const violations = { overCap: 0, overChannels: 0, duplicateDials: 0 };
