@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { createActor } from "xstate";
+import { createActor, fromCallback } from "xstate";
 import { maskPhone } from "../infra/mask.js";
 import { type LeadEnd, leadMachine, type StopReason } from "../machines/lead-machine.js";
 import type { LeadRecord, Settled, Settlement } from "../machines/ports.js";
@@ -86,9 +86,14 @@ export function createLeadRunner(deps: LeadActorDeps) {
     },
   });
 
+  // The parent of every lead actor: they join its actor system instead of each building one of its
+  // own (~1.8 KB less per lead). It ignores the done/error events they send it; each runner below
+  // observes its own actor.
+  const parent = createActor(fromCallback(() => {}), { id: "leads" }).start();
+
   return function run(lead: LeadRecord): RunningLead {
     const token = lead.token as string;
-    const actor = createActor(machine, { input: { lead } });
+    const actor = createActor(machine, { input: { lead }, parent });
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({
         complete: () => {
