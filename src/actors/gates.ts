@@ -113,15 +113,20 @@ export function createGateActors(deps: GateDeps) {
   const check = fromPromise<CheckOutput, GateInput>(async ({ input: { lead } }) => {
     if (lead.expiresAt !== null && lead.expiresAt <= clock.now())
       return { kind: "finish", outcome: "EXPIRED" };
-    const template = await store.template(lead.templateId);
+    // The claim read the lead (and its block-list verdict) an instant ago. When the template is in
+    // memory nothing has waited since, so that read stands; after a wait on the store another process
+    // may have cancelled or re-claimed the lead meanwhile (then touch nothing): read it again, with
+    // the block list, in one round trip that a batching store shares with the other leads. A cancel
+    // that lands after this check is caught by the dial row's compare-and-set (step 7).
+    const cached = store.cachedTemplate?.(lead.templateId);
+    const template = cached === undefined ? await store.template(lead.templateId) : cached;
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
-    // After the template: another process may have cancelled or re-claimed the lead meanwhile (then
-    // touch nothing). The re-read and the block list go together: one round trip, which a batching
-    // store shares with the other leads.
-    const [blocked, current] = await Promise.all([store.isBlocked(lead.phone), store.get(lead.id)]);
-    if (blocked) return { kind: "finish", outcome: "BLACKLISTED" };
-    if (current?.status !== "CLAIMED" || current.token !== lead.token) return { kind: "drop" };
+    if (cached === undefined || lead.blocked === undefined) {
+      const [blocked, current] = await Promise.all([store.isBlocked(lead.phone), store.get(lead.id)]);
+      if (blocked) return { kind: "finish", outcome: "BLACKLISTED" };
+      if (current?.status !== "CLAIMED" || current.token !== lead.token) return { kind: "drop" };
+    } else if (lead.blocked) return { kind: "finish", outcome: "BLACKLISTED" };
     return { kind: "ok", template, rules: template.rateLimitRules ?? config.rateLimit.rules };
   });
 

@@ -137,6 +137,8 @@ export interface LeadRecord {
   deferReason: DeferReason | null;
   /** Pre-dial check defers since the checks last let the lead proceed (capped by preDialCheck.maxDefers). */
   precheckDefers: number;
+  /** Whether the phone is on the block list, read with the claim; absent on other reads. */
+  blocked?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,6 +277,11 @@ export interface LeadStore {
   gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows>;
 
   template(id: string): Promise<Template | null>;
+  /**
+   * The template as `template(id)` would return it when that needs no I/O, else undefined. A store
+   * without a cache leaves it out.
+   */
+  cachedTemplate?(id: string): Template | null | undefined;
   number(id: string): Promise<OutboundNumber | null>;
   /** AVAILABLE pool numbers of `provider` (all providers when undefined), by id. */
   poolNumbers(provider?: string): Promise<OutboundNumber[]>;

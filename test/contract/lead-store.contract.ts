@@ -231,8 +231,20 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
           token: "a:1",
           owner: "w1",
           leaseUntil: T0 + 3 + LEASE,
+          blocked: false,
         });
-        expect(await store.get("a")).toEqual(claim);
+        // The block list's verdict comes with the claim only.
+        expect(await store.get("a")).toEqual({ ...claim, blocked: undefined });
+      });
+
+      it("a claim carries whether each phone is on the block list (the check gate's read)", async () => {
+        await store.submit([lead("a", { phone: PHONE }), lead("b", { phone: "+14155550111" })], T0);
+        await store.block([PHONE]);
+        const claims = await store.claimDue("w1", T0, 2, LEASE);
+        expect(claims.map((l) => [l.id, l.blocked])).toEqual([
+          ["a", true],
+          ["b", false],
+        ]);
       });
 
       it("tokens work for ids that contain colons", async () => {

@@ -257,6 +257,27 @@ describe("PostgresLeadStore config cache", () => {
     expect(statements()).toBe(6);
   });
 
+  it("answers cachedTemplate without I/O once a read came back; never with an entry a change dropped", async () => {
+    const store = open(await freshSchema());
+    await store.upsertTemplates([TEMPLATE]);
+    expect(store.cachedTemplate("tpl"), "not listening yet").toBeUndefined();
+    expect(await store.watchConfig()).toBe(true);
+    expect(store.cachedTemplate("tpl"), "not read yet").toBeUndefined();
+    await store.template("tpl");
+    await store.template("nope");
+    const statements = countStatements();
+    const cached = store.cachedTemplate("tpl") as Template;
+    expect(cached).toEqual(TEMPLATE);
+    expect(store.cachedTemplate("nope"), "a missing row is an answer too").toBeNull();
+    expect(() => {
+      cached.resellerId = "changed";
+    }, "the shared entry cannot be changed by a caller").toThrow(TypeError);
+    expect(statements()).toBe(0);
+    await store.upsertTemplates([{ ...TEMPLATE, resellerId: "r2" }]);
+    expect(store.cachedTemplate("tpl")).toBeUndefined();
+    expect((await store.template("tpl"))?.resellerId).toBe("r2");
+  });
+
   it("another process's change reaches the cache with its notification", async () => {
     const schema = await freshSchema();
     const here = open(schema);

@@ -84,7 +84,7 @@ export class MemoryLeadStore implements LeadStore {
       lead.owner = owner;
       lead.leaseUntil = now + leaseMs;
       lead.deferReason = null;
-      return structuredClone(lead);
+      return { ...structuredClone(lead), blocked: this.#blocked.has(lead.phone) };
     });
   }
 

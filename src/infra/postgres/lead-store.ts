@@ -127,7 +127,6 @@ export class PostgresLeadStore implements LeadStore {
   }
 
   async claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]> {
-    await this.#query(this.#sql.holdExpiredDials, [now]);
     return this.#leads(this.#sql.claimDue, [owner, now, Math.max(0, limit), now + leaseMs]);
   }
 
@@ -244,6 +243,10 @@ export class PostgresLeadStore implements LeadStore {
       const [row] = await this.#rows<TemplateRow>(this.#sql.templateById, [id]);
       return row ? toTemplate(row) : null;
     });
+  }
+
+  cachedTemplate(id: string): Template | null | undefined {
+    return this.#config.peek<Template | null>(`t:${id}`);
   }
 
   number(id: string): Promise<OutboundNumber | null> {
@@ -439,27 +442,28 @@ function statements(s: string) {
         due_at bigint, expires_at bigint, time_zone text, payload jsonb)
       ON CONFLICT (id) DO NOTHING`,
 
-    // A DIALING lead whose owner stopped renewing may have rung: hold it as an unknown dial, never
-    // redial it blindly (spec §3, §7.16). SKIP LOCKED: a row being settled right now is left to that
-    // settle (or to the next claim), so claimers never queue behind actors.
-    holdExpiredDials: `
+    // One round trip per claim:
+    // - A DIALING lead whose owner stopped renewing may have rung: hold it as an unknown dial, never
+    //   redial it blindly (spec §3, §7.16). SKIP LOCKED: a row being settled right now is left to that
+    //   settle (or to the next claim), so claimers never queue behind actors. (Data-modifying WITH
+    //   parts run whether or not the query reads them; they touch rows the claim does not.)
+    // - Oldest due first, not earliest nextAttemptAt: a lead deferred for a line keeps its place.
+    //   SKIP LOCKED: concurrent claimers take disjoint leads instead of queueing on the same rows.
+    //   Paused leads are left where they are: no claim, no re-queue, no churn.
+    // - Each claimed lead comes with the block list's verdict, the check gate's read (spec §2 step 1).
+    claimDue: `
       WITH expired AS (
         SELECT id FROM ${s}.leads
-        WHERE status = 'DIALING' AND COALESCE(lease_until, 0) <= $1
+        WHERE status = 'DIALING' AND COALESCE(lease_until, 0) <= $2
         FOR UPDATE SKIP LOCKED
       ), held AS (
         UPDATE ${s}.leads l SET status = 'PROCESSING', ${release}
         FROM expired WHERE l.id = expired.id
         RETURNING l.dial_ref
-      )
-      UPDATE ${s}.dial_attempts d SET unknown = true, result = 'unknown', result_at = $1
-      FROM held WHERE d.dial_ref = held.dial_ref`,
-
-    // Oldest due first, not earliest nextAttemptAt: a lead deferred for a line keeps its place.
-    // SKIP LOCKED: concurrent claimers take disjoint leads instead of queueing on the same rows.
-    // Paused leads are left where they are: no claim, no re-queue, no churn.
-    claimDue: `
-      WITH due AS (
+      ), held_dials AS (
+        UPDATE ${s}.dial_attempts d SET unknown = true, result = 'unknown', result_at = $2
+        FROM held WHERE d.dial_ref = held.dial_ref
+      ), due AS (
         SELECT id FROM ${s}.leads l
         WHERE ((status = 'SCHEDULED' AND next_attempt_at <= $2)
                OR (status = 'CLAIMED' AND COALESCE(lease_until, 0) <= $2))
@@ -474,7 +478,7 @@ function statements(s: string) {
         FROM due WHERE l.id = due.id
         RETURNING l.*
       )
-      ${selectLeads("claimed l")}
+      ${selectLeads("claimed l", `EXISTS (SELECT 1 FROM ${s}.blocked_phones b WHERE b.phone = l.phone) AS blocked,`)}
       ORDER BY l.due_at, l.id`,
 
     nextDueAt: `
@@ -719,6 +723,8 @@ const SETTLE_INPUT: {
 // Rows. bigint columns arrive as strings (pg does not guess at precision); times fit a double.
 
 interface LeadRow {
+  /** Only in claims. */
+  blocked?: boolean;
   id: string;
   phone: string;
   template_id: string;
@@ -798,6 +804,7 @@ function toLead(row: LeadRow): LeadRecord {
     payload: row.payload,
     deferReason: row.defer_reason,
     precheckDefers: row.precheck_defers,
+    ...(row.blocked !== undefined && { blocked: row.blocked }),
   };
 }
 
@@ -1002,6 +1009,8 @@ const CONFIG_CHANNEL = "dialgate_config";
 class ConfigCache {
   readonly schema: string;
   readonly #entries = new Map<string, Promise<unknown>>();
+  /** The entries whose read has come back, by the same key; emptied with them. */
+  readonly #values = new Map<string, unknown>();
   #live = false;
   #closed = false;
   #waiting: ((live: boolean) => void)[] = [];
@@ -1013,12 +1022,13 @@ class ConfigCache {
   /** Live: the watch LISTENs (a change of state drops the entries either way). */
   setLive(live: boolean): void {
     this.#live = live && !this.#closed;
-    this.#entries.clear();
+    this.clear();
     if (this.#live || this.#closed) for (const wake of this.#waiting.splice(0)) wake(this.#live);
   }
 
   clear(): void {
     this.#entries.clear();
+    this.#values.clear();
   }
 
   close(): void {
@@ -1040,13 +1050,35 @@ class ConfigCache {
       const loading = load();
       entry = loading;
       this.#entries.set(key, loading);
-      loading.catch(() => {
-        if (this.#entries.get(key) === loading) this.#entries.delete(key);
-      });
+      loading.then(
+        (value) => {
+          if (this.#entries.get(key) === loading) this.#values.set(key, deepFreeze(value));
+        },
+        () => {
+          if (this.#entries.get(key) === loading) this.#entries.delete(key);
+        },
+      );
     }
     // Callers may change what they get; the entry stays as read.
     return structuredClone(await entry);
   }
+
+  /**
+   * The cached value itself (frozen: a caller that tries to change it throws) when its read has come
+   * back and the cache is live, else undefined. No copy: the check gate peeks once per lead.
+   */
+  peek<T>(key: string): T | undefined {
+    if (!this.#live) return undefined;
+    return this.#values.get(key) as T | undefined;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 /**
