@@ -89,7 +89,10 @@ export function createLeadRunner(deps: LeadActorDeps) {
   // The parent of every lead actor: they join its actor system instead of each building one of its
   // own (~1.8 KB less per lead). It ignores the done/error events they send it; each runner below
   // observes its own actor.
-  const parent = createActor(fromCallback(() => {}), { id: "leads" }).start();
+  const parent = createActor(
+    fromCallback(() => {}),
+    { id: "leads" },
+  ).start();
 
   return function run(lead: LeadRecord): RunningLead {
     const token = lead.token as string;
