@@ -32,6 +32,7 @@ export class Supervisor {
   #stopping = false;
   #pumping = false;
   #pumpAgain = false;
+  #wakeReads = 0;
   #wake: Timer | null = null;
   #renewal: Timer | null = null;
 
@@ -85,11 +86,13 @@ export class Supervisor {
 
   async #pump(): Promise<void> {
     this.#pumping = true;
+    let full = false;
     try {
       do {
         this.#pumpAgain = false;
         const free = this.#o.concurrency - this.#running.size;
-        if (free <= 0 || this.#stopping) break;
+        full = free <= 0;
+        if (full || this.#stopping) break;
         const claims = await this.#o.store.claimDue(
           this.#o.owner,
           this.#o.clock.now(),
@@ -99,14 +102,17 @@ export class Supervisor {
         for (const lead of claims) this.#spawn(lead);
         if (claims.length === free) this.#pumpAgain = true;
       } while (this.#pumpAgain && !this.#stopping);
-      await this.#armWake();
     } catch (error) {
       this.#o.onError("claim", error);
       this.#armAt(this.#o.clock.now() + CLAIM_RETRY_MS);
+      return;
     } finally {
       this.#pumping = false;
     }
     if (this.#pumpAgain) this.poke();
+    // Full: a finishing actor pokes us. Else the wake-up is read outside the pump, so that a lead
+    // falling due while the read is out is claimed at once.
+    else if (!full) void this.#armWake();
   }
 
   #spawn(lead: LeadRecord): void {
@@ -124,16 +130,19 @@ export class Supervisor {
     });
   }
 
+  /** Arms the wake-up for the next due lead; only the latest of overlapping reads arms it. */
   async #armWake(): Promise<void> {
-    if (this.#stopping) return;
-    const next = await this.#o.store.nextDueAt();
-    if (next === null) return;
-    if (next <= this.#o.clock.now()) {
-      // Due now but no free slot: a finishing actor pokes us.
-      if (this.#running.size < this.#o.concurrency) this.#pumpAgain = true;
-      return;
+    const read = ++this.#wakeReads;
+    let next: number | null;
+    try {
+      next = await this.#o.store.nextDueAt();
+    } catch (error) {
+      this.#o.onError("claim", error);
+      next = this.#o.clock.now() + CLAIM_RETRY_MS;
     }
-    this.#armAt(next);
+    if (read !== this.#wakeReads || this.#stopping || next === null) return;
+    if (next > this.#o.clock.now()) this.#armAt(next);
+    else this.poke();
   }
 
   #armAt(at: number): void {
