@@ -231,6 +231,7 @@ export interface LeadStore {
    * claimSeq + 1, a new token, owner and lease, deferReason cleared. Also takes over CLAIMED leads whose
    * lease expired; a DIALING lead whose lease expired becomes a held unknown dial (never redialled
    * blindly). Leads of a paused template or reseller, or every lead under a global pause, are skipped.
+   * Each claimed lead carries `blocked`, the block list's verdict on its phone.
    */
   claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]>;
   /** Earliest nextAttemptAt of a SCHEDULED lead that is not paused, or null. */
