@@ -4,7 +4,7 @@
  * list are read again.
  */
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createActor, toPromise } from "xstate";
 import { createGateActors, PoolLineCounts } from "../../src/actors/gates.js";
 import { Outbox } from "../../src/actors/outbox.js";
@@ -21,12 +21,18 @@ import { HMAC_SECRET, PHONES, T0, TEMPLATE } from "../support/harness.js";
 const LEASE = 60_000;
 let server: PostgresServer;
 let pool: pg.Pool;
+const opened: PostgresLeadStore[] = [];
 
 beforeAll(async () => {
   server = await startPostgres();
   pool = new pg.Pool({ connectionString: server.url, max: 4 });
   pool.on("error", () => {});
 }, 60_000);
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await Promise.all(opened.splice(0).map((store) => store.close()));
+});
 
 afterAll(async () => {
   await pool?.end();
@@ -38,6 +44,7 @@ async function world(phones: string[]) {
   const schema = server.freshSchema();
   await migrate(pool, { schema });
   const store = new PostgresLeadStore(pool, { schema });
+  opened.push(store);
   await store.upsertTemplates([TEMPLATE]);
   await store.submit(
     phones.map((phone, i) => ({ id: `L${i}`, phone, templateId: TEMPLATE.id, dueAt: T0 })),
@@ -87,8 +94,6 @@ describe("check gate reads on Postgres", () => {
     expect((await check(claims[0])).kind).toBe("ok");
     expect(await check(claims[1])).toEqual({ kind: "finish", outcome: "BLACKLISTED" });
     expect(sent()).toBe(0);
-    vi.restoreAllMocks();
-    await store.close();
   });
 
   it("after a template read, reads the lead and the block list again: a lead cancelled meanwhile is dropped", async () => {
@@ -100,7 +105,5 @@ describe("check gate reads on Postgres", () => {
     expect(await check(claims[0])).toEqual({ kind: "drop" });
     expect(await check(claims[1])).toEqual({ kind: "finish", outcome: "BLACKLISTED" });
     expect(sent()).toBeGreaterThanOrEqual(3);
-    vi.restoreAllMocks();
-    await store.close();
   });
 });
