@@ -12,7 +12,11 @@ export async function readDials(files: string[]): Promise<Dial[]> {
   const byRef = new Map<string, Dial>();
   for (const file of files) {
     const text = await readFile(file, "utf8").catch(() => "");
-    for (const line of text.split("\n")) {
+    const lines = text.split("\n");
+    // What follows the last newline is a line its process is still writing (the file is read while
+    // the processes run): not a line yet.
+    lines.pop();
+    for (const line of lines) {
       if (line.trim() === "") continue;
       const dial = JSON.parse(line) as Dial;
       const seen = byRef.get(dial.dialRef);
