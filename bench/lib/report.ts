@@ -27,6 +27,7 @@ export interface SideSummary {
   pacedCpuMsPerDial: number;
   redisCommandsSentPerDial: number;
   redisRoundTripsPerDial: number;
+  pacedRedisRoundTripsPerDial: number;
   redisCommandsPerDial: number;
   pgStatementsPerDial: number;
   pacedPgStatementsPerDial: number;
@@ -79,6 +80,7 @@ export function summarise(side: SideRuns): SideSummary {
     pacedCpuMsPerDial: med(paced, (r) => r.cpuMsPerDial) ?? Number.NaN,
     redisCommandsSentPerDial: med(peak, (r) => r.redisCommandsSentPerDial) ?? Number.NaN,
     redisRoundTripsPerDial: med(peak, (r) => r.redisRoundTripsPerDial) ?? Number.NaN,
+    pacedRedisRoundTripsPerDial: med(paced, (r) => r.redisRoundTripsPerDial) ?? Number.NaN,
     redisCommandsPerDial: med(peak, (r) => r.redisCommandsPerDial) ?? Number.NaN,
     pgStatementsPerDial: med(peak, (r) => r.pgStatementsPerDial) ?? Number.NaN,
     pacedPgStatementsPerDial: med(paced, (r) => r.pgStatementsPerDial) ?? Number.NaN,
@@ -198,9 +200,10 @@ export function evaluateLeanTargets(d: SideSummary, minimal: SideSummary, durabl
     {
       name: "Redis round trips per dial (a pipeline or a batched script counts once, shared by its dials)",
       goal: "≤ 2",
-      measured: `${d.redisRoundTripsPerDial} (commands: ${d.redisCommandsSentPerDial} sent, ${d.redisCommandsPerDial} executed per commandstats)`,
-      pass: d.redisRoundTripsPerDial <= 2,
-      margin: atMost(d.redisRoundTripsPerDial, 2),
+      measured: `${d.redisRoundTripsPerDial} at peak, ${d.pacedRedisRoundTripsPerDial} at half peak (commands at peak: ${d.redisCommandsSentPerDial} sent, ${d.redisCommandsPerDial} executed per commandstats)`,
+      // Both loads, as for the Postgres statements: a full backlog fills every batch, half peak need not.
+      pass: Math.max(d.redisRoundTripsPerDial, d.pacedRedisRoundTripsPerDial) <= 2,
+      margin: atMost(Math.max(d.redisRoundTripsPerDial, d.pacedRedisRoundTripsPerDial), 2),
     },
   ];
 }
@@ -290,10 +293,11 @@ export function formatReport(input: {
         (s) => s.pacedCpuMsPerDial,
       ),
       row(
-        "Redis round trips per dial (a pipeline or batch counts once)",
+        "Redis round trips per dial (a pipeline or batch counts once), backlog",
         (s) => f(s.redisRoundTripsPerDial),
         (s) => s.redisRoundTripsPerDial,
       ),
+      row("Redis round trips per dial, half peak", (s) => f(s.pacedRedisRoundTripsPerDial)),
       row(
         "Redis commands per dial, sent",
         (s) => f(s.redisCommandsSentPerDial),
