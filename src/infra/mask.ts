@@ -17,12 +17,13 @@ export function maskPhoneLike(text: string): string {
   return text.replace(PHONE_LIKE, (match) => (DATE.test(match) ? match : maskPhone(match)));
 }
 
-/** A value with every phone in it masked: fields named `phone`, and phone-like text anywhere. */
+/**
+ * A value with every phone in it masked: fields named `phone` (a string or a number), and phone-like
+ * text anywhere. A number elsewhere is left alone: a timestamp or a count is no phone.
+ */
 export function maskPhones(value: unknown, isPhone = false): unknown {
   if (isPhone && (typeof value === "string" || typeof value === "number")) return maskPhone(String(value));
   if (typeof value === "string") return maskPhoneLike(value);
-  if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) >= 1e6)
-    return maskPhone(String(value));
   if (Array.isArray(value)) return value.map((v) => maskPhones(v));
   if (value !== null && typeof value === "object") {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskPhones(v, k === "phone")]));

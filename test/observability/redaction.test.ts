@@ -409,6 +409,36 @@ describe("validation errors mask phone values", () => {
     expectMasked(everything, phone);
   });
 
+  it.each([
+    [
+      "a too-large dueAt",
+      { id: "a", phone: PHONE, templateId: "tpl-1", dueAt: 1e20 },
+      "100000000000000000000",
+    ],
+    [
+      "a fractional expiresAt",
+      { id: "a", phone: PHONE, templateId: "tpl-1", expiresAt: 1767225600000.5 },
+      "1767225600000.5",
+    ],
+  ])("%s is shown as it is: only phone fields are masked", async (_, input, shown) => {
+    const { message, everything } = await rejection(input);
+    expect(message).toContain(`got ${shown}`);
+    expect(message).not.toContain("***");
+    expect(everything).not.toContain(PHONE.slice(1));
+  });
+
+  it("a timestamp beside a bad key is shown, the phone beside it masked", async () => {
+    const { message } = await rejection({
+      id: "a",
+      phone: PHONE,
+      templateId: "tpl-1",
+      dueAt: 1767225600000,
+      x: 1,
+    });
+    expect(message).toContain('"dueAt":1767225600000');
+    expect(message).toContain('"phone":"***0187"');
+  });
+
   it("names the index of the bad lead of a batch and shows its phone as ***1234", async () => {
     const { message, everything } = await rejection([
       { id: "a", phone: PHONE, templateId: "tpl-1" },
