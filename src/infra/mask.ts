@@ -30,3 +30,27 @@ export function maskPhones(value: unknown, isPhone = false): unknown {
   }
   return value;
 }
+
+/** Fields of a driver error (pg's DatabaseError) that quote the statement's data: dropped whole. */
+const DRIVER_DATA_FIELDS = ["where", "parameters", "params", "values"] as const;
+/** Free text of an error that may quote a value: its phone-like runs masked. */
+const ERROR_TEXT_FIELDS = ["message", "stack", "detail", "hint", "internalQuery"] as const;
+
+/**
+ * The error (and its causes, aggregated and nested errors) with what it quotes of the data redacted,
+ * in place: Postgres puts the rows it choked on in `where` ("JSON data, line 1: …"phone":"+91…"), and
+ * a driver may attach the statement's parameters. The code, class and stack frames stay for debugging.
+ */
+export function redactError<T>(error: T, seen = new Set<object>()): T {
+  if (error === null || typeof error !== "object" || seen.has(error)) return error;
+  seen.add(error);
+  const fields = error as Record<string, unknown>;
+  for (const key of DRIVER_DATA_FIELDS) if (fields[key] !== undefined) fields[key] = "[redacted]";
+  for (const key of ERROR_TEXT_FIELDS) {
+    const text = fields[key];
+    if (typeof text === "string") fields[key] = maskPhoneLike(text);
+  }
+  for (const value of Object.values(fields)) redactError(value, seen);
+  if ("cause" in fields) redactError(fields.cause, seen);
+  return error;
+}

@@ -7,19 +7,23 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { parsePhoneNumber } from "libphonenumber-js";
+import pg from "pg";
 import pino, { type Logger } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDispatcher, type Dispatcher } from "../../src/dispatcher.js";
 import type { DispatcherEventName } from "../../src/events.js";
 import { LogAlertSink } from "../../src/infra/alerts/log-sink.js";
 import { runVirtual, settle, VirtualClock } from "../../src/infra/clock.js";
-import { REDACT_PATHS } from "../../src/infra/logger.js";
+import { loggerOptions } from "../../src/infra/logger.js";
 import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
 import { prometheusText } from "../../src/infra/metrics.js";
 import { phoneKey } from "../../src/infra/phone-key.js";
+import { PostgresLeadStore } from "../../src/infra/postgres/lead-store.js";
+import { migrate } from "../../src/infra/postgres/migrate.js";
 import { type SimPlan, SimulatedProvider } from "../../src/infra/providers/simulated.js";
 import { RedisGateStore } from "../../src/infra/redis/gate-store.js";
 import type { Alert, AlertSink, DialRequest, GateStore, LeadInput } from "../../src/machines/ports.js";
+import { type PostgresServer, startPostgres } from "../harness/postgres.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { HOUR, MINUTE, seededRandom, T0 } from "../support/harness.js";
 
@@ -162,10 +166,7 @@ function logEverything(dispatcher: Dispatcher, logger: Logger): void {
 /** The production logger's options (createLogger), writing to memory instead of stderr. */
 function memoryLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
-  const logger = pino(
-    { name: "dialgate", level: "trace", redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
-    { write: (line: string) => void lines.push(line) },
-  );
+  const logger = pino(loggerOptions("trace"), { write: (line: string) => void lines.push(line) });
   return { logger, lines };
 }
 
@@ -447,5 +448,75 @@ describe("validation errors mask phone values", () => {
     expect(message).toBe('leads[1].phone must be a valid phone number in E.164 form, got "***5018"');
     expectMasked(everything, "+1415555018");
     expectMasked(everything, PHONE);
+  });
+});
+
+describe("driver errors leave no phone in the log", () => {
+  const PHONE = PHONES[5];
+  let server: PostgresServer;
+  let pool: pg.Pool;
+  beforeAll(async () => {
+    server = await startPostgres();
+    pool = new pg.Pool({ connectionString: server.url, max: 2 });
+  }, 60_000);
+  afterAll(async () => {
+    await pool?.end();
+    await server?.stop();
+  });
+
+  /** A pg DatabaseError whose `where` quotes the JSON it choked on, the phone included. */
+  async function jsonError(): Promise<Error & { where?: string; code?: string }> {
+    const json = JSON.stringify({ phone: PHONE, note: "a\u0000b" });
+    const error = await pool.query("SELECT $1::jsonb", [json]).then(
+      () => new Error("Postgres accepted a NUL"),
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(pg.DatabaseError);
+    return error;
+  }
+
+  it("a raw pg error quoting a phone in `where` is logged with `where` redacted and the phone nowhere", async () => {
+    const raw = await jsonError();
+    // The premise: the driver's own error carries the phone.
+    expect(leaks(JSON.stringify(raw))).toEqual(expect.arrayContaining([PHONE]));
+    const { logger, lines } = memoryLogger();
+    logger.error({ err: raw }, "store failed");
+    logger.warn(
+      { where: "outbox record", err: new Error("record failed", { cause: await jsonError() }) },
+      "x",
+    );
+    logger.warn({ error: new AggregateError([await jsonError()], "batch failed") }, "y");
+    const log = lines.join("");
+    expect(leaks(log)).toEqual([]);
+    const first = JSON.parse(lines[0] ?? "{}");
+    expect(first.err).toMatchObject({ code: "22P05", where: "[redacted]" });
+    // The dispatcher's own `where` (which step failed) is no driver field and stays.
+    expect(JSON.parse(lines[1] ?? "{}").where).toBe("outbox record");
+  });
+
+  it("the Postgres lead store redacts its driver errors before a host's logger sees them", async () => {
+    const schema = server.freshSchema();
+    await migrate(pool, { schema });
+    const store = new PostgresLeadStore(pool, { schema });
+    try {
+      await store.upsertTemplates([{ id: "tpl-1", resellerId: "res-1" }]);
+      // Past the validation of the dispatcher: the row's phone comes right before the NUL.
+      const error = await store.submit([{ id: "L1", phone: PHONE, templateId: "tpl\u0000" }], T0).then(
+        () => new Error("Postgres accepted a NUL"),
+        (e: unknown) => e as Error & { where?: string; code?: string },
+      );
+      expect(error).toBeInstanceOf(pg.DatabaseError);
+      expect(error).toMatchObject({ code: "22P05", where: "[redacted]" });
+      const lines: string[] = [];
+      // A host's logger without dialgate's serializers.
+      pino({ level: "info" }, { write: (line: string) => void lines.push(line) }).error(
+        { err: error },
+        "submit",
+      );
+      expect(lines).toHaveLength(1);
+      expect(leaks(lines.join("") + String(error.stack))).toEqual([]);
+    } finally {
+      await store.close();
+    }
   });
 });
