@@ -40,9 +40,10 @@ const ERROR_TEXT_FIELDS = ["message", "stack", "detail", "hint", "internalQuery"
  * The error (and its causes, aggregated and nested errors) with what it quotes of the data redacted,
  * in place: Postgres puts the rows it choked on in `where` ("JSON data, line 1: …"phone":"+91…"), and
  * a driver may attach the statement's parameters. The code, class and stack frames stay for debugging.
+ * Only errors are touched (an Error, or pino's serialised copy of one), never other objects they carry.
  */
 export function redactError<T>(error: T, seen = new Set<object>()): T {
-  if (error === null || typeof error !== "object" || seen.has(error)) return error;
+  if (!isErrorLike(error) || seen.has(error)) return error;
   seen.add(error);
   const fields = error as Record<string, unknown>;
   for (const key of DRIVER_DATA_FIELDS) if (fields[key] !== undefined) fields[key] = "[redacted]";
@@ -50,7 +51,14 @@ export function redactError<T>(error: T, seen = new Set<object>()): T {
     const text = fields[key];
     if (typeof text === "string") fields[key] = maskPhoneLike(text);
   }
-  for (const value of Object.values(fields)) redactError(value, seen);
-  if ("cause" in fields) redactError(fields.cause, seen);
+  const nested = [...Object.values(fields), Object.hasOwn(fields, "cause") ? fields.cause : undefined];
+  for (const value of nested) {
+    if (Array.isArray(value)) for (const item of value) redactError(item, seen);
+    else redactError(value, seen);
+  }
   return error;
+}
+
+function isErrorLike(value: unknown): value is object {
+  return value instanceof Error || (typeof value === "object" && value !== null && "stack" in value);
 }
