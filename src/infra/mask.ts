@@ -60,5 +60,8 @@ export function redactError<T>(error: T, seen = new Set<object>()): T {
 }
 
 function isErrorLike(value: unknown): value is object {
-  return value instanceof Error || (typeof value === "object" && value !== null && "stack" in value);
+  return (
+    value instanceof Error ||
+    (typeof value === "object" && value !== null && typeof (value as { stack?: unknown }).stack === "string")
+  );
 }

@@ -494,6 +494,16 @@ describe("driver errors leave no phone in the log", () => {
     expect(JSON.parse(lines[1] ?? "{}").where).toBe("outbox record");
   });
 
+  it("redaction touches errors only, never the other objects an error carries", async () => {
+    const context = { values: [1, 2], where: "checkout page", stack: undefined };
+    const error = Object.assign(new Error("failed"), { context, where: "JSON data: +919876543299" });
+    const { logger, lines } = memoryLogger();
+    logger.error({ err: error }, "failed");
+    expect(context).toEqual({ values: [1, 2], where: "checkout page", stack: undefined });
+    expect(JSON.parse(lines[0] ?? "{}").err.where).toBe("[redacted]");
+    expect(leaks(lines.join(""))).toEqual([]);
+  });
+
   it("the Postgres lead store redacts its driver errors before a host's logger sees them", async () => {
     const schema = server.freshSchema();
     await migrate(pool, { schema });
