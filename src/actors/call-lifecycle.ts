@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { DispatcherEvents } from "../events.js";
-import { type DispatcherConfig, parseOrThrow } from "../infra/config.js";
+import { type DispatcherConfig, parseOrThrow, text } from "../infra/config.js";
 import { phoneKey } from "../infra/phone-key.js";
 import type { Clock, GateStore, LeadRecord, LeadStore, Timer } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
@@ -18,9 +18,9 @@ export type CallEndResult =
 
 export const callEndSchema = z
   .object({
-    callId: z.string().min(1).optional(),
-    dialRef: z.string().min(1).optional(),
-    outcome: z.string().min(1).max(50),
+    callId: text.min(1).optional(),
+    dialRef: text.min(1).optional(),
+    outcome: text.min(1).max(50),
   })
   .strict()
   .refine((v) => v.callId !== undefined || v.dialRef !== undefined, {

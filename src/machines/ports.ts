@@ -294,6 +294,7 @@ export interface LeadStore {
    */
   upsertTemplates(templates: Template[]): Promise<string[]>;
   upsertNumbers(numbers: OutboundNumber[]): Promise<void>;
+  /** E.164 phones, as the dispatcher's validation normalised them: the lookup compares exactly. */
   block(phones: string[]): Promise<void>;
   close(): Promise<void>;
 }

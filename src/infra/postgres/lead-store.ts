@@ -17,6 +17,7 @@ import type {
   Template,
 } from "../../machines/ports.js";
 import { SETTLES_FROM } from "../../machines/ports.js";
+import { redactError } from "../mask.js";
 import { Batcher } from "./batch.js";
 import { assertSchemaName, leadsChannel } from "./migrate.js";
 
@@ -109,7 +110,10 @@ export class PostgresLeadStore implements LeadStore {
    * every call (2–3× faster per call, measured). The name is a digest of the text, so it is stable.
    */
   #query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[] = []) {
-    return this.#pool.query<R>({ name: statementName(text), text, values });
+    // A driver error quotes the rows it choked on (`where`): redacted before anyone can log it.
+    return this.#pool.query<R>({ name: statementName(text), text, values }).catch((error: unknown) => {
+      throw redactError(error);
+    });
   }
 
   async submit(inputs: LeadInput[], now: number): Promise<LeadRecord[]> {
