@@ -286,8 +286,9 @@ export function createGateActors(deps: GateDeps) {
       });
     });
     deps.emit("lead:dialling", { leadId, token: parseDialRef(dialRef).token, numberId: from.id, dialRef });
-    const call = Promise.resolve().then(() =>
-      provider.makeCall({
+    let call: Promise<DialResult>;
+    try {
+      call = provider.makeCall({
         leadId,
         attempt: lead.attempt,
         to: lead.phone,
@@ -295,8 +296,10 @@ export function createGateActors(deps: GateDeps) {
         numberId: from.id,
         dialRef,
         signal: controller.signal,
-      }),
-    );
+      });
+    } catch (error) {
+      call = Promise.reject(error);
+    }
     call.then(
       (result) => {
         if (timedOut) deps.onLateDialResult?.(dialRef, result);
