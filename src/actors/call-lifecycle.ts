@@ -46,6 +46,12 @@ const LIVE_CALL_RECHECK_MS = 10 * 60_000;
 
 type CallEndSignal = z.infer<typeof callEndSchema>;
 
+/** An end signal kept for a dial that may still be committing: tried again until `until`. */
+interface Pending {
+  until: number;
+  delayMs: number;
+}
+
 export interface CallLifecycleDeps {
   config: DispatcherConfig;
   store: LeadStore;
@@ -112,14 +118,15 @@ export class CallLifecycle {
     }
   }
 
-  /** `giveUpAt`: set once the signal is pending, until when it is tried again. */
-  async #end(signal: CallEndSignal, giveUpAt?: number): Promise<CallEndResult> {
+  /** `pending`: set once the signal is kept, until when and how soon it is tried again. */
+  async #end(signal: CallEndSignal, pending?: Pending): Promise<CallEndResult> {
     const { callId, dialRef, outcome } = signal;
     // The dialRef first: it names one dial, while a provider may hand out a call id twice (§7.1).
     const lead = await this.#d.store.findByDial({ callId, dialRef });
     if (!lead) {
-      // Only the call id: its lead learns it when makeCall returns, which may be after this end.
-      if (!dialRef && this.#keepPending(signal, giveUpAt)) return { kind: "pending", leadId: null };
+      // Only the call id: its lead learns it when makeCall returns, which may be after this end. Most
+      // such ends are true orphans, so the lookups back off.
+      if (!dialRef && this.#keepPending(signal, pending, true)) return { kind: "pending", leadId: null };
       await this.#d.alerter.raise("orphan_call_end", "orphan", "A call ended that no lead dialled", {
         ref: callId ?? dialRef ?? "?",
       });
@@ -128,7 +135,7 @@ export class CallLifecycle {
     const dial = lead.dial;
     const current = dial !== null && (dialRef ? dial.dialRef === dialRef : dial.callId === callId);
     if (current && lead.status === "DIALING") {
-      this.#keepPending(signal, giveUpAt);
+      this.#keepPending(signal, pending, false);
       return { kind: "pending", leadId: lead.id };
     }
     if (!current || lead.status !== "PROCESSING" || !dial) {
@@ -155,13 +162,14 @@ export class CallLifecycle {
    * says placed or unknown (then it ends the call) or no dial can still be committing. False once
    * that time has passed.
    */
-  #keepPending(signal: CallEndSignal, giveUpAt?: number): boolean {
+  #keepPending(signal: CallEndSignal, pending: Pending | undefined, backOff: boolean): boolean {
     const now = this.#d.clock.now();
-    const until = giveUpAt ?? now + this.#d.config.dial.timeoutMs + this.#d.config.claimLeaseMs;
+    const until = pending?.until ?? now + this.#d.config.dial.timeoutMs + this.#d.config.claimLeaseMs;
     if (now >= until) return false;
-    const timer = this.#d.clock.setTimer(now + 250, () => {
+    const delayMs = pending ? Math.min(5000, pending.delayMs * (backOff ? 2 : 1)) : 250;
+    const timer = this.#d.clock.setTimer(now + delayMs, () => {
       this.#pending.delete(timer);
-      this.#end(signal, until).catch((error: unknown) => {
+      this.#end(signal, { until, delayMs }).catch((error: unknown) => {
         this.#d.emit("error", { where: "call end", error });
         this.#d.outbox.add({ what: "call end", run: () => this.#end(signal) });
       });
