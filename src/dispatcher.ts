@@ -182,11 +182,12 @@ export class Dispatcher {
       (error) => onError("alert sink", error),
     );
     this.#lineCounts = new PoolLineCounts(this.gates);
+    const providers = new Map((options.providers ?? []).map((p) => [p.name, p]));
     const run = createLeadRunner({
       config: this.config,
       store: this.store,
       gates: this.gates,
-      providers: new Map((options.providers ?? []).map((p) => [p.name, p])),
+      providers,
       clock: this.clock,
       outbox: this.#outbox,
       hmacSecret: this.#hmacSecret,
@@ -196,6 +197,10 @@ export class Dispatcher {
       logger: this.logger,
       preDialChecks,
       lineCounts: this.#lineCounts,
+      onLateDialResult: (dialRef, result) =>
+        this.#calls
+          .lateDialResult(dialRef, result)
+          .catch((error: unknown) => onError(`late dial result ${dialRef}`, error)),
     });
     this.#supervisor = new Supervisor({
       store: this.store,
@@ -217,6 +222,7 @@ export class Dispatcher {
       alerter: this.#alerter,
       outbox: this.#outbox,
       hmacSecret: this.#hmacSecret,
+      providers,
       emit,
       poke: () => this.#supervisor.poke(),
     });
