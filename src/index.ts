@@ -22,6 +22,10 @@ export { migrate } from "./infra/postgres/migrate.js";
 export {
   type CallbackHandlerOptions,
   createCallbackHandler,
+  type ReplayStore,
+  signExotelCallbackUrl,
+  twilioSignatureAlgorithm,
+  verifyExotelCallbackUrl,
   verifyPlivoSignatureV3,
   verifyTwilioSignature,
 } from "./infra/providers/callbacks.js";

@@ -24,6 +24,8 @@ export class MemoryGateStore implements GateStore {
   #waiters = new Map<string, Map<string, number>>();
   /** throttle key → allowed again at. */
   #throttle = new Map<string, number>();
+  /** replay key → refused until. */
+  #replays = new Map<string, number>();
 
   async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
     return decide(this.#trim(phoneKey, rules, now), rules, now);
@@ -103,6 +105,19 @@ export class MemoryGateStore implements GateStore {
     if (until !== undefined && now < until) return false;
     this.#throttle.set(key, now + windowMs);
     return true;
+  }
+
+  /** ReplayStore (callback handler): the alert throttle's rule, in its own space. */
+  async claimOnce(key: string, windowMs: number, now: number): Promise<boolean> {
+    for (const [old, until] of this.#replays) if (until <= now) this.#replays.delete(old);
+    const until = this.#replays.get(key);
+    if (until !== undefined && now < until) return false;
+    this.#replays.set(key, now + windowMs);
+    return true;
+  }
+
+  async forget(key: string): Promise<void> {
+    this.#replays.delete(key);
   }
 
   async close(): Promise<void> {}
