@@ -22,6 +22,7 @@ const SCRIPTS = {
   dialgateChannelReap: "channel-reap-1",
   dialgateAlertThrottle: "alert-throttle-1",
   dialgateRebuildUnlock: "rebuild-unlock-1",
+  dialgateProviderPacing: "provider-pacing-1",
 } as const;
 
 type ScriptCommand = keyof typeof SCRIPTS;
@@ -227,6 +228,18 @@ export class RedisGateStore implements RebuildableGateStore {
     await this.#client.del(this.#replay(key));
   }
 
+  /** PacingStore (PacedProvider): one sliding second per provider account, for every process. */
+  async takePacingToken(
+    account: string,
+    callsPerSecond: number,
+    now: number,
+    member: string,
+  ): Promise<number> {
+    return Number(
+      await this.#run("dialgateProviderPacing", [this.#pacing(account)], [now, callsPerSecond, member]),
+    );
+  }
+
   rebuildFrom(source: GateStateSource, report: (report: RebuildReport) => void = () => {}): void {
     this.#rebuild = { source, report };
   }
@@ -383,6 +396,10 @@ export class RedisGateStore implements RebuildableGateStore {
   /** Its own slot: a plain SET NX / scripted compare-and-delete, never in a script with other keys. */
   #rebuildLock(): string {
     return `${this.#prefix}{rebuild}:lock`;
+  }
+
+  #pacing(account: string): string {
+    return `${this.#prefix}{c:${account}}:pacing`;
   }
 
   #replay(key: string): string {
