@@ -119,6 +119,7 @@ export function buildProviders(
   const problems: string[] = [];
   const providers: Provider[] = [];
   const callbacks: ProviderSetup["callbacks"] = new Map();
+  const names = new Set<string>();
   if (accounts.length > 0 && !http?.publicBaseUrl) {
     problems.push("http.publicBaseUrl must be set: providers post their status callbacks to it");
   }
@@ -132,7 +133,8 @@ export function buildProviders(
       return value ?? "";
     };
     const name = account.name ?? account.type;
-    if (callbacks.has(name)) problems.push(`${at}.name: ${JSON.stringify(name)} is used twice`);
+    if (names.has(name)) problems.push(`${at}.name: ${JSON.stringify(name)} is used twice`);
+    names.add(name);
     const callbackUrl = `${base}/callbacks/${name}`;
     const { type, name: _n, callsPerSecond, pacingWaitMs, ...rest } = account;
     try {
