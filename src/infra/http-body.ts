@@ -26,11 +26,13 @@ export function readBodyWithin(req: IncomingMessage, limits: BodyLimits): Promis
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
     const done = (read: BodyRead) => {
+      settled = true;
       timer.cancel();
       req.off("data", onData);
       req.off("end", onEnd);
-      req.off("error", onError);
+      // onError stays: the client cut off after a refusal must not become an unhandled 'error'.
       if (read.kind !== "ok") req.pause();
       resolve(read);
     };
@@ -41,6 +43,8 @@ export function readBodyWithin(req: IncomingMessage, limits: BodyLimits): Promis
     };
     const onEnd = () => done({ kind: "ok", text: Buffer.concat(chunks).toString("utf8") });
     const onError = (error: Error) => {
+      if (settled) return;
+      settled = true;
       timer.cancel();
       reject(error);
     };

@@ -389,6 +389,27 @@ describe("createCallbackHandler for Twilio", () => {
     expect(h.ends).toEqual([]);
   });
 
+  it("a chunked body that grows past the limit is refused 413 while it is still being sent", async () => {
+    const h = await harness({ provider: "twilio", maxBodyBytes: 512 });
+    const form = twilioForm("completed");
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: h.port,
+          path: twilioPath,
+          method: "POST",
+          headers: { ...signedTwilio(form), "content-type": "application/x-www-form-urlencoded" },
+        },
+        (res) => resolve(res.statusCode ?? 0),
+      );
+      req.on("error", reject);
+      req.write("Pad=".padEnd(1024, "x")); // no Content-Length: chunked, and never ended
+    });
+    expect(status).toBe(413);
+    expect(h.ends).toEqual([]);
+  });
+
   it("a body that does not arrive in time is answered 408 and ends nothing", async () => {
     const h = await harness({ provider: "twilio", bodyTimeoutMs: 5_000 });
     const form = twilioForm("completed");
