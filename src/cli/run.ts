@@ -195,17 +195,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     });
     dispatcher = running;
     running.on("error", ({ where, error }) => logger.warn({ where, err: error }, "dispatcher error"));
-    unlisten = await backend.onLeadsAdded(() => running.poke());
-    await running.start();
-    if (options.metricsPort !== undefined) {
-      try {
-        metrics = await serveMetrics(running, options.metricsPort);
-      } catch (error) {
-        console.error(`dialgate: cannot serve metrics on port ${options.metricsPort}: ${errorText(error)}`);
-        return 1;
-      }
-      logger.info({ port: options.metricsPort }, "metrics served on /metrics");
-    }
+    // Listening before the first claim: a call placed at once must find its callback endpoint.
     if (file.http) {
       const http = file.http;
       try {
@@ -238,6 +228,17 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
         { host: http.host, port, api: token !== null, providers: [...setup.callbacks.keys()] },
         "http served",
       );
+    }
+    unlisten = await backend.onLeadsAdded(() => running.poke());
+    await running.start();
+    if (options.metricsPort !== undefined) {
+      try {
+        metrics = await serveMetrics(running, options.metricsPort);
+      } catch (error) {
+        console.error(`dialgate: cannot serve metrics on port ${options.metricsPort}: ${errorText(error)}`);
+        return 1;
+      }
+      logger.info({ port: options.metricsPort }, "metrics served on /metrics");
     }
     logger.info(
       { owner, schema: options.schema, prefix: options.prefix, sweepEveryMs: options.sweepEveryMs },
