@@ -548,7 +548,9 @@ function notPlacedDefer(context: LeadContext, at: number | null): LeadEnd {
 }
 
 function throttledDefer(context: LeadContext, output: CallOutput): LeadEnd {
-  const streak = context.lead.notPlacedStreak + 1;
+  // Waiting for our own pacing is no refusal by the provider: the streak stays.
+  const pacing = output.kind === "throttled" && output.pacing === true;
+  const streak = context.lead.notPlacedStreak + (pacing ? 0 : 1);
   const retryAfter = output.kind === "throttled" ? output.retryAfterSeconds : undefined;
   return {
     end: "deferred",

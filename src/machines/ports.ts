@@ -382,7 +382,11 @@ export type DialResult =
   | { kind: "placed"; callId: string }
   /** Proved not placed: refused, 4xx, connect error. */
   | { kind: "notPlaced"; reason: string }
-  | { kind: "throttled"; retryAfterSeconds?: number; reason?: string }
+  /**
+   * 429, or no provider pacing token in time (`pacing`: never sent; the lead defers without the
+   * defer counting towards the notPlaced streak).
+   */
+  | { kind: "throttled"; retryAfterSeconds?: number; reason?: string; pacing?: boolean }
   /** Sent, but no usable reply: timeout after send, reset, broken body, 5xx, 2xx without call id. */
   | { kind: "unknown"; reason: string }
   /** Permanent refusal; `account` when the whole account is refused (P1 alert). */

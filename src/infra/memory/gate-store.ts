@@ -11,6 +11,8 @@ interface Hold {
   leaseUntil: number;
 }
 
+const PACING_WINDOW_MS = 1000;
+
 /**
  * Rate limits, channel holds and alert throttle in one process: the embedded default.
  * Same semantics as the Lua scripts in lua/ (the contract suite runs both).
@@ -24,6 +26,10 @@ export class MemoryGateStore implements GateStore {
   #waiters = new Map<string, Map<string, number>>();
   /** throttle key → allowed again at. */
   #throttle = new Map<string, number>();
+  /** provider account → pacing tokens taken (ms), oldest first. */
+  #pacing = new Map<string, number[]>();
+  /** replay key → refused until. */
+  #replays = new Map<string, number>();
 
   async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
     return decide(this.#trim(phoneKey, rules, now), rules, now);
@@ -103,6 +109,36 @@ export class MemoryGateStore implements GateStore {
     if (until !== undefined && now < until) return false;
     this.#throttle.set(key, now + windowMs);
     return true;
+  }
+
+  /** PacingStore (PacedProvider): as lua/provider-pacing-1.lua, in one process. */
+  async takePacingToken(
+    account: string,
+    callsPerSecond: number,
+    now: number,
+    _member: string,
+  ): Promise<number> {
+    const taken = (this.#pacing.get(account) ?? []).filter((at) => now < at + PACING_WINDOW_MS);
+    this.#pacing.set(account, taken);
+    if (taken.length < callsPerSecond) {
+      taken.push(now);
+      return 0;
+    }
+    const freeing = taken[taken.length - callsPerSecond] ?? now;
+    return Math.max(1, Math.ceil(freeing + PACING_WINDOW_MS - now));
+  }
+
+  /** ReplayStore (callback handler): the alert throttle's rule, in its own space. */
+  async claimOnce(key: string, windowMs: number, now: number): Promise<boolean> {
+    for (const [old, until] of this.#replays) if (until <= now) this.#replays.delete(old);
+    const until = this.#replays.get(key);
+    if (until !== undefined && now < until) return false;
+    this.#replays.set(key, now + windowMs);
+    return true;
+  }
+
+  async forget(key: string): Promise<void> {
+    this.#replays.delete(key);
   }
 
   async close(): Promise<void> {}

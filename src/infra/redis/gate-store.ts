@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type Cluster, Redis } from "ioredis";
 import type {
@@ -22,6 +22,7 @@ const SCRIPTS = {
   dialgateChannelReap: "channel-reap-1",
   dialgateAlertThrottle: "alert-throttle-1",
   dialgateRebuildUnlock: "rebuild-unlock-1",
+  dialgateProviderPacing: "provider-pacing-1",
 } as const;
 
 type ScriptCommand = keyof typeof SCRIPTS;
@@ -215,6 +216,30 @@ export class RedisGateStore implements RebuildableGateStore {
     }
   }
 
+  /**
+   * ReplayStore (callback handler): the alert throttle's script on a key of its own, so a callback
+   * replayed to another process is refused the same way. The key is hashed: signatures are long.
+   */
+  async claimOnce(key: string, windowMs: number, now: number): Promise<boolean> {
+    return (await this.#run("dialgateAlertThrottle", [this.#replay(key)], [now, windowMs])) === 1;
+  }
+
+  async forget(key: string): Promise<void> {
+    await this.#client.del(this.#replay(key));
+  }
+
+  /** PacingStore (PacedProvider): one sliding second per provider account, for every process. */
+  async takePacingToken(
+    account: string,
+    callsPerSecond: number,
+    now: number,
+    member: string,
+  ): Promise<number> {
+    return Number(
+      await this.#run("dialgateProviderPacing", [this.#pacing(account)], [now, callsPerSecond, member]),
+    );
+  }
+
   rebuildFrom(source: GateStateSource, report: (report: RebuildReport) => void = () => {}): void {
     this.#rebuild = { source, report };
   }
@@ -371,6 +396,14 @@ export class RedisGateStore implements RebuildableGateStore {
   /** Its own slot: a plain SET NX / scripted compare-and-delete, never in a script with other keys. */
   #rebuildLock(): string {
     return `${this.#prefix}{rebuild}:lock`;
+  }
+
+  #pacing(account: string): string {
+    return `${this.#prefix}{c:${account}}:pacing`;
+  }
+
+  #replay(key: string): string {
+    return `${this.#prefix}{r:${createHash("sha256").update(key).digest("hex")}}:replay`;
   }
 
   #throttle(key: string): string {
