@@ -85,7 +85,7 @@ function sharedReplayCases(name: string, stores: () => Promise<[ReplayStore, Rep
       const ends: CallEndSignal[] = [];
       const first = await processOn(a, ends, { next: true });
       const second = await processOn(b, ends);
-      expect(await first(form)).toBe(500);
+      expect(await first(form)).toBe(503);
       expect(await second(form)).toBe(200);
       expect(ends).toHaveLength(1);
     });
