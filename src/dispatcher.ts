@@ -8,10 +8,11 @@ import { createGateStateSource, isRebuildable } from "./actors/gate-rebuild.js";
 import { PoolLineCounts } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
 import { Outbox } from "./actors/outbox.js";
+import { RuleWindows } from "./actors/rule-windows.js";
 import { Supervisor } from "./actors/supervisor.js";
 import type { DispatcherEventName, DispatcherEvents } from "./events.js";
 import { LogAlertSink } from "./infra/alerts/log-sink.js";
-import { SystemClock } from "./infra/clock.js";
+import { SyncedClock, SystemClock } from "./infra/clock.js";
 import {
   configSchema,
   type DispatcherConfig,
@@ -54,6 +55,13 @@ export interface DispatcherOptions {
   providers?: Provider[];
   alertSinks?: AlertSink[];
   clock?: Clock;
+  /**
+   * Offset-synchronise the clock to the gate store's (Redis `TIME`) at start and every minute, so the
+   * processes sharing it agree on time whatever their own clocks say (spec §7.7). Default: on when
+   * the gate store has a clock and `clock` is the wall clock (omitted, or a SystemClock); a virtual
+   * or scaled clock is its own truth.
+   */
+  clockSync?: boolean;
   logger?: Logger;
   /** Key of the phone HMAC in the gate store; a random one per process when omitted (memory only). */
   hmacSecret?: string;
@@ -107,7 +115,15 @@ export interface DispatcherStats {
   finished: Record<string, number>;
   gates: { peek: number; record: number; recordRejected: number; channelExhausted: number; failOpen: number };
   alerts: number;
+  /**
+   * The clock's offset to the gate store's clock (ms, server minus local), and when it was last
+   * measured (null: never, or no sync on this clock).
+   */
+  clock: { offsetMs: number; syncedAt: number | null };
 }
+
+/** How often the clock offset and the rules in force are read again (spec §7.7). */
+const MINUTE_MS = 60_000;
 
 const pauseScopeSchema = z.union(
   [
@@ -143,6 +159,12 @@ export class Dispatcher {
   readonly #stats: DispatcherStats;
   readonly #calls: CallLifecycle;
   #sweepTimer: Timer | null = null;
+  #minutelyTimer: Timer | null = null;
+  /** The clock when it is synchronised to the gate store's, else null. */
+  readonly #synced: SyncedClock | null;
+  readonly #ruleWindows: RuleWindows;
+  /** The clock given is the wall clock (a SystemClock), not a virtual or scaled one. */
+  readonly #wallClock: boolean;
   readonly #sweepEveryMs: number;
   /** Leads waiting for a line: number → lead → due time (spec §7.11). */
   readonly #waiters = new Map<string, Map<string, number>>();
@@ -157,10 +179,16 @@ export class Dispatcher {
         parseOrThrow(phoneSchema, p, `blockedPhones[${i}]`, { isPhone: true }),
       ),
     };
-    this.clock = options.clock ?? new SystemClock();
     this.logger = options.logger ?? createLogger();
     this.store = options.leadStore ?? new MemoryLeadStore();
     this.gates = options.gateStore ?? new MemoryGateStore();
+    const local = options.clock ?? new SystemClock();
+    const gates = this.gates;
+    this.#wallClock = local instanceof SystemClock;
+    const sync = options.clockSync ?? this.#wallClock;
+    this.#synced = sync && gates.serverTime ? new SyncedClock(local, () => this.#serverTime(gates)) : null;
+    this.clock = this.#synced ?? local;
+    this.#ruleWindows = new RuleWindows(this.config.rateLimit.rules);
     this.#hmacSecret = options.hmacSecret ?? randomUUID();
     const preDialChecks = options.preDialChecks ?? [];
     preDialChecks.forEach((check, i) => {
@@ -201,6 +229,7 @@ export class Dispatcher {
         this.#calls
           .lateDialResult(dialRef, result)
           .catch((error: unknown) => onError(`late dial result ${dialRef}`, error)),
+      ruleWindows: this.#ruleWindows,
     });
     this.#supervisor = new Supervisor({
       store: this.store,
@@ -225,6 +254,7 @@ export class Dispatcher {
       providers,
       emit,
       poke: () => this.#supervisor.poke(),
+      ruleWindows: this.#ruleWindows,
     });
     this.on("lead:heldUnknown", ({ leadId, dialRef }) => this.#calls.watchUnknownDial(leadId, dialRef));
     this.on("lead:dialled", ({ leadId, dialRef }) => this.#calls.watchCall(leadId, dialRef));
@@ -235,14 +265,19 @@ export class Dispatcher {
   /** Seeds numbers, templates and the block list given in the options, then starts claiming. */
   async start(): Promise<void> {
     if (this.#started) return;
+    await this.#syncClock();
     await this.store.upsertNumbers(this.#seed.numbers);
     // A restart with edited windows moves the parked leads like a live upsert does.
     await this.#upsertTemplates(this.#seed.templates);
     await this.store.block(this.#seed.blocked);
+    await this.#refreshRuleWindows();
     await this.#prepareGates();
     this.#started = true;
     this.#supervisor.start();
     if (this.#sweepEveryMs > 0) this.#armSweep();
+    // On a virtual clock a timer that never ends would keep the run going: there the rules are read
+    // at start and as leads meet their templates.
+    if (this.#synced || this.#wallClock) this.#armMinutely();
   }
 
   /**
@@ -255,6 +290,7 @@ export class Dispatcher {
     const result = await this.#supervisor.stop();
     this.#calls.stop();
     this.#sweepTimer?.cancel();
+    this.#minutelyTimer?.cancel();
     await this.#outbox.flush();
     this.#outbox.stop();
     return result;
@@ -291,6 +327,7 @@ export class Dispatcher {
   }
 
   async #upsertTemplates(templates: Template[]): Promise<void> {
+    for (const template of templates) this.#ruleWindows.widen(template.rateLimitRules);
     const moved = await this.store.upsertTemplates(templates);
     let woken = 0;
     for (const templateId of moved) {
@@ -385,6 +422,7 @@ export class Dispatcher {
       ...this.#stats,
       inFlight: this.#supervisor.inFlight,
       outbox: this.#outbox.size,
+      clock: { offsetMs: this.#synced?.offsetMs ?? 0, syncedAt: this.#synced?.syncedAt ?? null },
     });
   }
 
@@ -447,6 +485,7 @@ export class Dispatcher {
       clock: this.clock,
       config: this.config,
       hmacSecret: this.#hmacSecret,
+      keepMs: () => this.#ruleWindows.keepMs,
     });
     this.gates.rebuildFrom(source, (report) => {
       if (report.kind === "failed") this.logger.warn({ err: report.error }, "gate store rebuild failed");
@@ -463,6 +502,40 @@ export class Dispatcher {
     await this.gates
       .ensureReady()
       .catch((error: unknown) => this.logger.warn({ err: error }, "gate store not prepared"));
+  }
+
+  /** Redis `TIME`, bounded like every store command (a dead store answers within the timeout). */
+  #serverTime(gates: GateStore): Promise<number> {
+    return (gates.serverTime as () => Promise<number>).call(gates);
+  }
+
+  /** Measures the clock offset; on failure the last one stays (the store is away). */
+  async #syncClock(): Promise<void> {
+    if (!this.#synced) return;
+    const before = this.#synced.offsetMs;
+    try {
+      const offsetMs = await this.#synced.sync();
+      if (Math.abs(offsetMs - before) >= 1000)
+        this.logger.info({ offsetMs, before }, "clock offset to the gate store changed");
+    } catch (error) {
+      this.logger.warn({ err: error, offsetMs: before }, "clock sync failed: the last offset stays");
+    }
+  }
+
+  /** Templates another process added: their rules keep the records they count (spec §7.6). */
+  async #refreshRuleWindows(): Promise<void> {
+    await this.#ruleWindows
+      .refresh(this.store)
+      .catch((error: unknown) => this.#emit("error", { where: "rules in force", error }));
+  }
+
+  /** Every minute: the clock offset and the rules in force. */
+  #armMinutely(): void {
+    this.#minutelyTimer = this.clock.setTimer(this.clock.now() + MINUTE_MS, () => {
+      Promise.all([this.#syncClock(), this.#refreshRuleWindows()]).finally(
+        () => this.#started && this.#armMinutely(),
+      );
+    });
   }
 
   /** The periodic sweep (`sweepEveryMs`): finds what other, dead processes left behind. */
@@ -506,6 +579,7 @@ function emptyStats(): DispatcherStats {
     deferred: {},
     finished: {},
     gates: { peek: 0, record: 0, recordRejected: 0, channelExhausted: 0, failOpen: 0 },
+    clock: { offsetMs: 0, syncedAt: null },
     alerts: 0,
   };
 }

@@ -22,6 +22,8 @@ export interface DispatcherEvents {
   "lead:dropped": { leadId: string };
   /** A gate decided without the store (peek or record failed open). */
   "gate:failOpen": { leadId: string; gate: "peek" | "record"; error: string };
+  /** The record failed and a rule of the lead fails closed: the lead defers instead of dialling. */
+  "gate:failClosed": { leadId: string; gate: "record"; error: string };
   /** A gate ran: peek/record with their verdicts, channel with exhaustion. */
   "gate:result": {
     leadId: string;

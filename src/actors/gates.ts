@@ -2,6 +2,7 @@ import { isValidPhoneNumber } from "libphonenumber-js";
 import { fromPromise } from "xstate";
 import type { DispatcherEvents } from "../events.js";
 import type { DispatcherConfig } from "../infra/config.js";
+import { decide } from "../infra/memory/gate-store.js";
 import { phoneKey } from "../infra/phone-key.js";
 import type {
   AcquireOutput,
@@ -25,11 +26,15 @@ import type {
   OutboundNumber,
   PreDialCheck,
   Provider,
+  RateDecision,
+  RateOptions,
+  RateRule,
   Template,
 } from "../machines/ports.js";
 import { windowDecision } from "./calling-window.js";
 import type { Outbox } from "./outbox.js";
 import { runPreDialChecks } from "./pre-dial-checks.js";
+import { RuleWindows } from "./rule-windows.js";
 
 export interface GateDeps {
   config: DispatcherConfig;
@@ -48,6 +53,24 @@ export interface GateDeps {
   lineCounts: PoolLineCounts;
   /** A provider's reply that came after dial.timeoutMs had made its dial unknown. */
   onLateDialResult?: (dialRef: string, result: DialResult) => void;
+  /** How long a phone's records are kept (every rule in force); the config's rules alone by default. */
+  ruleWindows?: RuleWindows;
+}
+
+/** A store error at the record step of a lead whose rules include one with `failMode: "closed"`. */
+export class RecordFailedClosedError extends Error {
+  override readonly name = "RecordFailedClosedError";
+  constructor(
+    readonly leadId: string,
+    readonly cause: unknown,
+  ) {
+    super(`rate-limit record of lead ${leadId} failed and a rule fails closed: ${String(cause)}`);
+  }
+}
+
+/** True when a store error must defer the dial: some rule of the lead fails closed (spec §7.6). */
+export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
+  return (rules ?? []).some((rule) => rule.failMode === "closed");
 }
 
 /**
@@ -104,8 +127,22 @@ export function createGateActors(deps: GateDeps) {
     return key;
   };
   const enforcing = config.rateLimit.mode === "block";
-  /** Tokens whose rate-limit record waits in the outbox (store failed at record time). */
-  const pendingRecords = new Set<string>();
+  const ruleWindows = deps.ruleWindows ?? new RuleWindows(config.rateLimit.rules);
+  const rateOptions = (): RateOptions => ({
+    keepMs: ruleWindows.keepMs,
+    marginMs: config.rateLimit.marginMs,
+  });
+  /**
+   * Records that wait in the outbox (the store failed at record time), by token: the phone key and the
+   * dial time. While the store is away they are this process's only memory of those dials, so a
+   * fail-open dial counts them first (spec §7.6).
+   */
+  const pendingRecords = new Map<string, { key: string; at: number }>();
+  /** What the pending records of a phone say about one more dial now. */
+  const pendingDecision = (key: string, rules: RateRule[], now: number): RateDecision => {
+    const records = [...pendingRecords.values()].filter((r) => r.key === key).sort((a, b) => a.at - b.at);
+    return decide(records, rules, now, config.rateLimit.marginMs);
+  };
   /**
    * When each token's rate-limit record was made: its dial row takes the same instant, so the dial
    * times in the store are exactly what the limiter counted (and what a rebuild restores).
@@ -123,6 +160,7 @@ export function createGateActors(deps: GateDeps) {
     const cached = store.cachedTemplate?.(lead.templateId);
     const template = cached === undefined ? await store.template(lead.templateId) : cached;
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
+    ruleWindows.widen(template.rateLimitRules);
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
     if (cached === undefined || lead.blocked === undefined) {
       const [blocked, current] = await Promise.all([store.isBlocked(lead.phone), store.get(lead.id)]);
@@ -165,7 +203,7 @@ export function createGateActors(deps: GateDeps) {
   });
 
   const peek = fromPromise<PeekOutput, GateInput>(async ({ input: { lead, rules } }) => {
-    const decision = await gates.peek(keyOf(lead), rules, clock.now());
+    const decision = await gates.peek(keyOf(lead), rules, clock.now(), rateOptions());
     deps.emit("gate:result", {
       leadId: lead.id,
       gate: "peek",
@@ -234,7 +272,21 @@ export function createGateActors(deps: GateDeps) {
   const record = fromPromise<RecordOutput, GateInput>(async ({ input: { lead, rules } }) => {
     const token = lead.token as string;
     const now = clock.now();
-    const decision = await gates.record(keyOf(lead), token, rules, now, enforcing);
+    let decision: RateDecision;
+    try {
+      decision = await gates.record(keyOf(lead), token, rules, now, enforcing, rateOptions());
+    } catch (error) {
+      if (failsClosed(rules)) throw new RecordFailedClosedError(lead.id, error);
+      // Failing open: the store cannot count, but this process still knows the dials it made while
+      // it could not record them. Those alone at a rule's max: defer like a lost race.
+      const pending = pendingDecision(keyOf(lead), rules, now);
+      if (pending.allowed || !enforcing) throw error;
+      // The timed-out command may still have run: take its record back by name (spec §7.12).
+      const key = keyOf(lead);
+      deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
+      deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict: "rejected" });
+      return { kind: "rejected", deferAt: pending.retryAt + Math.floor(deps.random() * RACE_JITTER_MS) };
+    }
     const verdict = decision.allowed || !enforcing ? "recorded" : "rejected";
     if (verdict === "recorded") recordedAt.set(token, now);
     deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict });
@@ -337,7 +389,8 @@ export function createGateActors(deps: GateDeps) {
     }
     const key = keyOf(lead);
     if (pendingRecords.has(token)) {
-      // The record is still queued: undo after it, in order.
+      // The record is still queued: undo after it, in order. The dial did not happen: stop counting it.
+      pendingRecords.delete(token);
       deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
     } else if (recorded) {
       try {
@@ -351,11 +404,12 @@ export function createGateActors(deps: GateDeps) {
   /** The record of a dial made while the store failed open, written when it is back (spec §7.6). */
   function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {
     const token = lead.token as string;
-    pendingRecords.add(token);
+    const key = keyOf(lead);
+    pendingRecords.set(token, { key, at });
     deps.outbox.add({
       what: `record ${token}`,
       run: async () => {
-        await gates.record(keyOf(lead), token, rules, at, false);
+        await gates.record(key, token, rules, at, false, rateOptions());
         pendingRecords.delete(token);
       },
     });

@@ -77,6 +77,15 @@ export function createLeadRunner(deps: LeadActorDeps) {
         deps.emit("gate:failOpen", { leadId: context.lead.id, gate, error });
         void alerter.raise("store_unavailable", "gate-store", `Gate store unavailable: ${gate} failed open`);
       },
+      noteFailClosed: ({ context, event }) => {
+        const error = String((event as { error?: unknown }).error);
+        deps.emit("gate:failClosed", { leadId: context.lead.id, gate: "record", error });
+        void alerter.raise(
+          "store_unavailable",
+          "gate-store",
+          "Gate store unavailable: record fails closed (a rule with failMode closed)",
+        );
+      },
       recordLater: ({ context }) => recordLater(context.lead, context.rules, clock.now()),
       noteReleaseFailed: ({ context, event }) =>
         deps.emit("error", {

@@ -39,7 +39,9 @@ export const STATE_SPEC: Readonly<Record<string, string>> = {
     "release by name, deferred (fail closed) + alert; a stop waits for the call to settle (§7.12)",
   recordingAttempt:
     "§2 step 6: atomic trim + count + add-if-under (one Lua call), after the hold and before makeCall; " +
-    "rejected → releasing → deferred + alert; store error → fail open, recorded later (§7.6)",
+    "rejected → releasing → deferred + alert; store error → fail open, recorded later, unless this " +
+    "process's own unrecorded dials fill a rule (→ rejected) or a rule has failMode closed (→ releasing " +
+    "→ deferred) (§7.6)",
   dialing: "§2 step 7: committed — a stop never cancels a dial that has started (§3)",
   "dialing.writingDialRow":
     "§2 step 7: write the dial row first (DIALING, dialRef); row lost → releasing → dropped, " +

@@ -79,6 +79,8 @@ export const rateRuleSchema = z.object({
     .int()
     .min(1)
     .max(31 * 86400),
+  /** When the gate store cannot count: dial and record later (open), or defer (closed), spec §7.6. */
+  failMode: z.enum(["open", "closed"]).optional(),
 });
 
 export const configSchema = z
@@ -90,6 +92,12 @@ export const configSchema = z
           .min(1)
           .default([{ maxCalls: 7, windowSeconds: 3600 }]),
         mode: z.enum(["block", "alertOnly"]).default("block"),
+        /**
+         * Added to every window (ms): the provider sees a call a dial-row write and a request after
+         * its record (40–90 ms p99 measured under load), so a record counts this much longer and the
+         * cap also holds as the provider counts.
+         */
+        marginMs: z.number().int().min(0).max(60_000).default(250),
       })
       .prefault({}),
     channelWait: z

@@ -138,6 +138,7 @@ export const leadMachine = setup({
     isNoNumber: ({ event }) => out<SelectOutput>(event).kind === "none",
     isChannelFull: ({ event }) => out<AcquireOutput>(event).kind === "full",
     isRecordRejected: ({ event }) => out<RecordOutput>(event).kind === "rejected",
+    isFailClosed: ({ context }) => context.rules.some((rule) => rule.failMode === "closed"),
     isDialRowLost: ({ event }) => out<BeginDialOutput>(event).kind === "lost",
     isPlaced: ({ event }) => out<CallOutput>(event).kind === "placed",
     isUnknown: ({ event }) => out<CallOutput>(event).kind === "unknown",
@@ -154,6 +155,7 @@ export const leadMachine = setup({
     alertStoreUnavailable: () => {},
     alertProviderRejected: () => {},
     noteFailOpen: () => {},
+    noteFailClosed: () => {},
     recordLater: () => {},
     noteReleaseFailed: () => {},
     noteStop: assign({ stop: ({ event }) => (event as LeadEvent).reason }),
@@ -378,6 +380,13 @@ export const leadMachine = setup({
             guard: "isStopRequested",
             target: "releasing",
             actions: ["recordLater", assign({ end: ({ context }) => stopEnd(context.stop) })],
+          },
+          {
+            // A legal cap may prefer a missed call to an extra one (failMode closed, spec §7.6). The
+            // command may still have run: undo it by name.
+            guard: "isFailClosed",
+            target: "releasing",
+            actions: ["noteFailClosed", assign({ recorded: true, end: storeDefer })],
           },
           { target: "dialing", actions: ["noteFailOpen", "recordLater"] },
         ],

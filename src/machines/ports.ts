@@ -37,6 +37,11 @@ export type DeferReason =
 export interface RateRule {
   maxCalls: number;
   windowSeconds: number;
+  /**
+   * What a dial does when the gate store cannot count this rule (spec §7.6): `open` (the default)
+   * dials and records later; `closed` defers the lead (a legal cap may prefer a missed call).
+   */
+  failMode?: "open" | "closed";
 }
 
 export interface CallingWindow {
@@ -281,6 +286,8 @@ export interface LeadStore {
   gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows>;
 
   template(id: string): Promise<Template | null>;
+  /** The largest window (ms) of any stored template's own rules, 0 when none has rules of its own. */
+  templateWindowMs(): Promise<number>;
   /**
    * The template as `template(id)` would return it when that needs no I/O, else undefined. A store
    * without a cache leaves it out.
@@ -310,9 +317,24 @@ export type RateDecision =
   | { allowed: true; counts: number[] }
   | { allowed: false; counts: number[]; retryAt: number };
 
+/** How a rate-limit call keeps and counts a phone's records beyond its own rules. */
+export interface RateOptions {
+  /**
+   * Records younger than this stay, whatever `rules` says: the largest window of every rule in force
+   * (config and every template), since one phone's records serve every template that calls it
+   * (spec §7.6). Default: the largest window of `rules`.
+   */
+  keepMs?: number;
+  /**
+   * Added to every window: a record at t counts while now < t + W + marginMs, so the cap also holds
+   * as the provider sees the calls, a dial-row write after the record. Default 0.
+   */
+  marginMs?: number;
+}
+
 export interface RateLimiter {
-  /** Read-only apart from trimming records older than the largest window. */
-  peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision>;
+  /** Read-only apart from trimming records older than the largest window (and `keepMs`). */
+  peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision>;
   /**
    * Atomic trim + count every rule + add `member` only if every rule is under its max.
    * With `enforce: false` (rateLimit.mode alertOnly) the member is added regardless and the
@@ -324,6 +346,7 @@ export interface RateLimiter {
     rules: RateRule[],
     now: number,
     enforce?: boolean,
+    options?: RateOptions,
   ): Promise<RateDecision>;
   /** Removes exactly that member. True when it was there. */
   undo(phoneKey: string, member: string): Promise<boolean>;
@@ -362,7 +385,16 @@ export interface AlertThrottle {
   allow(key: string, windowMs: number, now: number): Promise<boolean>;
 }
 
-export type GateStore = RateLimiter & ChannelPool & AlertThrottle & { close(): Promise<void> };
+export type GateStore = RateLimiter &
+  ChannelPool &
+  AlertThrottle & {
+    close(): Promise<void>;
+    /**
+     * The store's own clock (epoch ms, Redis `TIME`), when it has one: the processes sharing the store
+     * offset-synchronise their clocks to it (spec §7.7). The in-memory store has none.
+     */
+    serverTime?(): Promise<number>;
+  };
 
 // ---------------------------------------------------------------------------------------------
 // Provider

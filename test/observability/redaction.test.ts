@@ -150,6 +150,7 @@ const EVENT_NAMES = [
   "lead:finished",
   "lead:dropped",
   "gate:failOpen",
+  "gate:failClosed",
   "gate:result",
   "channel:waiting",
   "channel:released",

@@ -65,6 +65,7 @@ const EVENT_NAMES = [
   "lead:finished",
   "lead:dropped",
   "gate:failOpen",
+  "gate:failClosed",
   "gate:result",
   "channel:waiting",
   "channel:released",

@@ -3,6 +3,7 @@ import type {
   AcquireResult,
   GateStore,
   RateDecision,
+  RateOptions,
   RateRule,
 } from "../../machines/ports.js";
 
@@ -31,8 +32,8 @@ export class MemoryGateStore implements GateStore {
   /** replay key → refused until. */
   #replays = new Map<string, number>();
 
-  async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
-    return decide(this.#trim(phoneKey, rules, now), rules, now);
+  async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
+    return decide(this.#trim(phoneKey, rules, now, options), rules, now, options?.marginMs);
   }
 
   async record(
@@ -41,9 +42,10 @@ export class MemoryGateStore implements GateStore {
     rules: RateRule[],
     now: number,
     enforce = true,
+    options?: RateOptions,
   ): Promise<RateDecision> {
-    const records = this.#trim(phoneKey, rules, now);
-    const decision = decide(records, rules, now);
+    const records = this.#trim(phoneKey, rules, now, options);
+    const decision = decide(records, rules, now, options?.marginMs);
     // A retried record that had already run is the same record: allowed, counted once.
     if (records.some((r) => r.member === member)) return { allowed: true, counts: decision.counts };
     if (decision.allowed || !enforce) {
@@ -159,25 +161,39 @@ export class MemoryGateStore implements GateStore {
     return live;
   }
 
-  /** Drops records older than the largest window (never below it: each rule counts its own window). */
-  #trim(phoneKey: string, rules: RateRule[], now: number) {
-    const largest = Math.max(0, ...rules.map((r) => r.windowSeconds * 1000));
+  /**
+   * Drops records older than the largest window, or `keepMs` when longer (never below it: each rule
+   * counts its own window, and other templates' rules count the same records), plus the margin.
+   */
+  #trim(phoneKey: string, rules: RateRule[], now: number, options: RateOptions = {}) {
+    const largest = keptForMs(rules, options);
     const kept = (this.#records.get(phoneKey) ?? []).filter((r) => now < r.at + largest);
     this.#records.set(phoneKey, kept);
     return kept;
   }
 }
 
+/** How long a phone's records must stay: the largest window of `rules` or `keepMs`, plus the margin. */
+export function keptForMs(rules: RateRule[], options: RateOptions = {}): number {
+  const largest = Math.max(options.keepMs ?? 0, ...rules.map((r) => r.windowSeconds * 1000));
+  return largest + (options.marginMs ?? 0);
+}
+
 /**
- * Counts each rule over its own half-open window (a record at t counts while now < t + W).
+ * Counts each rule over its own half-open window (a record at t counts while now < t + W + margin).
  * For each rule at its max, room returns at the (count − max + 1)-th oldest record + W; the
  * decision waits for the latest of those (spec §7.5).
  */
-export function decide(records: { at: number }[], rules: RateRule[], now: number): RateDecision {
+export function decide(
+  records: { at: number }[],
+  rules: RateRule[],
+  now: number,
+  marginMs = 0,
+): RateDecision {
   const counts: number[] = [];
   let retryAt = -1;
   for (const rule of rules) {
-    const windowMs = rule.windowSeconds * 1000;
+    const windowMs = rule.windowSeconds * 1000 + marginMs;
     const inWindow = records.filter((r) => now < r.at + windowMs);
     counts.push(inWindow.length);
     if (inWindow.length >= rule.maxCalls) {

@@ -246,9 +246,7 @@ export class MemoryLeadStore implements LeadStore {
     const numberIds = [...this.#numbers.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     if (windowMs === null) return { numberIds, claims, liveDials, countedDials: [], windowMs: 0 };
 
-    let window = windowMs;
-    for (const t of this.#templates.values())
-      for (const rule of t.rateLimitRules ?? []) window = Math.max(window, rule.windowSeconds * 1000);
+    const window = Math.max(windowMs, this.#templateWindowMs());
     const countedDials = this.#dials
       .filter(({ leadId, dial }) => {
         if (dial.at <= now - window) return false;
@@ -262,6 +260,17 @@ export class MemoryLeadStore implements LeadStore {
         at: dial.at,
       }));
     return { numberIds, claims, liveDials, countedDials, windowMs: window };
+  }
+
+  async templateWindowMs(): Promise<number> {
+    return this.#templateWindowMs();
+  }
+
+  #templateWindowMs(): number {
+    let window = 0;
+    for (const t of this.#templates.values())
+      for (const rule of t.rateLimitRules ?? []) window = Math.max(window, rule.windowSeconds * 1000);
+    return window;
   }
 
   async template(id: string): Promise<Template | null> {

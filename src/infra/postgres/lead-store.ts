@@ -242,6 +242,11 @@ export class PostgresLeadStore implements LeadStore {
     }
   }
 
+  async templateWindowMs(): Promise<number> {
+    const [row] = await this.#rows<{ ms: string | null }>(this.#sql.gateRebuild.templateWindowMs, []);
+    return Number(row?.ms ?? 0);
+  }
+
   template(id: string): Promise<Template | null> {
     return this.#cached(`t:${id}`, async () => {
       const [row] = await this.#rows<TemplateRow>(this.#sql.templateById, [id]);

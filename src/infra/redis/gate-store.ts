@@ -7,7 +7,13 @@ import type {
   RebuildableGateStore,
   RebuildReport,
 } from "../../actors/gate-rebuild.js";
-import type { AcquireRequest, AcquireResult, RateDecision, RateRule } from "../../machines/ports.js";
+import type {
+  AcquireRequest,
+  AcquireResult,
+  RateDecision,
+  RateOptions,
+  RateRule,
+} from "../../machines/ports.js";
 import { SystemClock } from "../clock.js";
 
 /** Client command name → script in lua/, named `<name>-<numKeys>.lua`. */
@@ -136,13 +142,9 @@ export class RedisGateStore implements RebuildableGateStore {
     return store;
   }
 
-  async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
-    const reply = await this.#run(
-      "dialgateRateLimitPeek",
-      [this.#phone(phoneKey)],
-      [now, ...ruleArgs(rules)],
-    );
-    return toDecision(reply);
+  async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
+    const args = [now, ...keepArgs(options), ...ruleArgs(rules)];
+    return toDecision(await this.#run("dialgateRateLimitPeek", [this.#phone(phoneKey)], args));
   }
 
   async record(
@@ -151,8 +153,9 @@ export class RedisGateStore implements RebuildableGateStore {
     rules: RateRule[],
     now: number,
     enforce = true,
+    options?: RateOptions,
   ): Promise<RateDecision> {
-    const args = [now, member, enforce ? 1 : 0, ...ruleArgs(rules)];
+    const args = [now, member, enforce ? 1 : 0, ...keepArgs(options), ...ruleArgs(rules)];
     return toDecision(await this.#run("dialgateRateLimitRecord", [this.#phone(phoneKey)], args));
   }
 
@@ -238,6 +241,11 @@ export class RedisGateStore implements RebuildableGateStore {
     return Number(
       await this.#run("dialgateProviderPacing", [this.#pacing(account)], [now, callsPerSecond, member]),
     );
+  }
+
+  async serverTime(): Promise<number> {
+    const [seconds, micros] = await this.#client.time();
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 
   rebuildFrom(source: GateStateSource, report: (report: RebuildReport) => void = () => {}): void {
@@ -429,6 +437,11 @@ async function inBatches<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise
     results.push(...(await Promise.all(items.slice(i, i + RESTORE_BATCH).map(fn))));
   }
   return results;
+}
+
+/** keepMs and marginMs as the rate-limit scripts read them (0 = only the rules decide). */
+function keepArgs(options: RateOptions = {}): number[] {
+  return [options.keepMs ?? 0, options.marginMs ?? 0];
 }
 
 /** Rules as the scripts read them: (maxCalls, windowMs) pairs. */
