@@ -81,7 +81,7 @@ it("a Redis outage fails the gates fast, and after an empty restart the rebuilt 
       store: { commandTimeoutMs: COMMAND_TIMEOUT_MS },
       // Wall-clock test: store-error and channel defers short enough to see the recovery in seconds.
       storeErrorDeferSeconds: { min: 0.2, max: 0.8 },
-      channelWait: { maxBackoffSeconds: 1 },
+      channelWait: { maxParkSeconds: 1 },
       dial: { timeoutMs: 2000 },
     },
     leadStore: leads,

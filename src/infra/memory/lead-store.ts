@@ -25,6 +25,8 @@ export class MemoryLeadStore implements LeadStore {
   #byDial = new Map<string, string>();
   /** Every dial ever begun (a lead row keeps only its last): the rate-limit rebuild counts them all. */
   #dials: { leadId: string; token: string; dial: DialInfo }[] = [];
+  /** Ids of the parked leads (parkedOn set). */
+  #parked = new Set<string>();
   /** Pauses in force, by `pauseKey`. */
   #pauses = new Map<string, Pause>();
 
@@ -53,6 +55,8 @@ export class MemoryLeadStore implements LeadStore {
         payload: input.payload ?? {},
         deferReason: null,
         precheckDefers: 0,
+        parkedOn: null,
+        parkedAt: null,
       };
       this.#leads.set(lead.id, lead);
       return structuredClone(lead);
@@ -68,22 +72,40 @@ export class MemoryLeadStore implements LeadStore {
     for (const lead of this.#leads.values()) {
       if (lead.status === "DIALING" && (lead.leaseUntil ?? 0) <= now) this.#toUnknown(lead);
     }
+    // The set each template's leads wait on (its latest park), for the leads that join their line.
+    const waitingOn = new Map<string, { set: string[]; at: number }>();
+    for (const id of this.#parked) {
+      const l = this.#leads.get(id) as LeadRecord;
+      const seen = waitingOn.get(l.templateId);
+      if (!seen || (l.parkedAt ?? 0) > seen.at)
+        waitingOn.set(l.templateId, { set: l.parkedOn as string[], at: l.parkedAt ?? 0 });
+    }
     const due = [...this.#leads.values()]
       .filter(
         (l) =>
-          ((l.status === "SCHEDULED" && l.nextAttemptAt <= now) ||
+          ((l.status === "SCHEDULED" &&
+            (l.parkedOn === null ? l.nextAttemptAt <= now : l.expiresAt !== null && l.expiresAt <= now)) ||
             (l.status === "CLAIMED" && (l.leaseUntil ?? 0) <= now)) &&
           !this.#isPaused(l),
       )
-      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1))
-      .slice(0, Math.max(0, limit));
-    return due.map((lead) => {
+      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1));
+    const claims: LeadRecord[] = [];
+    for (const lead of due) {
+      const waiting = waitingOn.get(lead.templateId);
+      if (lead.status === "SCHEDULED" && lead.parkedOn === null && lead.parkedAt === null && waiting) {
+        this.#park(lead, waiting.set, now);
+        continue;
+      }
+      if (claims.length < limit) claims.push(lead);
+    }
+    return claims.map((lead) => {
       lead.claimSeq += 1;
       lead.token = `${lead.id}:${lead.claimSeq}`;
       lead.status = "CLAIMED";
       lead.owner = owner;
       lead.leaseUntil = now + leaseMs;
       lead.deferReason = null;
+      this.#unpark(lead);
       return { ...structuredClone(lead), blocked: this.#blocked.has(lead.phone) };
     });
   }
@@ -91,12 +113,9 @@ export class MemoryLeadStore implements LeadStore {
   async nextDueAt(): Promise<number | null> {
     let next: number | null = null;
     for (const lead of this.#leads.values()) {
-      if (
-        lead.status === "SCHEDULED" &&
-        (next === null || lead.nextAttemptAt < next) &&
-        !this.#isPaused(lead)
-      )
-        next = lead.nextAttemptAt;
+      if (lead.status !== "SCHEDULED" || this.#isPaused(lead)) continue;
+      const at = lead.parkedOn === null ? lead.nextAttemptAt : lead.expiresAt;
+      if (at !== null && (next === null || at < next)) next = at;
     }
     return next;
   }
@@ -113,6 +132,7 @@ export class MemoryLeadStore implements LeadStore {
     if (lead?.status !== "CLAIMED") return false;
     lead.status = "DIALING";
     lead.precheckDefers = 0;
+    lead.parkedAt = null;
     lead.dial = { ...row, callId: null, unknown: false };
     // The same object as the lead's: settles that mark it placed or unknown show here too.
     this.#dials.push({ leadId: lead.id, token, dial: lead.dial });
@@ -120,7 +140,7 @@ export class MemoryLeadStore implements LeadStore {
     return true;
   }
 
-  async settle(token: string, s: Settlement, _now: number): Promise<Settled | null> {
+  async settle(token: string, s: Settlement, now: number): Promise<Settled | null> {
     const lead = this.#byToken(token);
     if (!lead || !SETTLES_FROM[s.kind].includes(lead.status)) return null;
     if (s.kind === "unknown" && !lead.dial) return null;
@@ -132,6 +152,8 @@ export class MemoryLeadStore implements LeadStore {
         }
         this.#schedule(lead, s.at);
         lead.deferReason = s.deferReason ?? null;
+        if (s.parkOn) this.#park(lead, s.parkOn, now);
+        else lead.parkedAt = null;
         if (s.notPlacedStreak !== undefined) lead.notPlacedStreak = s.notPlacedStreak;
         if (s.precheckDefers !== undefined) lead.precheckDefers = s.precheckDefers;
         break;
@@ -181,6 +203,54 @@ export class MemoryLeadStore implements LeadStore {
       woken += 1;
     }
     return woken;
+  }
+
+  async wakeWaiters(numberId: string, count: number, now: number): Promise<string[]> {
+    if (count <= 0) return [];
+    const waiters: LeadRecord[] = [];
+    for (const id of this.#parked) {
+      const lead = this.#leads.get(id) as LeadRecord;
+      if (lead.parkedOn?.includes(numberId) && !this.#isPaused(lead)) waiters.push(lead);
+    }
+    let picked: LeadRecord[];
+    if (count === 1) {
+      // The longest-waiting lead is its phone's first: one pass finds it (the common case, one line).
+      let first: LeadRecord | undefined;
+      for (const lead of waiters) if (!first || byParkOrder(lead, first) < 0) first = lead;
+      picked = first ? [first] : [];
+    } else {
+      // Fair by phone: a phone's n-th waiter goes after every other phone's (n-1)-th.
+      waiters.sort(byParkOrder);
+      const turns = new Map<string, number>();
+      const ranked = waiters.map((lead) => {
+        const turn = turns.get(lead.phone) ?? 0;
+        turns.set(lead.phone, turn + 1);
+        return { lead, turn };
+      });
+      ranked.sort((a, b) => a.turn - b.turn || byParkOrder(a.lead, b.lead));
+      picked = ranked.slice(0, count).map(({ lead }) => lead);
+    }
+    return picked.map((lead) => {
+      this.#unpark(lead);
+      lead.nextAttemptAt = Math.min(lead.nextAttemptAt, now);
+      return lead.id;
+    });
+  }
+
+  async waitingCount(): Promise<number> {
+    return this.#parked.size;
+  }
+
+  async waitingSets(): Promise<{ numberIds: string[]; waiters: number }[]> {
+    const sets = new Map<string, { numberIds: string[]; waiters: number }>();
+    for (const id of this.#parked) {
+      const set = (this.#leads.get(id) as LeadRecord).parkedOn as string[];
+      const key = set.join("\n");
+      const entry = sets.get(key) ?? { numberIds: [...set], waiters: 0 };
+      entry.waiters += 1;
+      sets.set(key, entry);
+    }
+    return [...sets.values()];
   }
 
   async pause(scope: PauseScope, now: number): Promise<boolean> {
@@ -330,7 +400,21 @@ export class MemoryLeadStore implements LeadStore {
     lead.leaseUntil = null;
   }
 
+  /** Parked on `set`; a lead woken earlier in this wait keeps its place (parkedAt). */
+  #park(lead: LeadRecord, set: string[], now: number): void {
+    lead.parkedOn = [...set].sort();
+    lead.parkedAt ??= now;
+    lead.deferReason = "channel";
+    this.#parked.add(lead.id);
+  }
+
+  #unpark(lead: LeadRecord): void {
+    lead.parkedOn = null;
+    this.#parked.delete(lead.id);
+  }
+
   #finish(lead: LeadRecord, outcome: string): void {
+    this.#unpark(lead);
     lead.status = "FINISHED";
     lead.outcome = outcome;
     lead.owner = null;
@@ -343,6 +427,13 @@ export class MemoryLeadStore implements LeadStore {
     lead.leaseUntil = null;
     if (lead.dial) lead.dial.unknown = true;
   }
+}
+
+/** Longest-waiting first: by parkedAt, then dueAt, then id. */
+function byParkOrder(a: LeadRecord, b: LeadRecord): number {
+  return (
+    (a.parkedAt ?? 0) - (b.parkedAt ?? 0) || a.dueAt - b.dueAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
 }
 
 /** Sorts global first, then resellers, then templates, each by id (as the Postgres store lists them). */
