@@ -145,6 +145,8 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
           payload: { order: 42, tags: ["x"], nested: { ok: true } },
           deferReason: null,
           precheckDefers: 0,
+          parkedOn: null,
+          parkedAt: null,
         });
         expect(await store.get("a")).toEqual(created);
       });
