@@ -10,6 +10,9 @@ ALTER TABLE leads ADD COLUMN parked_at bigint;
 
 -- Waking the waiters of a number (park_set @> ARRAY[number]).
 CREATE INDEX leads_park_set ON leads USING gin (park_set) WHERE status = 'SCHEDULED' AND park_set IS NOT NULL;
+-- A phone's leads already served (woken, claimed, dialling, in a call): its turn among the waiters.
+CREATE INDEX leads_phone_served ON leads (phone)
+  WHERE status IN ('CLAIMED', 'DIALING', 'PROCESSING') OR (status = 'SCHEDULED' AND parked_at IS NOT NULL);
 -- The set a template's leads wait on (its latest park), read by the claim for the leads that join it.
 CREATE INDEX leads_park_template ON leads (template_id, parked_at DESC)
   WHERE status = 'SCHEDULED' AND park_set IS NOT NULL;

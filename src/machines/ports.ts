@@ -273,8 +273,10 @@ export interface LeadStore {
   wakeParked(templateId: string, reason: DeferReason, at: number): Promise<number>;
   /**
    * Wakes up to `count` parked leads whose set contains `numberId`, and that no pause covers: each a
-   * compare-and-set on the waiting row (still parked) → parkedOn null, due now. Order: fair by phone
-   * (a phone's second waiter after every other phone's first, and so on), then parkedAt, dueAt, id.
+   * compare-and-set on the waiting row (still parked) → parkedOn null, due now. Order: fair by phone,
+   * then parkedAt, dueAt, id. A phone's turn = its leads already served (woken and not yet dialled,
+   * claimed, dialling or in a call) + its waiters ahead of this one: a phone's second waiter goes after
+   * every other phone's first, also across wakes.
    * Returns the ids woken. A wake is a hint: each lead meets every gate again.
    */
   wakeWaiters(numberId: string, count: number, now: number): Promise<string[]>;

@@ -207,28 +207,35 @@ export class MemoryLeadStore implements LeadStore {
 
   async wakeWaiters(numberId: string, count: number, now: number): Promise<string[]> {
     if (count <= 0) return [];
-    const waiters: LeadRecord[] = [];
+    // Each phone's waiters in park order; a phone's turn = its leads woken or being dialled (they
+    // went first) + its waiters ahead of this one.
+    const byPhone = new Map<string, LeadRecord[]>();
     for (const id of this.#parked) {
       const lead = this.#leads.get(id) as LeadRecord;
-      if (lead.parkedOn?.includes(numberId) && !this.#isPaused(lead)) waiters.push(lead);
+      if (!lead.parkedOn?.includes(numberId) || this.#isPaused(lead)) continue;
+      const list = byPhone.get(lead.phone) ?? [];
+      byPhone.set(lead.phone, list);
+      list.push(lead);
     }
-    let picked: LeadRecord[];
-    if (count === 1) {
-      // The longest-waiting lead is its phone's first: one pass finds it (the common case, one line).
-      let first: LeadRecord | undefined;
-      for (const lead of waiters) if (!first || byParkOrder(lead, first) < 0) first = lead;
-      picked = first ? [first] : [];
-    } else {
-      // Fair by phone: a phone's n-th waiter goes after every other phone's (n-1)-th.
-      waiters.sort(byParkOrder);
-      const turns = new Map<string, number>();
-      const ranked = waiters.map((lead) => {
-        const turn = turns.get(lead.phone) ?? 0;
-        turns.set(lead.phone, turn + 1);
-        return { lead, turn };
-      });
-      ranked.sort((a, b) => a.turn - b.turn || byParkOrder(a.lead, b.lead));
-      picked = ranked.slice(0, count).map(({ lead }) => lead);
+    const turn = new Map<string, number>();
+    for (const lead of this.#leads.values())
+      if (byPhone.has(lead.phone) && isServed(lead)) turn.set(lead.phone, (turn.get(lead.phone) ?? 0) + 1);
+    for (const list of byPhone.values()) list.sort(byParkOrder);
+    const picked: LeadRecord[] = [];
+    while (picked.length < count) {
+      let best: { phone: string; lead: LeadRecord; turn: number } | undefined;
+      for (const [phone, list] of byPhone) {
+        const head = list[0] as LeadRecord;
+        const t = turn.get(phone) ?? 0;
+        if (!best || t < best.turn || (t === best.turn && byParkOrder(head, best.lead) < 0))
+          best = { phone, lead: head, turn: t };
+      }
+      if (!best) break;
+      picked.push(best.lead);
+      const list = byPhone.get(best.phone) as LeadRecord[];
+      list.shift();
+      if (list.length === 0) byPhone.delete(best.phone);
+      turn.set(best.phone, best.turn + 1);
     }
     return picked.map((lead) => {
       this.#unpark(lead);
@@ -427,6 +434,12 @@ export class MemoryLeadStore implements LeadStore {
     lead.leaseUntil = null;
     if (lead.dial) lead.dial.unknown = true;
   }
+}
+
+/** Woken from a park and not yet dialled, claimed, or dialling or in a call: its phone was served. */
+function isServed(lead: LeadRecord): boolean {
+  if (lead.status === "SCHEDULED") return lead.parkedOn === null && lead.parkedAt !== null;
+  return lead.status === "CLAIMED" || lead.status === "DIALING" || lead.status === "PROCESSING";
 }
 
 /** Longest-waiting first: by parkedAt, then dueAt, then id. */
