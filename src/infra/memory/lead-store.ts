@@ -27,6 +27,10 @@ export class MemoryLeadStore implements LeadStore {
   #dials: { leadId: string; token: string; dial: DialInfo }[] = [];
   /** Ids of the parked leads (parkedOn set). */
   #parked = new Set<string>();
+  /** The parked leads by each number of their set. */
+  #parkedOn = new Map<string, Set<string>>();
+  /** Every lead of a phone. */
+  #byPhone = new Map<string, LeadRecord[]>();
   /** Pauses in force, by `pauseKey`. */
   #pauses = new Map<string, Pause>();
 
@@ -59,6 +63,9 @@ export class MemoryLeadStore implements LeadStore {
         parkedAt: null,
       };
       this.#leads.set(lead.id, lead);
+      const ofPhone = this.#byPhone.get(lead.phone);
+      if (ofPhone) ofPhone.push(lead);
+      else this.#byPhone.set(lead.phone, [lead]);
       return structuredClone(lead);
     });
   }
@@ -210,17 +217,22 @@ export class MemoryLeadStore implements LeadStore {
     // Each phone's waiters in park order; a phone's turn = its leads woken or being dialled (they
     // went first) + its waiters ahead of this one.
     const byPhone = new Map<string, LeadRecord[]>();
-    for (const id of this.#parked) {
+    for (const id of this.#parkedOn.get(numberId) ?? []) {
       const lead = this.#leads.get(id) as LeadRecord;
-      if (!lead.parkedOn?.includes(numberId) || this.#isPaused(lead)) continue;
-      const list = byPhone.get(lead.phone) ?? [];
-      byPhone.set(lead.phone, list);
-      list.push(lead);
+      if (this.#isPaused(lead)) continue;
+      const list = byPhone.get(lead.phone);
+      if (!list) byPhone.set(lead.phone, [lead]);
+      // One line (the common case) needs each phone's first waiter only.
+      else if (count > 1) list.push(lead);
+      else if (byParkOrder(lead, list[0] as LeadRecord) < 0) list[0] = lead;
     }
     const turn = new Map<string, number>();
-    for (const lead of this.#leads.values())
-      if (byPhone.has(lead.phone) && isServed(lead)) turn.set(lead.phone, (turn.get(lead.phone) ?? 0) + 1);
-    for (const list of byPhone.values()) list.sort(byParkOrder);
+    for (const phone of byPhone.keys()) {
+      let served = 0;
+      for (const lead of this.#byPhone.get(phone) ?? []) if (isServed(lead)) served += 1;
+      turn.set(phone, served);
+    }
+    if (count > 1) for (const list of byPhone.values()) list.sort(byParkOrder);
     const picked: LeadRecord[] = [];
     while (picked.length < count) {
       let best: { phone: string; lead: LeadRecord; turn: number } | undefined;
@@ -409,13 +421,20 @@ export class MemoryLeadStore implements LeadStore {
 
   /** Parked on `set`; a lead woken earlier in this wait keeps its place (parkedAt). */
   #park(lead: LeadRecord, set: string[], now: number): void {
+    this.#unpark(lead);
     lead.parkedOn = [...set].sort();
+    for (const n of lead.parkedOn) {
+      const waiting = this.#parkedOn.get(n);
+      if (waiting) waiting.add(lead.id);
+      else this.#parkedOn.set(n, new Set([lead.id]));
+    }
     lead.parkedAt ??= now;
     lead.deferReason = "channel";
     this.#parked.add(lead.id);
   }
 
   #unpark(lead: LeadRecord): void {
+    for (const n of lead.parkedOn ?? []) this.#parkedOn.get(n)?.delete(lead.id);
     lead.parkedOn = null;
     this.#parked.delete(lead.id);
   }
