@@ -199,6 +199,7 @@ export class Dispatcher {
         this.#checkSet(numberIds);
         this.#armSetCheck();
       },
+      onWakeUnused: () => this.#started && void this.#checkAllSets(),
     });
     this.#supervisor = new Supervisor({
       store: this.store,
@@ -210,6 +211,8 @@ export class Dispatcher {
       run,
       onError,
       onClaimed: (lead) => emit("lead:claimed", { leadId: lead.id, token: lead.token as string }),
+      // Leads join a line only while some wait: then the count is read again.
+      onClaimRound: () => this.#stats.waiting > 0 && this.#refreshWaiting(),
     });
     this.#sweepEveryMs = options.sweepEveryMs ?? 0;
     this.#calls = new CallLifecycle({
@@ -505,15 +508,21 @@ export class Dispatcher {
     );
   }
 
-  /** stats().waiting: read from the store after parks and wakes, one read at a time. */
+  /** stats().waiting: read from the store after parks, wakes and claims, one read at a time. */
   #countWaiting(): void {
-    const refresh = async () => {
-      if (this.#waitingRead) {
-        this.#waitingRead.again = true;
-        return;
-      }
-      const state = { again: true };
-      this.#waitingRead = state;
+    this.on("lead:parked", () => this.#refreshWaiting());
+    this.on("channel:woken", () => this.#refreshWaiting());
+    this.on("lead:finished", () => this.#stats.waiting > 0 && this.#refreshWaiting());
+  }
+
+  #refreshWaiting(): void {
+    if (this.#waitingRead) {
+      this.#waitingRead.again = true;
+      return;
+    }
+    const state = { again: true };
+    this.#waitingRead = state;
+    void (async () => {
       try {
         while (state.again) {
           state.again = false;
@@ -524,10 +533,7 @@ export class Dispatcher {
       } finally {
         this.#waitingRead = null;
       }
-    };
-    this.on("lead:parked", () => void refresh());
-    this.on("channel:woken", () => void refresh());
-    this.on("lead:finished", () => this.#stats.waiting > 0 && void refresh());
+    })();
   }
 
   /**

@@ -14,6 +14,8 @@ export interface LeadActorDeps extends GateDeps {
    * host looks at the set once more.
    */
   onParked?: (numberIds: string[]) => void;
+  /** A lead woken for a line ended without taking one (another gate stopped it): pass the line on. */
+  onWakeUnused?: () => void;
 }
 
 export interface RunningLead {
@@ -108,7 +110,11 @@ export function createLeadRunner(deps: LeadActorDeps) {
           const snapshot = actor.getSnapshot();
           const end = snapshot.output as LeadEnd;
           persist(lead, end, snapshot.context.precheckDefers).then(
-            () => resolve(end),
+            () => {
+              const tookLine = end.end === "dialled" || end.end === "heldUnknown" || end.end === "parked";
+              if (lead.parkedAt !== null && !tookLine) deps.onWakeUnused?.();
+              resolve(end);
+            },
             (error: unknown) => {
               deps.emit("error", { where: `persist ${lead.id}`, error });
               resolve(end);
