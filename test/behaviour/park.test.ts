@@ -4,6 +4,7 @@
  * cancel, expiry and pause work while it waits.
  */
 import { describe, expect, it } from "vitest";
+import { createDispatcher } from "../../src/dispatcher.js";
 import { SimulatedProvider } from "../../src/infra/providers/simulated.js";
 import { memoryBackend, realBackend, useBackend } from "../support/backends.js";
 import {
@@ -159,5 +160,16 @@ describe.each(BACKENDS)("on $name", (backend) => {
     expect(await h.dispatcher.releaseOrphanHolds()).toBe(1);
     await h.advance(SECOND);
     expect(h.provider.dials.map((d) => d.leadId)).toEqual(["A"]);
+  });
+});
+
+describe("channelWait config", () => {
+  it("refuses the retired timed-retry keys by name, and defaults maxParkSeconds to 60", () => {
+    for (const key of ["maxBackoffSeconds", "pileThreshold", "pileDeferSeconds"]) {
+      expect(() => createDispatcher({ config: { channelWait: { [key]: 5 } } as never })).toThrow(
+        `DispatcherConfig.channelWait has unknown key(s) ${key}`,
+      );
+    }
+    expect(createDispatcher().config.channelWait).toEqual({ maxParkSeconds: 60 });
   });
 });
