@@ -343,7 +343,11 @@ export function createGateActors(deps: GateDeps) {
       } catch {
         deps.outbox.add({
           what: `release ${number.id} ${token}`,
-          run: () => gates.release(number.id, token),
+          // Freed later is freed all the same: it wakes a lead parked for the line.
+          run: async () => {
+            if (await gates.release(number.id, token))
+              deps.emit("channel:released", { numberId: number.id, holder: token });
+          },
         });
       }
     }
