@@ -333,7 +333,11 @@ export class CallLifecycle {
     } catch {
       this.#d.outbox.add({
         what: `release ${numberId} ${holder}`,
-        run: () => this.#d.gates.release(numberId, holder),
+        // Freed later is freed all the same: it wakes a lead parked for the line.
+        run: async () => {
+          if (await this.#d.gates.release(numberId, holder))
+            this.#d.emit("channel:released", { numberId, holder });
+        },
       });
     }
   }

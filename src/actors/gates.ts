@@ -76,12 +76,16 @@ export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
 /**
  * Line counts of a pool, read once for every selection that starts while the read is in flight and
  * no line was taken or freed here since it was sent: the leads of one wave share one read, and none
- * sees counts older than this process's own last acquire or release (spec §7.9). The acquire stays
- * the authority.
+ * sees counts older than this process's own last acquire or release (spec §7.9). The selections that
+ * share a read also see each other's picks, so one wave spreads over the pool instead of all trying
+ * the same number. The acquire stays the authority.
  */
 export class PoolLineCounts {
   readonly #gates: GateStore;
-  readonly #reads = new Map<string, { read: Promise<Map<string, number>>; epoch: number }>();
+  readonly #reads = new Map<
+    string,
+    { read: Promise<Map<string, number>>; epoch: number; picked: Map<string, number> }
+  >();
   #epoch = 0;
 
   constructor(gates: GateStore) {
@@ -94,17 +98,39 @@ export class PoolLineCounts {
   }
 
   read(pool: OutboundNumber[], now: number): Promise<Map<string, number>> {
+    return this.#entry(pool, now).read;
+  }
+
+  /** The pool number with the most free lines, less those picked on the same read; ties by id. */
+  async pick(pool: OutboundNumber[], now: number): Promise<OutboundNumber> {
+    const entry = this.#entry(pool, now);
+    const used = await entry.read;
+    let best = pool[0] as OutboundNumber;
+    let bestFree = Number.NEGATIVE_INFINITY;
+    for (const n of pool) {
+      const free = n.maxChannels - (used.get(n.id) ?? 0) - (entry.picked.get(n.id) ?? 0);
+      if (free > bestFree) [best, bestFree] = [n, free];
+    }
+    entry.picked.set(best.id, (entry.picked.get(best.id) ?? 0) + 1);
+    return best;
+  }
+
+  #entry(pool: OutboundNumber[], now: number) {
     const ids = pool.map((n) => n.id);
     const key = ids.join("\n");
     const shared = this.#reads.get(key);
-    if (shared && shared.epoch === this.#epoch) return shared.read;
-    const entry = { read: this.#gates.inUse(ids, now), epoch: this.#epoch };
+    if (shared && shared.epoch === this.#epoch) return shared;
+    const entry = {
+      read: this.#gates.inUse(ids, now),
+      epoch: this.#epoch,
+      picked: new Map<string, number>(),
+    };
     this.#reads.set(key, entry);
     const forget = () => {
       if (this.#reads.get(key) === entry) this.#reads.delete(key);
     };
     entry.read.then(forget, forget);
-    return entry.read;
+    return entry;
   }
 }
 
@@ -216,57 +242,71 @@ export function createGateActors(deps: GateDeps) {
   const selectNumber = fromPromise<SelectOutput, GateInput>(async ({ input: { template } }) => {
     if (template?.numberId) {
       const pinned = await store.number(template.numberId);
-      if (pinned?.status === "AVAILABLE") return { kind: "selected", number: pinned };
+      if (pinned?.status === "AVAILABLE") return { kind: "selected", number: pinned, candidates: [pinned] };
     }
     const pool = await store.poolNumbers(template?.provider);
     const number = await leastBusy(pool);
-    return number ? { kind: "selected", number } : { kind: "none" };
+    return number ? { kind: "selected", number, candidates: pool } : { kind: "none" };
   });
 
   /** The pool number with the most free lines, ties by id (spec §7.9). */
   async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
     if (pool.length <= 1) return pool[0];
-    let used: Map<string, number>;
     try {
-      used = await lineCounts.read(pool, clock.now());
+      return await lineCounts.pick(pool, clock.now());
     } catch {
       return pool[0]; // the channel gate meets the outage and fails closed there, with its alert
     }
-    let best = pool[0];
-    let bestFree = Number.NEGATIVE_INFINITY;
-    for (const n of pool) {
-      const free = n.maxChannels - (used.get(n.id) ?? 0);
-      if (free > bestFree) [best, bestFree] = [n, free];
-    }
-    return best;
   }
 
-  const acquire = fromPromise<AcquireOutput, GateInput>(async ({ input: { lead, number } }) => {
+  const acquire = fromPromise<AcquireOutput, GateInput>(async ({ input: { lead, number, candidates } }) => {
     if (!number || !lead.token) throw new Error("acquire needs a number and a claim token");
-    const now = clock.now();
-    const { channelWait } = config;
-    const result = await gates.acquire({
-      numberId: number.id,
-      maxChannels: number.maxChannels,
-      holder: lead.token,
-      now,
-      leaseUntil: now + config.maxCallMinutes * 60_000 + HOLD_MARGIN_MS,
-      waiter: lead.id,
-      waiterTtlMs: channelWait.pileDeferSeconds * 1000,
-    });
-    lineCounts.changed();
-    deps.emit("gate:result", {
-      leadId: lead.id,
-      gate: "channel",
-      verdict: result.held ? "held" : "exhausted",
-    });
-    if (result.held) return { kind: "held" };
-    deps.emit("channel:waiting", { leadId: lead.id, numberId: number.id, dueAt: lead.dueAt });
-    if (result.waiters >= channelWait.pileThreshold) {
-      return { kind: "full", pile: true, deferAt: now + channelWait.pileDeferSeconds * 1000 };
+    const token = lead.token;
+    const tryLine = async (n: OutboundNumber) => {
+      const now = clock.now();
+      const result = await gates.acquire({
+        numberId: n.id,
+        maxChannels: n.maxChannels,
+        holder: token,
+        now,
+        leaseUntil: now + config.maxCallMinutes * 60_000 + HOLD_MARGIN_MS,
+        waiter: lead.id,
+        waiterTtlMs: config.channelWait.maxParkSeconds * 1000,
+      });
+      lineCounts.changed();
+      deps.emit("gate:result", {
+        leadId: lead.id,
+        gate: "channel",
+        verdict: result.held ? "held" : "exhausted",
+      });
+      return result.held;
+    };
+    if (await tryLine(number)) return { kind: "held", number };
+    // The selection read shared counts that may be stale: before parking, look at the other
+    // candidates afresh and try those that show a free line, most free first.
+    const others = candidates.filter((n) => n.id !== number.id);
+    if (others.length > 0) {
+      const used = await gates.inUse(
+        others.map((n) => n.id),
+        clock.now(),
+      );
+      const free = others
+        .map((n) => ({ n, free: n.maxChannels - (used.get(n.id) ?? 0) }))
+        .filter((c) => c.free > 0)
+        .sort((a, b) => b.free - a.free || (a.n.id < b.n.id ? -1 : 1));
+      for (const { n } of free) {
+        try {
+          if (await tryLine(n)) return { kind: "held", number: n };
+        } catch (error) {
+          // The command may have run: give the line back by name before failing closed.
+          await gates.release(n.id, token).catch(() => {});
+          throw error;
+        }
+      }
     }
-    const seconds = 1 + deps.random() * (channelWait.maxBackoffSeconds - 1);
-    return { kind: "full", pile: false, deferAt: now + Math.round(seconds * 1000) };
+    const parkOn = (candidates.length > 0 ? candidates : [number]).map((n) => n.id).sort();
+    deps.emit("channel:waiting", { leadId: lead.id, numberIds: parkOn, dueAt: lead.dueAt });
+    return { kind: "full", parkOn };
   });
 
   const record = fromPromise<RecordOutput, GateInput>(async ({ input: { lead, rules } }) => {
@@ -383,7 +423,11 @@ export function createGateActors(deps: GateDeps) {
       } catch {
         deps.outbox.add({
           what: `release ${number.id} ${token}`,
-          run: () => gates.release(number.id, token),
+          // Freed later is freed all the same: it wakes a lead parked for the line.
+          run: async () => {
+            if (await gates.release(number.id, token))
+              deps.emit("channel:released", { numberId: number.id, holder: token });
+          },
         });
       }
     }

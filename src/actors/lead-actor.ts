@@ -9,6 +9,13 @@ import { createGateActors, type GateDeps } from "./gates.js";
 export interface LeadActorDeps extends GateDeps {
   alerter: Alerter;
   logger: Logger;
+  /**
+   * A lead was parked on this set. A line freed between the acquire and the park woke nobody: the
+   * host looks at the set once more.
+   */
+  onParked?: (numberIds: string[]) => void;
+  /** A lead woken for a line ended without taking one (another gate stopped it): pass the line on. */
+  onWakeUnused?: () => void;
 }
 
 export interface RunningLead {
@@ -112,7 +119,11 @@ export function createLeadRunner(deps: LeadActorDeps) {
           const snapshot = actor.getSnapshot();
           const end = snapshot.output as LeadEnd;
           persist(lead, end, snapshot.context.precheckDefers).then(
-            () => resolve(end),
+            () => {
+              const tookLine = end.end === "dialled" || end.end === "heldUnknown" || end.end === "parked";
+              if (lead.parkedAt !== null && !tookLine) deps.onWakeUnused?.();
+              resolve(end);
+            },
             (error: unknown) => {
               deps.emit("error", { where: `persist ${lead.id}`, error });
               resolve(end);
@@ -152,6 +163,23 @@ export function createLeadRunner(deps: LeadActorDeps) {
         });
         if (settled?.status === "SCHEDULED") deps.emit("lead:deferred", { leadId, reason: end.reason, at });
         else if (settled) deps.emit("lead:finished", { leadId, outcome: settled.outcome ?? "" });
+        return;
+      }
+      case "parked": {
+        const settled = await settle(token, {
+          kind: "defer",
+          at: now,
+          deferReason: "channel",
+          parkOn: end.numberIds,
+          precheckDefers: precheckDefers === lead.precheckDefers ? undefined : precheckDefers,
+        });
+        if (settled?.status === "SCHEDULED") {
+          deps.emit("lead:parked", { leadId, numberIds: end.numberIds });
+          // `at`: when its set is looked at again at the latest, if no release wakes it before.
+          const at = now + config.channelWait.maxParkSeconds * 1000;
+          deps.emit("lead:deferred", { leadId, reason: "channel", at });
+          deps.onParked?.(end.numberIds);
+        } else if (settled) deps.emit("lead:finished", { leadId, outcome: settled.outcome ?? "" });
         return;
       }
       case "finished":

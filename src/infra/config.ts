@@ -102,10 +102,13 @@ export const configSchema = z
       .prefault({}),
     channelWait: z
       .object({
-        maxBackoffSeconds: z.number().min(1).default(3),
-        pileThreshold: z.number().int().min(1).default(50),
-        pileDeferSeconds: z.number().min(1).default(60),
+        /**
+         * A lead parked for a line is looked at again this long after it parked at the latest: its set
+         * is checked for a free line every maxParkSeconds (a wake-up lost to a crash strands nothing).
+         */
+        maxParkSeconds: z.number().min(1).default(60),
       })
+      .strict()
       .prefault({}),
     dial: z.object({ timeoutMs: z.number().int().min(1).default(15_000) }).prefault({}),
     unknownDial: z.object({ holdMinutes: z.number().positive().default(5) }).prefault({}),

@@ -14,7 +14,6 @@ const DEFER_REASONS = Object.keys({
   precheck: 1,
   rateLimit: 1,
   channel: 1,
-  pile: 1,
   notPlaced: 1,
   throttled: 1,
   store: 1,
@@ -141,6 +140,7 @@ function families(s: DispatcherStats): Family[] {
       "Gate store clock (Redis TIME) minus this process's clock, as last measured; 0 without a sync.",
       s.clock.offsetMs,
     ),
+    gauge("leads_waiting_for_line", "Leads parked for a line now (in the lead store).", s.waiting),
   ];
 }
 

@@ -154,6 +154,8 @@ const EVENT_NAMES = [
   "gate:result",
   "channel:waiting",
   "channel:released",
+  "lead:parked",
+  "channel:woken",
   "alert",
 ] as const satisfies readonly DispatcherEventName[];
 

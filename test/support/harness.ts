@@ -69,6 +69,8 @@ const EVENT_NAMES = [
   "gate:result",
   "channel:waiting",
   "channel:released",
+  "lead:parked",
+  "channel:woken",
   "alert",
   "error",
 ] as const satisfies readonly DispatcherEventName[];

@@ -55,7 +55,7 @@ export const CONFIG: DispatcherConfigInput = {
   rateLimit: { rules: [RULE] },
   concurrency: 20,
   claimLeaseMs: 2000,
-  channelWait: { maxBackoffSeconds: 1, pileThreshold: 10_000 },
+  channelWait: { maxParkSeconds: 2 },
   unknownDial: { holdMinutes: 0.05 },
   maxCallMinutes: 0.2,
   drainTimeoutMs: 3000,
