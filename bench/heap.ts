@@ -1,13 +1,13 @@
 /**
  * Heap per in-flight lead: 100,000 leads claimed by one dispatcher (concurrency 100,000) whose actors
- * all park on an invoked promise that never settles, either at the first gate (`check`: the lead
+ * all wait on a gate reply that never comes, either at the first gate (`check`: the lead
  * store's template read) or at the dial (`makeCall`: every gate passed, the dial timer armed).
  * heapUsed after a full GC, minus the baseline and minus what the lead store itself grew by
  * (the claims it wrote, measured on a twin store), divided by the leads. Run by bench/run.ts with
  * --expose-gc, one process per parking point: BENCH_PARK=check|makeCall.
  */
 import pino from "pino";
-import { createActor, fromPromise } from "xstate";
+import { createActor } from "xstate";
 import { createDispatcher } from "../src/dispatcher.js";
 import { MemoryGateStore } from "../src/infra/memory/gate-store.js";
 import { MemoryLeadStore } from "../src/infra/memory/lead-store.js";
@@ -155,7 +155,8 @@ async function measureParts(): Promise<Record<string, unknown>> {
   })();
   const records = claimed.map((l) => structuredClone(l));
   await measure("leadRecord", (i) => structuredClone(records[i]));
-  const parkedMachine = leadMachine.provide({ actors: { check: fromPromise(() => never()) } });
+  // A request nobody answers: the lead waits in checking.
+  const parkedMachine = leadMachine.provide({ actions: { request: () => {} } });
   await measure("xstateActorParkedAtCheck", (i) =>
     createActor(parkedMachine, { input: { lead: records[i] } }).start(),
   );

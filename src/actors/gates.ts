@@ -1,21 +1,26 @@
 import { isValidPhoneNumber } from "libphonenumber-js";
-import { fromPromise } from "xstate";
+import { type AnyActorRef, fromCallback } from "xstate";
 import type { DispatcherEvents } from "../events.js";
 import type { DispatcherConfig } from "../infra/config.js";
 import { decide } from "../infra/memory/gate-store.js";
 import { phoneKey } from "../infra/phone-key.js";
-import type {
-  AcquireOutput,
-  BeginDialOutput,
-  CallOutput,
-  CheckOutput,
-  GateInput,
-  PeekOutput,
-  PrecheckOutput,
-  RecordOutput,
-  ReleaseInput,
-  SelectOutput,
-  WindowOutput,
+import {
+  type AcquireOutput,
+  type BeginDialOutput,
+  type CallOutput,
+  type CheckOutput,
+  type GateInput,
+  type GateName,
+  type GateReply,
+  gateInput,
+  type LeadContext,
+  type PeekOutput,
+  type PrecheckOutput,
+  type RecordOutput,
+  type ReleaseInput,
+  releaseInput,
+  type SelectOutput,
+  type WindowOutput,
 } from "../machines/lead-machine.js";
 import type {
   Clock,
@@ -139,8 +144,81 @@ const HOLD_MARGIN_MS = 10 * 60_000;
 /** Spread for actors that lost one race, so they do not return as a herd (spec §7.5). */
 const RACE_JITTER_MS = 1000;
 
-/** The gate actors of the lead machine, over the ports. Each one is a single step of spec §2. */
-export function createGateActors(deps: GateDeps) {
+/** The steps the gate actor runs for the lead actors, one per gate state of the lead machine. */
+export interface GateSteps {
+  check(input: GateInput): Promise<CheckOutput>;
+  window(input: GateInput): Promise<WindowOutput>;
+  /** `signal`: aborted when the lead stops; the host's checks stop with it. */
+  precheck(input: GateInput, signal?: AbortSignal): Promise<PrecheckOutput>;
+  peek(input: GateInput): Promise<PeekOutput>;
+  selectNumber(input: GateInput): Promise<SelectOutput>;
+  acquire(input: GateInput): Promise<AcquireOutput>;
+  record(input: GateInput): Promise<RecordOutput>;
+  beginDial(input: GateInput): Promise<BeginDialOutput>;
+  makeCall(input: GateInput): Promise<CallOutput>;
+  release(input: ReleaseInput): Promise<void>;
+}
+
+/** What a lead actor sends the gate actor on entering a gate state. */
+export interface GateRequest {
+  type: "gate.request";
+  gate: GateName;
+  input: GateInput | ReleaseInput;
+  /** The lead actor: it gets `gate.done.<gate>` with the step's output, or `gate.error.<gate>`. */
+  replyTo: AnyActorRef;
+  /** Only the pre-dial checks get one, and only when the host has checks. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The gate actor of a process: one long-lived actor runs the gate steps of every lead actor and replies
+ * by event. A gate is a message, not a child actor per call: that child (and its AbortController) was
+ * most of a lead's CPU (issue 12).
+ */
+export function gateActorLogic(steps: GateSteps) {
+  return fromCallback<GateRequest>(({ receive }) => {
+    receive((request) => {
+      // Its lead actors are its children: their done and error events come here too, unasked.
+      if (request.type !== "gate.request") return;
+      const step = steps[request.gate] as (input: unknown, signal?: AbortSignal) => Promise<unknown>;
+      step(request.input, request.signal).then(
+        (output) => reply(request, { type: `gate.done.${request.gate}`, output }),
+        (error: unknown) => reply(request, { type: `gate.error.${request.gate}`, error }),
+      );
+    });
+  });
+}
+
+/** A lead stopped before its hold has already ended: nobody waits for this reply. */
+function reply(request: GateRequest, event: GateReply): void {
+  if (request.replyTo.getSnapshot().status === "active") request.replyTo.send(event);
+}
+
+/**
+ * The lead machine's `request` action over `gateActor`. `signalFor` gives a lead actor the signal of
+ * its pre-dial checks (none without checks).
+ */
+export function requestGate(
+  gateActor: AnyActorRef,
+  signalFor: (lead: AnyActorRef) => AbortSignal | undefined = () => undefined,
+) {
+  return ({ context, self }: { context: LeadContext; self: AnyActorRef }, { gate }: { gate: GateName }) => {
+    const request: GateRequest = {
+      type: "gate.request",
+      gate,
+      input: gate === "release" ? releaseInput(context) : gateInput(context),
+      replyTo: self,
+      signal: gate === "precheck" ? signalFor(self) : undefined,
+    };
+    gateActor.send(request);
+  };
+}
+
+/** The precheck of a lead that can't be stopped (no signal was given). */
+const NEVER_ABORTED = new AbortController().signal;
+
+/** The gate steps of the lead machine, over the ports. Each one is a single step of spec §2. */
+export function createGateSteps(deps: GateDeps) {
   const { config, store, gates, clock } = deps;
   const { lineCounts } = deps;
   /** The phone's HMAC, computed once per claimed lead (peek, record and undo all use it). */
@@ -175,7 +253,7 @@ export function createGateActors(deps: GateDeps) {
    */
   const recordedAt = new Map<string, number>();
 
-  const check = fromPromise<CheckOutput, GateInput>(async ({ input: { lead } }) => {
+  const check = async ({ lead }: GateInput): Promise<CheckOutput> => {
     if (lead.expiresAt !== null && lead.expiresAt <= clock.now())
       return { kind: "finish", outcome: "EXPIRED" };
     // The claim read the lead (and its block-list verdict) an instant ago. When the template is in
@@ -194,15 +272,15 @@ export function createGateActors(deps: GateDeps) {
       if (current?.status !== "CLAIMED" || current.token !== lead.token) return { kind: "drop" };
     } else if (lead.blocked) return { kind: "finish", outcome: "BLACKLISTED" };
     return { kind: "ok", template, rules: template.rateLimitRules ?? config.rateLimit.rules };
-  });
+  };
 
-  const window = fromPromise<WindowOutput, GateInput>(async ({ input: { lead, template } }) => {
+  const window = async ({ lead, template }: GateInput): Promise<WindowOutput> => {
     const decision = windowDecision(template?.window, clock.now(), lead.timeZone ?? undefined);
     return decision.open ? { kind: "open" } : { kind: "closed", opensAt: decision.opensAt };
-  });
+  };
 
   const checks = deps.preDialChecks ?? [];
-  const precheck = fromPromise<PrecheckOutput, GateInput>(async ({ input: { lead, template }, signal }) => {
+  const precheck = async ({ lead, template }: GateInput, signal?: AbortSignal): Promise<PrecheckOutput> => {
     // Without checks the state passes straight through: no I/O, no clock reading.
     if (checks.length === 0) return { kind: "proceed" };
     const { timeoutMs, maxDefers, failureDeferSeconds } = config.preDialCheck;
@@ -213,7 +291,7 @@ export function createGateActors(deps: GateDeps) {
       clock,
       timeoutMs,
       failureDeferSeconds,
-      signal,
+      signal: signal ?? NEVER_ABORTED,
       onError: (error) => deps.emit("error", { where: `precheck ${lead.id}`, error }),
     });
     deps.emit("lead:prechecked", { leadId: lead.id, verdict: outcome.action });
@@ -226,9 +304,9 @@ export function createGateActors(deps: GateDeps) {
       };
     }
     return { kind: "defer", deferAt: clock.now() + Math.round(outcome.seconds * 1000) };
-  });
+  };
 
-  const peek = fromPromise<PeekOutput, GateInput>(async ({ input: { lead, rules } }) => {
+  const peek = async ({ lead, rules }: GateInput): Promise<PeekOutput> => {
     const decision = await gates.peek(keyOf(lead), rules, clock.now(), rateOptions());
     deps.emit("gate:result", {
       leadId: lead.id,
@@ -237,9 +315,9 @@ export function createGateActors(deps: GateDeps) {
     });
     if (decision.allowed) return { kind: "allowed" };
     return enforcing ? { kind: "blocked", deferAt: decision.retryAt } : { kind: "over" };
-  });
+  };
 
-  const selectNumber = fromPromise<SelectOutput, GateInput>(async ({ input: { template } }) => {
+  const selectNumber = async ({ template }: GateInput): Promise<SelectOutput> => {
     if (template?.numberId) {
       const pinned = await store.number(template.numberId);
       if (pinned?.status === "AVAILABLE") return { kind: "selected", number: pinned, candidates: [pinned] };
@@ -247,7 +325,7 @@ export function createGateActors(deps: GateDeps) {
     const pool = await store.poolNumbers(template?.provider);
     const number = await leastBusy(pool);
     return number ? { kind: "selected", number, candidates: pool } : { kind: "none" };
-  });
+  };
 
   /** The pool number with the most free lines, ties by id (spec §7.9). */
   async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
@@ -259,7 +337,7 @@ export function createGateActors(deps: GateDeps) {
     }
   }
 
-  const acquire = fromPromise<AcquireOutput, GateInput>(async ({ input: { lead, number, candidates } }) => {
+  const acquire = async ({ lead, number, candidates }: GateInput): Promise<AcquireOutput> => {
     if (!number || !lead.token) throw new Error("acquire needs a number and a claim token");
     const token = lead.token;
     const tryLine = async (n: OutboundNumber) => {
@@ -307,9 +385,9 @@ export function createGateActors(deps: GateDeps) {
     const parkOn = (candidates.length > 0 ? candidates : [number]).map((n) => n.id).sort();
     deps.emit("channel:waiting", { leadId: lead.id, numberIds: parkOn, dueAt: lead.dueAt });
     return { kind: "full", parkOn };
-  });
+  };
 
-  const record = fromPromise<RecordOutput, GateInput>(async ({ input: { lead, rules } }) => {
+  const record = async ({ lead, rules }: GateInput): Promise<RecordOutput> => {
     const token = lead.token as string;
     const now = clock.now();
     let decision: RateDecision;
@@ -333,9 +411,9 @@ export function createGateActors(deps: GateDeps) {
     if (decision.allowed) return { kind: "recorded" };
     if (!enforcing) return { kind: "over" };
     return { kind: "rejected", deferAt: decision.retryAt + Math.floor(deps.random() * RACE_JITTER_MS) };
-  });
+  };
 
-  const beginDial = fromPromise<BeginDialOutput, GateInput>(async ({ input: { lead, number, recorded } }) => {
+  const beginDial = async ({ lead, number, recorded }: GateInput): Promise<BeginDialOutput> => {
     const token = lead.token as string;
     const at = recordedAt.get(token) ?? clock.now();
     recordedAt.delete(token);
@@ -347,16 +425,16 @@ export function createGateActors(deps: GateDeps) {
       recorded,
     });
     return written ? { kind: "written", dialRef } : { kind: "lost" };
-  });
+  };
 
-  const makeCall = fromPromise<CallOutput, GateInput>(async ({ input: { lead, number, dialRef } }) => {
+  const makeCall = async ({ lead, number, dialRef }: GateInput): Promise<CallOutput> => {
     const from = number as OutboundNumber;
     const ref = dialRef as string;
     const provider = deps.providers.get(from.provider);
     const result = provider ? await dialWithTimeout(provider, lead, from, ref) : noAdapter(from);
     deps.emit("lead:dialResult", { leadId: lead.id, numberId: from.id, dialRef: ref, result: result.kind });
     return { ...result, at: clock.now() };
-  });
+  };
 
   async function dialWithTimeout(
     provider: Provider,
@@ -413,7 +491,7 @@ export function createGateActors(deps: GateDeps) {
     }
   }
 
-  const release = fromPromise<void, ReleaseInput>(async ({ input: { lead, number, held, recorded } }) => {
+  const release = async ({ lead, number, held, recorded }: ReleaseInput): Promise<void> => {
     const token = lead.token as string;
     recordedAt.delete(token);
     if (held && number) {
@@ -443,7 +521,7 @@ export function createGateActors(deps: GateDeps) {
         deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
       }
     }
-  });
+  };
 
   /** The record of a dial made while the store failed open, written when it is back (spec §7.6). */
   function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {
@@ -459,10 +537,19 @@ export function createGateActors(deps: GateDeps) {
     });
   }
 
-  return {
-    actors: { check, window, precheck, peek, selectNumber, acquire, record, beginDial, makeCall, release },
-    recordLater,
+  const steps: GateSteps = {
+    check,
+    window,
+    precheck,
+    peek,
+    selectNumber,
+    acquire,
+    record,
+    beginDial,
+    makeCall,
+    release,
   };
+  return { steps, recordLater };
 }
 
 /** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (spec §7.1). */

@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
-import { createActor, fromCallback } from "xstate";
+import { type AnyActorRef, createActor } from "xstate";
 import { maskPhone } from "../infra/mask.js";
 import { type LeadEnd, leadMachine, type StopReason } from "../machines/lead-machine.js";
 import type { LeadRecord, Settled, Settlement } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
-import { createGateActors, type GateDeps } from "./gates.js";
+import { createGateSteps, type GateDeps, gateActorLogic, requestGate } from "./gates.js";
 
 export interface LeadActorDeps extends GateDeps {
   alerter: Alerter;
@@ -33,11 +33,24 @@ export interface RunningLead {
  */
 export function createLeadRunner(deps: LeadActorDeps) {
   const { clock, config, store, alerter } = deps;
-  const { actors, recordLater } = createGateActors(deps);
+  const { steps, recordLater } = createGateSteps(deps);
+
+  // The process's gate actor, and the parent of every lead actor: they join its actor system instead
+  // of each building one of its own (about 1 KB less per parked lead in bench/heap.ts). It ignores the
+  // done/error events they send it; each runner below observes its own actor.
+  const gateActor = createActor(gateActorLogic(steps), { id: "gates" }).start();
+  // The host's pre-dial checks stop with their lead: the one signal a lead has before its dial's.
+  const precheckStops = new WeakMap<AnyActorRef, AbortController>();
+  const signalFor = (lead: AnyActorRef) => {
+    if ((deps.preDialChecks ?? []).length === 0) return undefined;
+    const controller = new AbortController();
+    precheckStops.set(lead, controller);
+    return controller.signal;
+  };
 
   const machine = leadMachine.provide({
-    actors,
     actions: {
+      request: requestGate(gateActor, signalFor),
       alertRateLimited: ({ context }) => {
         const t = context.template;
         void alerter.raise(
@@ -102,17 +115,9 @@ export function createLeadRunner(deps: LeadActorDeps) {
     },
   });
 
-  // The parent of every lead actor: they join its actor system instead of each building one of its
-  // own (about 1 KB less per parked lead in bench/heap.ts). It ignores the done/error events they send
-  // it; each runner below observes its own actor.
-  const parent = createActor(
-    fromCallback(() => {}),
-    { id: "leads" },
-  ).start();
-
   return function run(lead: LeadRecord): RunningLead {
     const token = lead.token as string;
-    const actor = createActor(machine, { input: { lead }, parent });
+    const actor = createActor(machine, { input: { lead }, parent: gateActor });
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({
         complete: () => {
@@ -139,7 +144,11 @@ export function createLeadRunner(deps: LeadActorDeps) {
       });
     });
     actor.start();
-    return { leadId: lead.id, token, done, stop: (reason) => actor.send({ type: "STOP", reason }) };
+    const stop = (reason: StopReason) => {
+      actor.send({ type: "STOP", reason });
+      precheckStops.get(actor)?.abort(new Error(`lead stopped: ${reason}`));
+    };
+    return { leadId: lead.id, token, done, stop };
   };
 
   /** `precheckDefers`: the attempt's count; written with a defer when it changed. */

@@ -1,4 +1,4 @@
-import { assign, fromPromise, setup } from "xstate";
+import { assign, setup } from "xstate";
 import type { DeferReason, DialResult, LeadRecord, OutboundNumber, RateRule, Template } from "./ports.js";
 
 export type { DeferReason } from "./ports.js";
@@ -9,12 +9,15 @@ export type { DeferReason } from "./ports.js";
  *   recordingAttempt → dialing
  * When every candidate line is busy the attempt ends `parked`: the lead waits on that set's line in
  * the lead store, holding nothing, until a released line wakes it (spec §7.11).
- * Every gate is an invoked actor with an explicit id, supplied by `provide`, so this file does no I/O.
+ * A gate state asks the process's gate actor for its step on entry (`request`, supplied by `provide`,
+ * so this file does no I/O) and moves on the reply, `gate.done.<gate>` or `gate.error.<gate>`. No child
+ * actor per gate: one lead is one actor (issue 12). A stop before the hold leaves the state and its reply
+ * is ignored; from acquiringChannel on, a stop waits for the reply (spec §7.12).
  * Nothing is held before acquiringChannel; from there every reject, failure or stop goes through
  * `releasing`, the one place that gives back the line and undoes the rate-limit record.
  */
 
-// ---- gate outputs (what each invoked actor resolves to) -------------------------------------
+// ---- gate outputs (what each gate's reply carries) -------------------------------------------
 
 export type CheckOutput =
   | { kind: "ok"; template: Template; rules: RateRule[] }
@@ -71,6 +74,23 @@ export type LeadEnd =
 export type StopReason = "shutdown" | "cancel";
 export type LeadEvent = { type: "STOP"; reason: StopReason };
 
+/** The gates, in the order of spec §2; `release` gives back what the attempt took. */
+export type GateName =
+  | "check"
+  | "window"
+  | "precheck"
+  | "peek"
+  | "selectNumber"
+  | "acquire"
+  | "record"
+  | "beginDial"
+  | "makeCall"
+  | "release";
+/** The gate actor's answer to one request: the step's output, or what it threw. */
+export type GateReply =
+  | { type: `gate.done.${GateName}`; output: unknown }
+  | { type: `gate.error.${GateName}`; error: unknown };
+
 export interface LeadContext {
   lead: LeadRecord;
   template: Template | null;
@@ -90,12 +110,7 @@ export interface LeadContext {
 /** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (spec §7.2). */
 export const MAX_NOT_PLACED_IN_A_ROW = 10;
 
-const notProvided = <O, I>(id: string) =>
-  fromPromise<O, I>(async () => {
-    throw new Error(`gate actor '${id}' was not provided`);
-  });
-
-const gateInput = ({ context }: { context: LeadContext }): GateInput => ({
+export const gateInput = (context: LeadContext): GateInput => ({
   lead: context.lead,
   template: context.template,
   rules: context.rules,
@@ -104,6 +119,16 @@ const gateInput = ({ context }: { context: LeadContext }): GateInput => ({
   dialRef: context.dialRef,
   recorded: context.recorded,
 });
+
+export const releaseInput = (context: LeadContext): ReleaseInput => ({
+  lead: context.lead,
+  number: context.number,
+  held: context.held,
+  recorded: context.recorded,
+});
+
+/** The entry action of a gate state: ask the gate actor for `gate`'s step. */
+const request = (gate: GateName) => ({ type: "request", params: { gate } }) as const;
 
 /** The end a stop leads to: a shutdown re-queues the lead now; a cancel already finished it in the store. */
 const stopEnd = (stop: StopReason | null): LeadEnd =>
@@ -121,21 +146,10 @@ export const leadMachine = setup({
   types: {
     context: {} as LeadContext,
     input: {} as { lead: LeadRecord },
-    events: {} as LeadEvent,
+    events: {} as LeadEvent | GateReply,
     output: {} as LeadEnd,
   },
-  actors: {
-    check: notProvided<CheckOutput, GateInput>("check"),
-    window: notProvided<WindowOutput, GateInput>("window"),
-    precheck: notProvided<PrecheckOutput, GateInput>("precheck"),
-    peek: notProvided<PeekOutput, GateInput>("peek"),
-    selectNumber: notProvided<SelectOutput, GateInput>("selectNumber"),
-    acquire: notProvided<AcquireOutput, GateInput>("acquire"),
-    record: notProvided<RecordOutput, GateInput>("record"),
-    beginDial: notProvided<BeginDialOutput, GateInput>("beginDial"),
-    makeCall: notProvided<CallOutput, GateInput>("makeCall"),
-    release: notProvided<void, ReleaseInput>("release"),
-  },
+
   guards: {
     isStopRequested: ({ context }) => context.stop !== null,
     isStopCancel: ({ event }) => (event as LeadEvent).reason === "cancel",
@@ -161,6 +175,8 @@ export const leadMachine = setup({
   },
   actions: {
     // Side effects, supplied by the runner; the definitions here keep the machine pure.
+    /** Send the gate actor this gate's request, with the lead actor as `replyTo`. */
+    request: (_, _params: { gate: GateName }) => {},
     alertRateLimited: () => {},
     alertNoNumber: () => {},
     alertStoreUnavailable: () => {},
@@ -194,12 +210,10 @@ export const leadMachine = setup({
   initial: "checking",
   states: {
     checking: {
-      on: { STOP: stopBeforeHold },
-      invoke: {
-        id: "check",
-        src: "check",
-        input: gateInput,
-        onDone: [
+      entry: request("check"),
+      on: {
+        STOP: stopBeforeHold,
+        "gate.done.check": [
           { guard: "isDropped", target: "dropped", actions: assign({ end: { end: "dropped" } }) },
           {
             guard: "isNotDispatchable",
@@ -219,16 +233,14 @@ export const leadMachine = setup({
             }),
           },
         ],
-        onError: { target: "deferred", actions: assign({ end: storeDefer }) },
+        "gate.error.check": { target: "deferred", actions: assign({ end: storeDefer }) },
       },
     },
     window: {
-      on: { STOP: stopBeforeHold },
-      invoke: {
-        id: "window",
-        src: "window",
-        input: gateInput,
-        onDone: [
+      entry: request("window"),
+      on: {
+        STOP: stopBeforeHold,
+        "gate.done.window": [
           {
             guard: "isWindowClosed",
             target: "deferred",
@@ -238,17 +250,15 @@ export const leadMachine = setup({
           },
           { target: "prechecking" },
         ],
-        onError: { target: "deferred", actions: assign({ end: storeDefer }) },
+        "gate.error.window": { target: "deferred", actions: assign({ end: storeDefer }) },
       },
     },
     prechecking: {
       // The host's checks may take seconds: they run before anything is held.
-      on: { STOP: stopBeforeHold },
-      invoke: {
-        id: "precheck",
-        src: "precheck",
-        input: gateInput,
-        onDone: [
+      entry: request("precheck"),
+      on: {
+        STOP: stopBeforeHold,
+        "gate.done.precheck": [
           {
             guard: "isPrecheckAborted",
             target: "finished",
@@ -270,8 +280,8 @@ export const leadMachine = setup({
           },
           { target: "peekingRateLimit", actions: assign({ precheckDefers: 0 }) },
         ],
-        // The runner's actor turns a failing check into a defer; this is the actor itself failing.
-        onError: {
+        // The runner's gate turns a failing check into a defer; this is the gate itself failing.
+        "gate.error.precheck": {
           target: "deferred",
           actions: assign({
             end: { end: "deferred", reason: "precheck", at: null },
@@ -281,12 +291,10 @@ export const leadMachine = setup({
       },
     },
     peekingRateLimit: {
-      on: { STOP: stopBeforeHold },
-      invoke: {
-        id: "peek",
-        src: "peek",
-        input: gateInput,
-        onDone: [
+      entry: request("peek"),
+      on: {
+        STOP: stopBeforeHold,
+        "gate.done.peek": [
           {
             guard: "isRateBlocked",
             target: "deferred",
@@ -301,16 +309,14 @@ export const leadMachine = setup({
           { target: "selectingNumber" },
         ],
         // Fail open: a read-only count is not worth a missed call; record is the authoritative cap.
-        onError: { target: "selectingNumber", actions: "noteFailOpen" },
+        "gate.error.peek": { target: "selectingNumber", actions: "noteFailOpen" },
       },
     },
     selectingNumber: {
-      on: { STOP: stopBeforeHold },
-      invoke: {
-        id: "selectNumber",
-        src: "selectNumber",
-        input: gateInput,
-        onDone: [
+      entry: request("selectNumber"),
+      on: {
+        STOP: stopBeforeHold,
+        "gate.done.selectNumber": [
           {
             // A missing number is a misconfiguration, never a retry loop.
             guard: "isNoNumber",
@@ -325,17 +331,15 @@ export const leadMachine = setup({
             }),
           },
         ],
-        onError: { target: "deferred", actions: assign({ end: storeDefer }) },
+        "gate.error.selectNumber": { target: "deferred", actions: assign({ end: storeDefer }) },
       },
     },
     acquiringChannel: {
       // A stop waits for the store call to settle, then releases what it took (spec §7.12).
-      on: { STOP: { actions: "noteStop" } },
-      invoke: {
-        id: "acquire",
-        src: "acquire",
-        input: gateInput,
-        onDone: [
+      entry: request("acquire"),
+      on: {
+        STOP: { actions: "noteStop" },
+        "gate.done.acquire": [
           {
             // No timed retry: the lead waits on the set, holding nothing, until a line comes free.
             guard: "isChannelFull",
@@ -355,19 +359,17 @@ export const leadMachine = setup({
           { target: "recordingAttempt", actions: assign({ held: true, number: heldNumber }) },
         ],
         // Fail closed: capacity can't be proven. The command may still have run: release by name.
-        onError: {
+        "gate.error.acquire": {
           target: "releasing",
           actions: ["alertStoreUnavailable", assign({ held: true, end: storeDefer })],
         },
       },
     },
     recordingAttempt: {
-      on: { STOP: { actions: "noteStop" } },
-      invoke: {
-        id: "record",
-        src: "record",
-        input: gateInput,
-        onDone: [
+      entry: request("record"),
+      on: {
+        STOP: { actions: "noteStop" },
+        "gate.done.record": [
           {
             // Lost the race: another actor on the same phone recorded after our peek.
             guard: "isRecordRejected",
@@ -391,7 +393,7 @@ export const leadMachine = setup({
           },
           { target: "dialing", actions: assign({ recorded: true }) },
         ],
-        onError: [
+        "gate.error.record": [
           {
             guard: "isStopRequested",
             target: "releasing",
@@ -413,11 +415,9 @@ export const leadMachine = setup({
       initial: "writingDialRow",
       states: {
         writingDialRow: {
-          invoke: {
-            id: "beginDial",
-            src: "beginDial",
-            input: gateInput,
-            onDone: [
+          entry: request("beginDial"),
+          on: {
+            "gate.done.beginDial": [
               {
                 // The lead was cancelled or re-claimed meanwhile: makeCall never runs.
                 guard: "isDialRowLost",
@@ -430,15 +430,13 @@ export const leadMachine = setup({
               },
             ],
             // No dial without its dial row.
-            onError: { target: "#lead.releasing", actions: assign({ end: storeDefer }) },
+            "gate.error.beginDial": { target: "#lead.releasing", actions: assign({ end: storeDefer }) },
           },
         },
         placingCall: {
-          invoke: {
-            id: "makeCall",
-            src: "makeCall",
-            input: gateInput,
-            onDone: [
+          entry: request("makeCall"),
+          on: {
+            "gate.done.makeCall": [
               {
                 guard: "isPlaced",
                 target: "#lead.inCall",
@@ -495,7 +493,7 @@ export const leadMachine = setup({
               },
             ],
             // The provider adapter threw before any reply: nothing was placed.
-            onError: [
+            "gate.error.makeCall": [
               {
                 guard: "isNotPlacedTooOften",
                 target: "#lead.releasing",
@@ -514,22 +512,15 @@ export const leadMachine = setup({
       },
     },
     releasing: {
-      invoke: {
-        id: "release",
-        src: "release",
-        input: ({ context }) => ({
-          lead: context.lead,
-          number: context.number,
-          held: context.held,
-          recorded: context.recorded,
-        }),
-        onDone: [
+      entry: request("release"),
+      on: {
+        "gate.done.release": [
           { guard: "endsDeferred", target: "deferred" },
           { guard: "endsFinished", target: "finished" },
           { target: "dropped" },
         ],
-        // The release actor hands what it could not give back to the outbox; never block here.
-        onError: [
+        // The release gate hands what it could not give back to the outbox; never block here.
+        "gate.error.release": [
           { guard: "endsDeferred", target: "deferred", actions: "noteReleaseFailed" },
           { guard: "endsFinished", target: "finished", actions: "noteReleaseFailed" },
           { target: "dropped", actions: "noteReleaseFailed" },

@@ -5,15 +5,14 @@
  */
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { createActor, toPromise } from "xstate";
-import { createGateActors, PoolLineCounts } from "../../src/actors/gates.js";
+import { createGateSteps, PoolLineCounts } from "../../src/actors/gates.js";
 import { Outbox } from "../../src/actors/outbox.js";
 import { VirtualClock } from "../../src/infra/clock.js";
 import { configSchema } from "../../src/infra/config.js";
 import { MemoryGateStore } from "../../src/infra/memory/gate-store.js";
 import { PostgresLeadStore } from "../../src/infra/postgres/lead-store.js";
 import { migrate } from "../../src/infra/postgres/migrate.js";
-import type { CheckOutput, GateInput } from "../../src/machines/lead-machine.js";
+import type { GateInput } from "../../src/machines/lead-machine.js";
 import type { LeadRecord } from "../../src/machines/ports.js";
 import { type PostgresServer, startPostgres } from "../harness/postgres.js";
 import { HMAC_SECRET, PHONES, T0, TEMPLATE } from "../support/harness.js";
@@ -53,7 +52,7 @@ async function world(phones: string[]) {
   await store.block([PHONES[1]]);
   const clock = new VirtualClock(T0);
   const gates = new MemoryGateStore();
-  const { actors } = createGateActors({
+  const { steps } = createGateSteps({
     config: configSchema.parse({}),
     store,
     gates,
@@ -75,7 +74,7 @@ async function world(phones: string[]) {
       dialRef: null,
       recorded: false,
     };
-    return toPromise(createActor(actors.check, { input }).start()) as Promise<CheckOutput>;
+    return steps.check(input);
   };
   const statements = () => {
     const spy = vi.spyOn(pool, "query");

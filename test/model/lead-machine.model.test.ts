@@ -1,12 +1,12 @@
 /**
  * Model-based test of the lead statechart (spec §2, §7.21).
  *
- * 1. Traversal: `getSimplePaths` walks `leadMachine` purely, with one `xstate.done.actor.<id>` event per
- *    output variant of every invoke, one `xstate.error.actor.<id>` per invoke (release included) and
+ * 1. Traversal: `getSimplePaths` walks `leadMachine` purely, with one `gate.done.<gate>` reply per
+ *    output variant of every gate, one `gate.error.<gate>` per gate (release included) and
  *    STOP(shutdown|cancel); once with a fresh lead and once with a lead one notPlaced short of
  *    PROVIDER_REJECTED.
- * 2. Replay: every path that ends in a final state runs against a real actor whose gates are the real
- *    `createGateActors` over MemoryGateStore / MemoryLeadStore, and again over RedisGateStore /
+ * 2. Replay: every path that ends in a final state runs against a real lead actor that messages a gate
+ *    actor; its outcomes come from the real `createGateSteps` over MemoryGateStore / MemoryLeadStore, and again over RedisGateStore /
  *    PostgresLeadStore on the harness's servers, behind a per-path outcome injector that
  *    forces the path's outcome. An acquire or record "error" is a store timeout: in the first traversal
  *    the command ran and only its reply was lost (spec §7.12), in the second it never ran. A release
@@ -17,9 +17,15 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { describe, expect, it } from "vitest";
-import { type AnyActorLogic, createActor, fromPromise, type SnapshotFrom, toPromise } from "xstate";
+import { createActor, type SnapshotFrom } from "xstate";
 import { getSimplePaths } from "xstate/graph";
-import { createGateActors, PoolLineCounts } from "../../src/actors/gates.js";
+import {
+  createGateSteps,
+  type GateSteps,
+  gateActorLogic,
+  PoolLineCounts,
+  requestGate,
+} from "../../src/actors/gates.js";
 import { Outbox } from "../../src/actors/outbox.js";
 import { settle, VirtualClock } from "../../src/infra/clock.js";
 import { configSchema } from "../../src/infra/config.js";
@@ -87,7 +93,7 @@ interface World {
   store: LeadStore;
   outbox: Outbox;
   provider: ScriptedProvider;
-  real: ReturnType<typeof createGateActors>;
+  real: ReturnType<typeof createGateSteps>;
   lead: LeadRecord;
   key: string;
   violations: string[];
@@ -109,7 +115,7 @@ async function createWorld(notPlacedStreak: number, backend: TestBackend = memor
   const outbox = new Outbox(clock);
   const provider = new ScriptedProvider(clock);
   const violations: string[] = [];
-  const real = createGateActors({
+  const real = createGateSteps({
     config: CONFIG,
     store,
     gates,
@@ -128,11 +134,11 @@ async function createWorld(notPlacedStreak: number, backend: TestBackend = memor
 
 type ModelEvent =
   | LeadEvent
-  | { type: `xstate.done.actor.${InvokeId}`; output: unknown }
-  | { type: `xstate.error.actor.${InvokeId}`; error: unknown };
+  | { type: `gate.done.${InvokeId}`; output: unknown }
+  | { type: `gate.error.${InvokeId}`; error: unknown };
 
-const done = (id: InvokeId, output: unknown): ModelEvent => ({ type: `xstate.done.actor.${id}`, output });
-const error = (id: InvokeId): ModelEvent => ({ type: `xstate.error.actor.${id}`, error: `${id} failed` });
+const done = (id: InvokeId, output: unknown): ModelEvent => ({ type: `gate.done.${id}`, output });
+const error = (id: InvokeId): ModelEvent => ({ type: `gate.error.${id}`, error: `${id} failed` });
 const call = (result: DialResult): CallOutput => ({ ...result, at: T0 });
 
 function modelEvents(lead: LeadRecord): ModelEvent[] {
@@ -195,7 +201,7 @@ function topState(snapshot: LeadSnapshot): string {
 
 function label(event: ModelEvent): string {
   if (event.type === "STOP") return `STOP(${(event as LeadEvent).reason})`;
-  const [, kind, , id] = event.type.split(".");
+  const [, kind, id] = event.type.split(".");
   if (kind === "error") return `${id}!error`;
   const output = (event as { output?: Record<string, unknown> }).output;
   if (!output) return `${id}:done`;
@@ -232,8 +238,7 @@ for (const [streak, storeFault] of [
   const all = getSimplePaths(leadMachine, {
     input: { lead },
     events: modelEvents(lead) as LeadEvent[],
-    // Only events the current state handles: an unhandled `xstate.error.actor.*` would error the actor,
-    // which is the mock traversal's artefact, not a path the running machine can take.
+    // Only events the current state handles: a reply the state does not wait for changes nothing.
     filterEvents: (snapshot, event) => snapshot.status === "active" && snapshot.can(event),
     serializeState: (snapshot) => serialize(snapshot as LeadSnapshot),
   });
@@ -253,12 +258,12 @@ const BEFORE_HOLD = new Set(["checking", "window", "peekingRateLimit", "selectin
 
 type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
 
-function runReal(logic: AnyActorLogic, input: unknown): Promise<unknown> {
-  return toPromise(createActor(logic, { input }).start());
+function runReal(step: GateSteps[InvokeId], input: unknown): Promise<unknown> {
+  return (step as (input: unknown) => Promise<unknown>)(input);
 }
 
 /**
- * Performs the path's outcome of invoke `id` on the real adapters and says how the invoke settles.
+ * Performs the path's outcome of gate `id` on the real adapters and says how its reply settles.
  * Successes with side effects run the real gate (and must agree with the model's output); outcomes
  * the backend can't be made to produce here are forced without touching it.
  */
@@ -269,8 +274,8 @@ async function inject(
   input: unknown,
   storeFault: FaultMode,
 ): Promise<Settled> {
-  const real = w.real.actors[id] as AnyActorLogic;
-  if (event.type.startsWith("xstate.error.")) {
+  const real = w.real.steps[id];
+  if (event.type.startsWith("gate.error.")) {
     switch (id) {
       case "peek":
         w.gates.fail(["peek"]);
@@ -357,31 +362,33 @@ async function replay(
   expect(w.lead).toEqual(traversal.lead);
   const token = w.lead.token as string;
   const pending = new Map<InvokeId, PendingInvoke>();
-  const gate = <O, I>(id: InvokeId) =>
-    fromPromise<O, I>(
-      ({ input }) =>
-        new Promise<O>((resolve, reject) => {
-          if (pending.has(id)) w.violations.push(`${id} invoked while a previous ${id} was pending`);
-          pending.set(id, {
-            input,
-            settle: (result) => (result.ok ? resolve(result.value as O) : reject(result.error)),
-          });
-        }),
-    );
+  // The gate actor's steps wait here until the path says how each one settles.
+  const gate =
+    <O, I>(id: InvokeId) =>
+    (input: I) =>
+      new Promise<O>((resolve, reject) => {
+        if (pending.has(id)) w.violations.push(`${id} requested while a previous ${id} was pending`);
+        pending.set(id, {
+          input,
+          settle: (result) => (result.ok ? resolve(result.value as O) : reject(result.error)),
+        });
+      });
+  const steps: GateSteps = {
+    check: gate<CheckOutput, GateInput>("check"),
+    window: gate<WindowOutput, GateInput>("window"),
+    precheck: gate<PrecheckOutput, GateInput>("precheck"),
+    peek: gate<PeekOutput, GateInput>("peek"),
+    selectNumber: gate<SelectOutput, GateInput>("selectNumber"),
+    acquire: gate<AcquireOutput, GateInput>("acquire"),
+    record: gate<RecordOutput, GateInput>("record"),
+    beginDial: gate<BeginDialOutput, GateInput>("beginDial"),
+    makeCall: gate<CallOutput, GateInput>("makeCall"),
+    release: gate<void, ReleaseInput>("release"),
+  };
+  const gateActor = createActor(gateActorLogic(steps)).start();
   const machine = leadMachine.provide({
-    actors: {
-      check: gate<CheckOutput, GateInput>("check"),
-      window: gate<WindowOutput, GateInput>("window"),
-      precheck: gate<PrecheckOutput, GateInput>("precheck"),
-      peek: gate<PeekOutput, GateInput>("peek"),
-      selectNumber: gate<SelectOutput, GateInput>("selectNumber"),
-      acquire: gate<AcquireOutput, GateInput>("acquire"),
-      record: gate<RecordOutput, GateInput>("record"),
-      beginDial: gate<BeginDialOutput, GateInput>("beginDial"),
-      makeCall: gate<CallOutput, GateInput>("makeCall"),
-      release: gate<void, ReleaseInput>("release"),
-    },
     actions: {
+      request: requestGate(gateActor),
       recordLater: ({ context }) => w.real.recordLater(context.lead, context.rules, w.clock.now()),
     },
   });
@@ -417,7 +424,7 @@ async function replay(
       );
   };
 
-  const actor = createActor(machine, { input: { lead: w.lead } });
+  const actor = createActor(machine, { input: { lead: w.lead }, parent: gateActor });
   actor.subscribe({
     next: (snapshot) => seen.push(snapshot),
     error: (e) => w.violations.push(`actor error: ${String(e)}`),
@@ -434,9 +441,9 @@ async function replay(
     if (event.type === "STOP") {
       actor.send(event as LeadEvent);
     } else {
-      const id = event.type.split(".")[3] as InvokeId;
+      const id = event.type.split(".")[2] as InvokeId;
       const invoke = pending.get(id);
-      expect(invoke, `step ${i} (${label(event)}): the actor did not invoke ${id}`).toBeDefined();
+      expect(invoke, `step ${i} (${label(event)}): the actor did not request ${id}`).toBeDefined();
       pending.delete(id);
       (invoke as PendingInvoke).settle(
         await inject(w, id, event, (invoke as PendingInvoke).input, traversal.storeFault),
@@ -459,7 +466,7 @@ async function replay(
   expect(w.outbox.size, "outbox drained").toBe(0);
   expect(w.violations).toEqual([]);
 
-  const dialled = path.steps.some((s) => s.event.type.endsWith(".actor.makeCall"));
+  const dialled = path.steps.some((s) => s.event.type.endsWith(".makeCall"));
   expect(w.provider.calls.length, "makeCall runs exactly when the path dials").toBe(dialled ? 1 : 0);
 
   const holders = await w.gates.inspect.holders(NUMBER.id, w.clock.now());

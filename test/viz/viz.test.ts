@@ -34,7 +34,7 @@ function* stateConfigs(config: Config, prefix = ""): Generator<[string, Config]>
 const asList = <T>(value: T | T[] | undefined): T[] =>
   value === undefined ? [] : Array.isArray(value) ? value : [value];
 
-/** Every transition object of a state: `on`, invoke onDone/onError, `always`. */
+/** Every transition object of a state: `on` (gate replies included), invoke onDone/onError, `always`. */
 function transitionsOf(state: Config): Config[] {
   const on = Object.values((state.on ?? {}) as Record<string, Config | Config[]>).flatMap((t) => asList(t));
   const invokes = asList(state.invoke as Config | Config[] | undefined);
@@ -47,8 +47,11 @@ function transitionsOf(state: Config): Config[] {
 
 const states = [...stateConfigs(leadMachine.config as Config)];
 const stateKeys = states.map(([statePath]) => statePath.split(".").at(-1) as string);
-const invokeIds = states.flatMap(([, s]) =>
-  asList(s.invoke as Config | Config[] | undefined).map((inv) => inv.id as string),
+/** The gates the states ask the gate actor for on entry: `{ type: "request", params: { gate } }`. */
+const gateIds = states.flatMap(([, s]) =>
+  asList(s.entry as Config | Config[] | undefined)
+    .filter((action) => action.type === "request")
+    .map((action) => (action.params as Config).gate as string),
 );
 const transitions = states.flatMap(([, s]) => transitionsOf(s));
 const guardNames = [
@@ -73,11 +76,11 @@ describe("toMermaid", () => {
     expect(mermaid).toContain("state dialing {");
   });
 
-  it("labels the outcomes of every invoked gate by its invoke id", () => {
-    expect(invokeIds).toEqual(
+  it("labels the replies of every gate by its name", () => {
+    expect(gateIds).toEqual(
       expect.arrayContaining(["check", "peek", "acquire", "record", "makeCall", "release"]),
     );
-    for (const id of invokeIds) {
+    for (const id of gateIds) {
       expect(mermaid).toContain(`: ${id} ✓`);
       expect(mermaid).toContain(`: ${id} ✗`);
     }
