@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import calculateSlot from "cluster-key-slot";
 import { type Cluster, Redis } from "ioredis";
 import type {
   GateState,
@@ -33,6 +34,52 @@ const SCRIPTS = {
 
 type ScriptCommand = keyof typeof SCRIPTS;
 type RedisClient = Redis | Cluster;
+
+/** The gate operations of one event-loop turn that go to Redis together, one script call per kind. */
+const BATCHED = [
+  "dialgateRateLimitPeek",
+  "dialgateRateLimitRecord",
+  "dialgateRateLimitUndo",
+  "dialgateChannelAcquire",
+  "dialgateChannelRelease",
+] as const satisfies readonly ScriptCommand[];
+type BatchedCommand = (typeof BATCHED)[number];
+const batchCommand = (command: BatchedCommand) => `${command}Batch`;
+
+interface QueuedOp {
+  keys: string[];
+  args: (string | number)[];
+  resolve: (reply: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * A script run over many operations: the script's own body, once per operation (its keys and its
+ * arguments, each list prefixed by its length), under pcall so one operation's error is its own.
+ * Returns one `{ 1, reply }` or `{ 0, message }` per operation. Each body still sees only its own
+ * keys, so it decides exactly as it would alone; the batch is one atomic run instead of many.
+ */
+function batchLua(lua: string, numberOfKeys: number): string {
+  return `local function op(KEYS, ARGV)
+${lua}
+end
+local out, a = {}, 1
+for i = 1, #KEYS / ${numberOfKeys} do
+  local keys, args = {}, {}
+  for k = 1, ${numberOfKeys} do keys[k] = KEYS[(i - 1) * ${numberOfKeys} + k] end
+  local n = tonumber(ARGV[a])
+  for j = 1, n do args[j] = ARGV[a + j] end
+  a = a + n + 1
+  local ok, reply = pcall(op, keys, args)
+  if ok then
+    out[i] = { 1, reply }
+  else
+    out[i] = { 0, type(reply) == 'table' and reply.err or tostring(reply) }
+  end
+end
+return out
+`;
+}
 
 /** Reads a script and splices in its `--- @include "includes/x"` lines (shared Lua is included, not pasted). */
 function loadLua(name: string): string {
@@ -118,6 +165,9 @@ export class RedisGateStore implements RebuildableGateStore {
    */
   readonly #offlineThrottle = new Map<string, number>();
   readonly #realTime = new SystemClock();
+  /** Operations waiting for the end of this event-loop turn, by script. */
+  readonly #queued = new Map<BatchedCommand, QueuedOp[]>();
+  #flushQueued = false;
 
   /** Uses `client` without taking it over: close() leaves it open. */
   constructor(client: RedisClient, options: RedisGateStoreOptions) {
@@ -127,6 +177,12 @@ export class RedisGateStore implements RebuildableGateStore {
     this.#rebuildLockMs = options.rebuildLockMs ?? 120_000;
     // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or flushed server).
     for (const [command, script] of Object.entries(LUA)) client.defineCommand(command, script);
+    // The batch scripts take their number of keys as the first argument: it is the batch's.
+    for (const command of BATCHED) {
+      client.defineCommand(batchCommand(command), {
+        lua: batchLua(LUA[command].lua, LUA[command].numberOfKeys),
+      });
+    }
   }
 
   /** A store on its own client (see createRedisClient); close() quits that client. */
@@ -144,7 +200,7 @@ export class RedisGateStore implements RebuildableGateStore {
 
   async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
     const args = [now, ...keepArgs(options), ...ruleArgs(rules)];
-    return toDecision(await this.#run("dialgateRateLimitPeek", [this.#phone(phoneKey)], args));
+    return toDecision(await this.#batched("dialgateRateLimitPeek", [this.#phone(phoneKey)], args));
   }
 
   async record(
@@ -156,12 +212,12 @@ export class RedisGateStore implements RebuildableGateStore {
     options?: RateOptions,
   ): Promise<RateDecision> {
     const args = [now, member, enforce ? 1 : 0, ...keepArgs(options), ...ruleArgs(rules)];
-    return toDecision(await this.#run("dialgateRateLimitRecord", [this.#phone(phoneKey)], args));
+    return toDecision(await this.#batched("dialgateRateLimitRecord", [this.#phone(phoneKey)], args));
   }
 
   async undo(phoneKey: string, member: string): Promise<boolean> {
     const keys = [this.#phone(phoneKey), this.#undone(phoneKey)];
-    return (await this.#run("dialgateRateLimitUndo", keys, [member])) === 1;
+    return (await this.#batched("dialgateRateLimitUndo", keys, [member])) === 1;
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
@@ -183,7 +239,7 @@ export class RedisGateStore implements RebuildableGateStore {
 
   async release(numberId: string, holder: string): Promise<boolean> {
     const keys = [this.#holds(numberId), this.#epoch(numberId), this.#released(numberId)];
-    return (await this.#run("dialgateChannelRelease", keys, [holder, this.#needEpoch])) === 1;
+    return (await this.#batched("dialgateChannelRelease", keys, [holder, this.#needEpoch])) === 1;
   }
 
   async listHolders(numberId: string, now: number): Promise<string[]> {
@@ -281,7 +337,7 @@ export class RedisGateStore implements RebuildableGateStore {
       req.waiterTtlMs,
       this.#needEpoch,
     ];
-    const [held, waiters] = (await this.#run("dialgateChannelAcquire", keys, args)) as [number, number];
+    const [held, waiters] = (await this.#batched("dialgateChannelAcquire", keys, args)) as [number, number];
     if (held === NOT_READY) return NOT_READY;
     return held === 1 ? { held: true } : { held: false, waiters };
   }
@@ -368,6 +424,63 @@ export class RedisGateStore implements RebuildableGateStore {
       numbers: numberIds.size,
       holds: written.reduce<number>((sum, n) => sum + Math.max(0, Number(n)), 0),
     };
+  }
+
+  /**
+   * Queues one operation for the end of this event-loop turn: the leads of one wave at the same gate
+   * then cost one script call (per hash slot on a cluster) instead of one each.
+   */
+  #batched(command: BatchedCommand, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const queued = this.#queued.get(command);
+      if (queued) queued.push({ keys, args, resolve, reject });
+      else this.#queued.set(command, [{ keys, args, resolve, reject }]);
+      if (this.#flushQueued) return;
+      this.#flushQueued = true;
+      // After the turn's I/O callbacks and microtasks: every reply of a wave has moved its lead on.
+      setImmediate(() => this.#flush());
+    });
+  }
+
+  #flush(): void {
+    this.#flushQueued = false;
+    const queued = [...this.#queued];
+    this.#queued.clear();
+    for (const [command, ops] of queued) {
+      for (const group of this.#bySlot(ops)) this.#send(command, group);
+    }
+  }
+
+  /** A cluster runs a script on the node of its keys' slot: one batch per slot (never CROSSSLOT). */
+  #bySlot(ops: QueuedOp[]): QueuedOp[][] {
+    if (!this.#client.isCluster) return [ops];
+    return [...groupBy(ops, (op) => String(calculateSlot(op.keys[0] as string))).values()];
+  }
+
+  #send(command: BatchedCommand, ops: QueuedOp[]): void {
+    if (ops.length === 1) {
+      const [op] = ops as [QueuedOp];
+      this.#run(command, op.keys, op.args).then(op.resolve, op.reject);
+      return;
+    }
+    const keys = ops.flatMap((op) => op.keys);
+    const args = ops.flatMap((op) => [op.args.length, ...op.args]);
+    const run = (this.#client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[
+      batchCommand(command)
+    ] as (...a: (string | number)[]) => Promise<unknown>;
+    run.call(this.#client, keys.length, ...keys, ...args).then(
+      (replies) => {
+        for (const [i, op] of ops.entries()) {
+          const [ok, reply] = (replies as [number, unknown][])[i] ?? [0, "no reply in the batch"];
+          if (ok === 1) op.resolve(reply);
+          else op.reject(new Error(`${command}: ${String(reply)}`));
+        }
+      },
+      // The call itself failed (a timeout, the connection): each operation fails as it would alone.
+      (error: unknown) => {
+        for (const op of ops) op.reject(error);
+      },
+    );
   }
 
   #run(command: ScriptCommand, keys: string[], args: (string | number)[]): Promise<unknown> {
