@@ -16,6 +16,7 @@ import type {
   RateRule,
 } from "../../machines/ports.js";
 import { SystemClock } from "../clock.js";
+import { Batcher } from "../postgres/batch.js";
 
 /** Client command name → script in lua/, named `<name>-<numKeys>.lua`. */
 const SCRIPTS = {
@@ -46,12 +47,11 @@ const BATCHED = [
 type BatchedCommand = (typeof BATCHED)[number];
 const batchCommand = (command: BatchedCommand) => `${command}Batch`;
 
-interface QueuedOp {
+interface ScriptOp {
   keys: string[];
   args: (string | number)[];
-  resolve: (reply: unknown) => void;
-  reject: (error: unknown) => void;
 }
+type OpAnswer = { ok: true; reply: unknown } | { ok: false; error: unknown };
 
 /**
  * A script run over many operations: the script's own body, once per operation (its keys and its
@@ -165,9 +165,16 @@ export class RedisGateStore implements RebuildableGateStore {
    */
   readonly #offlineThrottle = new Map<string, number>();
   readonly #realTime = new SystemClock();
-  /** Operations waiting for the end of this event-loop turn, by script. */
-  readonly #queued = new Map<BatchedCommand, QueuedOp[]>();
-  #flushQueued = false;
+  /** The operations of one event-loop turn, by script (no cap on batches in flight: Redis pipelines). */
+  readonly #batchers = new Map(
+    BATCHED.map((command) => [
+      command,
+      new Batcher<ScriptOp, OpAnswer>({
+        run: (ops) => this.#runBatch(command, ops),
+        maxInFlight: Number.POSITIVE_INFINITY,
+      }),
+    ]),
+  );
 
   /** Uses `client` without taking it over: close() leaves it open. */
   constructor(client: RedisClient, options: RedisGateStoreOptions) {
@@ -427,60 +434,58 @@ export class RedisGateStore implements RebuildableGateStore {
   }
 
   /**
-   * Queues one operation for the end of this event-loop turn: the leads of one wave at the same gate
-   * then cost one script call (per hash slot on a cluster) instead of one each.
+   * One operation, sent with the others of this event-loop turn: the leads of one wave at the same
+   * gate then cost one script call (per hash slot on a cluster) instead of one each.
    */
-  #batched(command: BatchedCommand, keys: string[], args: (string | number)[]): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const queued = this.#queued.get(command);
-      if (queued) queued.push({ keys, args, resolve, reject });
-      else this.#queued.set(command, [{ keys, args, resolve, reject }]);
-      if (this.#flushQueued) return;
-      this.#flushQueued = true;
-      // After the turn's I/O callbacks and microtasks: every reply of a wave has moved its lead on.
-      setImmediate(() => this.#flush());
-    });
+  async #batched(command: BatchedCommand, keys: string[], args: (string | number)[]): Promise<unknown> {
+    const answer = await (this.#batchers.get(command) as Batcher<ScriptOp, OpAnswer>).add({ keys, args });
+    if (!answer.ok) throw answer.error;
+    return answer.reply;
   }
 
-  #flush(): void {
-    this.#flushQueued = false;
-    const queued = [...this.#queued];
-    this.#queued.clear();
-    for (const [command, ops] of queued) {
-      for (const group of this.#bySlot(ops)) this.#send(command, group);
-    }
-  }
-
-  /** A cluster runs a script on the node of its keys' slot: one batch per slot (never CROSSSLOT). */
-  #bySlot(ops: QueuedOp[]): QueuedOp[][] {
-    if (!this.#client.isCluster) return [ops];
-    return [...groupBy(ops, (op) => String(calculateSlot(op.keys[0] as string))).values()];
-  }
-
-  #send(command: BatchedCommand, ops: QueuedOp[]): void {
-    if (ops.length === 1) {
-      const [op] = ops as [QueuedOp];
-      this.#run(command, op.keys, op.args).then(op.resolve, op.reject);
-      return;
-    }
-    const keys = ops.flatMap((op) => op.keys);
-    const args = ops.flatMap((op) => [op.args.length, ...op.args]);
-    const run = (this.#client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[
-      batchCommand(command)
-    ] as (...a: (string | number)[]) => Promise<unknown>;
-    run.call(this.#client, keys.length, ...keys, ...args).then(
-      (replies) => {
-        for (const [i, op] of ops.entries()) {
-          const [ok, reply] = (replies as [number, unknown][])[i] ?? [0, "no reply in the batch"];
-          if (ok === 1) op.resolve(reply);
-          else op.reject(new Error(`${command}: ${String(reply)}`));
-        }
-      },
-      // The call itself failed (a timeout, the connection): each operation fails as it would alone.
-      (error: unknown) => {
-        for (const op of ops) op.reject(error);
-      },
+  /** A batch's operations, one answer each, in order; a cluster runs one call per hash slot. */
+  async #runBatch(command: BatchedCommand, ops: ScriptOp[]): Promise<OpAnswer[]> {
+    const answers: OpAnswer[] = [];
+    const indexed = ops.map((op, i) => ({ op, i }));
+    const groups = this.#client.isCluster
+      ? [...groupBy(indexed, ({ op }) => String(calculateSlot(op.keys[0] as string))).values()]
+      : [indexed];
+    await Promise.all(
+      groups.map(async (group) => {
+        const replies = await this.#runGroup(
+          command,
+          group.map(({ op }) => op),
+        );
+        for (const [j, { i }] of group.entries()) answers[i] = replies[j] as OpAnswer;
+      }),
     );
+    return answers;
+  }
+
+  /** Operations whose keys share one slot: the plain script for one, the batch script for more. */
+  async #runGroup(command: BatchedCommand, ops: ScriptOp[]): Promise<OpAnswer[]> {
+    try {
+      if (ops.length === 1) {
+        const [op] = ops as [ScriptOp];
+        return [{ ok: true, reply: await this.#run(command, op.keys, op.args) }];
+      }
+      const keys = ops.flatMap((op) => op.keys);
+      const args = ops.flatMap((op) => [op.args.length, ...op.args]);
+      const run = (
+        this.#client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>
+      )[batchCommand(command)] as (...a: (string | number)[]) => Promise<unknown>;
+      const replies = (await run.call(this.#client, keys.length, ...keys, ...args)) as [number, unknown][];
+      return ops.map((_, i) => {
+        const [ok, reply] = replies[i] ?? [0, "no reply in the batch"];
+        return ok === 1
+          ? { ok: true, reply }
+          : { ok: false, error: new Error(`${command}: ${String(reply)}`) };
+      });
+    } catch (error) {
+      // The call itself failed (a timeout, the connection): its operations fail as each would alone,
+      // and the other slots' calls keep their answers.
+      return ops.map(() => ({ ok: false, error }));
+    }
   }
 
   #run(command: ScriptCommand, keys: string[], args: (string | number)[]): Promise<unknown> {
