@@ -541,9 +541,18 @@ ${dot}${DOT_SCRIPT_CLOSE}
 }
 
 async function renderSvg(dot: string): Promise<string> {
-  // Loaded only when a page is written: `--check` compares text and needs no WASM.
-  const { Graphviz } = await import("@hpcc-js/wasm-graphviz");
-  const graphviz = await Graphviz.load();
+  // Loaded only when a page is written: `--check` compares text and needs no WASM. An optional
+  // dependency: an install without it (--omit=optional) still dispatches, only this page needs it.
+  let wasm: typeof import("@hpcc-js/wasm-graphviz");
+  try {
+    wasm = await import("@hpcc-js/wasm-graphviz");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw error;
+    throw new Error(
+      "viz needs the optional dependency @hpcc-js/wasm-graphviz to lay out the SVG page: npm install @hpcc-js/wasm-graphviz",
+    );
+  }
+  const graphviz = await wasm.Graphviz.load();
   return graphviz.dot(dot, "svg");
 }
 
