@@ -1,6 +1,6 @@
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { AnyStateMachine, AnyStateNode } from "xstate";
 import { leadMachine } from "../machines/lead-machine.js";
 
@@ -591,7 +591,7 @@ export function embeddedDot(html: string): string | null {
 export interface VizOptions {
   /** Compare with the files in `outDir` instead of writing them. */
   check?: boolean;
-  /** Default: the package's docs/ folder, wherever the command runs from. */
+  /** Default: `defaultVizDir()`. */
   outDir?: string;
 }
 
@@ -602,10 +602,26 @@ export interface VizResult {
   written: string[];
 }
 
-const DEFAULT_OUT_DIR = fileURLToPath(new URL("../../docs/", import.meta.url));
+/**
+ * Where the diagrams go unless told: the current directory, as other generators do, never the
+ * installed package's own folder under node_modules. At the root of a dialgate source checkout it is
+ * docs/, where the committed diagrams live (`viz --check` in CI compares those).
+ */
+export function defaultVizDir(cwd: string = process.cwd()): string {
+  return isDialgateCheckout(cwd) ? path.join(cwd, "docs") : cwd;
+}
+
+function isDialgateCheckout(dir: string): boolean {
+  if (!existsSync(path.join(dir, "src", "machines", "lead-machine.ts"))) return false;
+  try {
+    return JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8")).name === "dialgate";
+  } catch {
+    return false;
+  }
+}
 
 export async function viz(options: { check?: boolean; outDir?: string } = {}): Promise<VizResult> {
-  const outDir = path.resolve(options.outDir ?? DEFAULT_OUT_DIR);
+  const outDir = path.resolve(options.outDir ?? defaultVizDir());
   const mdPath = path.join(outDir, MD_FILE);
   const htmlPath = path.join(outDir, HTML_FILE);
   const shown = (file: string) => {

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
 import { ValidationError } from "../../infra/config.js";
+import { reportFailure, UsageError } from "../errors.js";
 import { backendFactory, backendUnavailable, registerBackend } from "./backends.js";
 import { type RunOptions, runScenario } from "./engine.js";
 import { redisBackend, redisBackendUnavailable } from "./redis-backend.js";
@@ -26,7 +27,7 @@ export async function simulate(scenario: Scenario, options: RunOptions = {}): Pr
 }
 
 /** A scenario file that could not be read or is not JSON. */
-export class ScenarioFileError extends Error {
+export class ScenarioFileError extends UsageError {
   override readonly name = "ScenarioFileError";
   constructor(
     readonly file: string,
@@ -77,8 +78,8 @@ export async function simulateCommand(
     scenario = await readScenario(file);
   } catch (error) {
     if (!(error instanceof ValidationError || error instanceof ScenarioFileError)) throw error;
-    console.error(`dialgate: ${error instanceof ValidationError ? `${file}: ` : ""}${error.message}`);
-    return BAD_INPUT;
+    // One line per bad field, each naming the file: `dialgate: s.json: scenario.seed must be …`.
+    return reportFailure(error, error instanceof ValidationError ? `${file}: ` : "");
   }
 
   const bar = options.json ? null : progressBar(expandLeads(scenario).length);
