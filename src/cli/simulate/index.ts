@@ -1,6 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
 import { ValidationError } from "../../infra/config.js";
+import { envLogLevel } from "../../infra/logger.js";
 import { reportFailure, UsageError } from "../errors.js";
 import { backendFactory, backendUnavailable, registerBackend } from "./backends.js";
 import { type RunOptions, runScenario } from "./engine.js";
@@ -82,7 +83,9 @@ export async function simulateCommand(
     return reportFailure(error, error instanceof ValidationError ? `${file}: ` : "");
   }
 
-  const bar = options.json ? null : progressBar(expandLeads(scenario).length);
+  // A bar redrawn between log lines would garble the trace.
+  const quiet = options.json || envLogLevel("silent") !== "silent";
+  const bar = quiet ? null : progressBar(expandLeads(scenario).length);
   let run: Awaited<ReturnType<typeof runScenario>>;
   try {
     run = await runScenario(scenario, {
