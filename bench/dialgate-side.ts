@@ -175,6 +175,7 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
     cpuMsPerDial: round(cost.cpuMs / dials, 3),
     redisCommandsPerDial: round(sum(cost.commands) / dials, 2),
     redisCommandsSentPerDial: round(sum(cost.sent) / dials, 2),
+    redisRoundTripsPerDial: round(cost.roundTrips / dials, 2),
     pgStatementsPerDial: round(cost.statements / dials, 2),
     pgTransactionsPerDial: xacts === null ? null : round(xacts / dials, 2),
     redisServerCpuMsPerDial: cost.redisCpuMs === null ? null : round(cost.redisCpuMs / dials, 3),

@@ -1,13 +1,16 @@
 /**
- * `npm run bench` ("bench": "tsx bench/run.ts"): dialgate and a BullMQ peer on the same workload, on
+ * `npm run bench` ("bench": "tsx bench/run.ts"): dialgate and two BullMQ peers on the same workload, on
  * real Redis + Postgres (REDIS_URL / DATABASE_URL, else the test harness's throw-away servers), with
- * an instant simulated provider. Prints a table and writes bench/results/latest.json.
+ * an instant simulated provider. Prints a table and writes bench/results/latest.json. The minimal
+ * peer (bench/peer-side.ts) writes one row per dial; the same-durability peer
+ * (bench/durable-peer-side.ts) writes what dialgate writes: a dial row before makeCall, the status
+ * after, the call's end with its line released.
  *
- * Each side runs in a process of its own (bench/dialgate-side.ts, bench/peer-side.ts), one after the
- * other: a warm-up, 5 runs with every lead due at once (the backlog: throughput), a warm-up and 5 runs
- * with leads due at half that side's peak rate (latency), and for dialgate two profile runs (store
- * calls by call site; a sampled CPU profile), kept out of the table's medians. Every figure is the median of its 5 runs. Heap
- * per in-flight actor comes from bench/heap.ts.
+ * Each side runs in a process of its own, one after the other: a warm-up, BENCH_RUNS (default 5) runs
+ * with every lead due at once (the backlog: throughput), a warm-up and BENCH_RUNS runs with leads due
+ * at half that side's peak rate (latency), and for dialgate two profile runs (store calls by call
+ * site; a sampled CPU profile), kept out of the table's medians. Every figure is the median of its
+ * runs. Heap per in-flight actor comes from bench/heap.ts.
  *
  * Sizes: a backlog run holds about BACKLOG_SECONDS of the side's warm-up rate (at least BENCH_LEADS,
  * default 4000, at most 40000), so that the faster side is not measured on a one-second burst;
@@ -20,6 +23,7 @@ import { machineInfo } from "./lib/machine.js";
 import { type RunResult, Side, type SideEnv } from "./lib/protocol.js";
 import {
   briefRun,
+  evaluateLeanTargets,
   evaluateTargets,
   formatReport,
   type HeapResult,
@@ -30,7 +34,8 @@ import { startServers } from "./lib/servers.js";
 import { median } from "./lib/stats.js";
 import { HOT, NUMBERS, RULE } from "./lib/workload.js";
 
-const RUNS = 5;
+/** BENCH_RUNS=1 (or 2, 3) for a quicker, rougher look; the figures to quote use the default 5. */
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 /** A backlog run lasts about this long at the side's warm-up rate. */
 const BACKLOG_SECONDS = 12;
 const MAX_BACKLOG = 40_000;
@@ -130,6 +135,12 @@ try {
   });
   const dialgateRuns = await runSide("dialgate", "dialgate-side.ts", env(servers.freshSchema()), true);
   const peerRuns = await runSide("peer", "peer-side.ts", env(servers.freshSchema()), false);
+  const durableRuns = await runSide(
+    "durable peer",
+    "durable-peer-side.ts",
+    env(servers.freshSchema()),
+    false,
+  );
   const heapEnv = { ...env(""), BENCH_ACTORS: String(SIZES.actors) };
   const heap = {
     check: await heapRun("check", { ...heapEnv, BENCH_PARK: "check" } as SideEnv),
@@ -139,8 +150,20 @@ try {
 
   const dialgate = summarise(dialgateRuns);
   const peer = summarise(peerRuns);
+  const durablePeer = summarise(durableRuns);
   const targets = evaluateTargets(dialgate, peer, heap);
-  const report = formatReport({ sizes: SIZES, machine, ceiling, dialgate, peer, heap, targets });
+  const leanTargets = evaluateLeanTargets(dialgate, peer, durablePeer);
+  const report = formatReport({
+    sizes: SIZES,
+    machine,
+    ceiling,
+    dialgate,
+    peer,
+    durablePeer,
+    heap,
+    targets,
+    leanTargets,
+  });
   const profile =
     dialgateRuns.profile.length > 0
       ? Object.assign({}, ...dialgateRuns.profile.map((r) => r.profile))
@@ -150,10 +173,14 @@ try {
     console.info(`\ndialgate profile (two extra backlog runs, instrumented):\n${formatProfile(profile)}`);
   console.info(
     "\nRedis commands: sent = counted at the ioredis clients (an EVALSHA is one); executed = INFO commandstats" +
-      " delta (each command inside a Lua script counts). Postgres statements: counted at the pg client" +
+      " delta (each command inside a Lua script counts); round trips = at the clients, a command on its own" +
+      " counts one and a pipeline (explicit or auto) one for all its commands, divided by the dials, so a" +
+      " batch serving n dials adds 1/n to each. Postgres statements: counted at the pg client" +
       " (pool.query wrapped); pg_stat_database xact_commit + xact_rollback as a cross-check." +
-      " The peer writes one row per dial (no dial row, no claim lease, no end write); dialgate ends each call" +
-      " through callEnded the moment its lead is PROCESSING.",
+      " The minimal peer writes one row per dial (no dial row, no claim lease, no end write); the durable" +
+      " peer writes a dial row before makeCall, the status after and the end (no claim lease: BullMQ's job" +
+      " lock stands for it); dialgate ends each call through callEnded the moment its lead is PROCESSING." +
+      " The machine is shared: read the ratios of one run before its absolute figures.",
   );
   const totalSeconds = Math.round((Date.now() - startedAt) / 1000);
   console.info(`bench took ${totalSeconds} s`);
@@ -167,15 +194,18 @@ try {
         machine,
         servers: servers.origin,
         ceiling,
-        summary: { dialgate, peer },
+        summary: { dialgate, peer, durablePeer },
         ratios: {
           throughput: dialgate.dialsPerSecond / peer.dialsPerSecond,
           cpuPerDial: dialgate.cpuMsPerDial / peer.cpuMsPerDial,
+          throughputVsDurable: dialgate.dialsPerSecond / durablePeer.dialsPerSecond,
+          cpuPerDialVsDurable: dialgate.cpuMsPerDial / durablePeer.cpuMsPerDial,
         },
         targets,
+        leanTargets,
         heap,
         profile: profile ?? null,
-        runs: { dialgate: dialgateRuns, peer: peerRuns },
+        runs: { dialgate: dialgateRuns, peer: peerRuns, durablePeer: durableRuns },
       },
       null,
       2,

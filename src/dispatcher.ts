@@ -20,7 +20,9 @@ import {
   leadSchema,
   numberSchema,
   parseOrThrow,
+  phoneSchema,
   templateSchema,
+  text,
 } from "./infra/config.js";
 import { createLogger } from "./infra/logger.js";
 import { MemoryGateStore } from "./infra/memory/gate-store.js";
@@ -68,6 +70,7 @@ export interface DispatcherOptions {
   sweepEveryMs?: number;
   numbers?: unknown[];
   templates?: unknown[];
+  /** Phones in any spelling a lead may use; kept, like lead phones, as E.164. */
   blockedPhones?: string[];
   /**
    * The host's own checks before a dial (a DNC lookup, a consent record), run at once in the
@@ -110,13 +113,13 @@ export interface DispatcherStats {
 const pauseScopeSchema = z.union(
   [
     z.object({ global: z.literal(true) }).strict(),
-    z.object({ resellerId: z.string().min(1).max(200) }).strict(),
-    z.object({ templateId: z.string().min(1).max(200) }).strict(),
+    z.object({ resellerId: text.min(1).max(200) }).strict(),
+    z.object({ templateId: text.min(1).max(200) }).strict(),
   ],
   { error: "must be { global: true }, { resellerId } or { templateId }" },
 );
 
-const leadIdSchema = z.string().min(1, "must not be empty").max(200);
+const leadIdSchema = text.min(1, "must not be empty").max(200);
 
 /** Creates an embedded dispatcher. Nothing runs until `start()`. */
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
@@ -151,7 +154,9 @@ export class Dispatcher {
     this.#seed = {
       numbers: (options.numbers ?? []).map((n, i) => parseOrThrow(numberSchema, n, `numbers[${i}]`)),
       templates: (options.templates ?? []).map((t, i) => parseOrThrow(templateSchema, t, `templates[${i}]`)),
-      blocked: options.blockedPhones ?? [],
+      blocked: (options.blockedPhones ?? []).map((p, i) =>
+        parseOrThrow(phoneSchema, p, `blockedPhones[${i}]`, { isPhone: true }),
+      ),
     };
     this.clock = options.clock ?? new SystemClock();
     this.logger = options.logger ?? createLogger();
@@ -180,11 +185,12 @@ export class Dispatcher {
       (error) => onError("alert sink", error),
     );
     this.#lineCounts = new PoolLineCounts(this.gates);
+    const providers = new Map((options.providers ?? []).map((p) => [p.name, p]));
     const run = createLeadRunner({
       config: this.config,
       store: this.store,
       gates: this.gates,
-      providers: new Map((options.providers ?? []).map((p) => [p.name, p])),
+      providers,
       clock: this.clock,
       outbox: this.#outbox,
       hmacSecret: this.#hmacSecret,
@@ -195,6 +201,10 @@ export class Dispatcher {
       leadLog,
       preDialChecks,
       lineCounts: this.#lineCounts,
+      onLateDialResult: (dialRef, result) =>
+        this.#calls
+          .lateDialResult(dialRef, result)
+          .catch((error: unknown) => onError(`late dial result ${dialRef}`, error)),
     });
     this.#supervisor = new Supervisor({
       store: this.store,
@@ -216,6 +226,7 @@ export class Dispatcher {
       alerter: this.#alerter,
       outbox: this.#outbox,
       hmacSecret: this.#hmacSecret,
+      providers,
       emit,
       poke: () => this.#supervisor.poke(),
     });
@@ -346,6 +357,7 @@ export class Dispatcher {
    * call: the call finishes, then the lead ends CANCELLED instead of retrying.
    */
   async cancel(leadId: string): Promise<LeadRecord | null> {
+    parseOrThrow(leadIdSchema, leadId, "leadId");
     const lead = await this.store.cancel(leadId, this.clock.now());
     this.#supervisor.stopLead(leadId);
     if (lead?.status === "FINISHED" && lead.outcome === "CANCELLED") {

@@ -25,27 +25,49 @@ export function countingPool(pool: pg.Pool): CountingPool {
 
 /**
  * Commands as clients send them (an EVALSHA is one, whatever its script runs), counted by patching
- * `sendCommand` of an ioredis class: pipelines and scripts pass through it too.
+ * `sendCommand` of an ioredis class: pipelines and scripts pass through it too. Round trips are
+ * counted beside them: a command sent on its own is one, a pipeline (explicit, MULTI or ioredis's
+ * auto-pipelining) is one for all its commands, a script over many keys is one — so a batch that
+ * serves n dials adds 1/n to each dial's share.
  */
 export class SentCommands {
   readonly counts = new Map<string, number>();
+  readonly #trips = { n: 0 };
 
   /** Counts every command sent by instances of `RedisClass` (ioredis 5 or 6). */
   watch(RedisClass: unknown): this {
     const proto = (
-      RedisClass as { prototype: { sendCommand: (command: { name: string }, ...rest: unknown[]) => unknown } }
+      RedisClass as {
+        prototype: {
+          sendCommand: (command: { name: string }, stream?: unknown, ...rest: unknown[]) => unknown;
+        };
+      }
     ).prototype;
     const send = proto.sendCommand;
     const counts = this.counts;
-    proto.sendCommand = function (this: unknown, command, ...rest) {
+    const trips = this.#trips;
+    // ioredis hands every command of one pipeline exec the same write stream, marked `isPipeline`:
+    // its first command counts the round trip.
+    const pipelines = new WeakSet<object>();
+    proto.sendCommand = function (this: unknown, command, stream, ...rest) {
       counts.set(command.name, (counts.get(command.name) ?? 0) + 1);
-      return send.call(this, command, ...rest);
+      const pipeline = (stream as { isPipeline?: boolean } | undefined)?.isPipeline === true;
+      if (!pipeline) trips.n += 1;
+      else if (!pipelines.has(stream as object)) {
+        pipelines.add(stream as object);
+        trips.n += 1;
+      }
+      return send.call(this, command, stream, ...rest);
     };
     return this;
   }
 
   snapshot(): Map<string, number> {
     return new Map(this.counts);
+  }
+
+  get roundTrips(): number {
+    return this.#trips.n;
   }
 }
 
@@ -136,6 +158,7 @@ export interface Snapshot {
   cpu: NodeJS.CpuUsage;
   commands: Map<string, number>;
   sent: Map<string, number>;
+  roundTrips: number;
   redisCpuMs: number | null;
   postgresCpuMs: number | null;
   statements: number;
@@ -148,6 +171,8 @@ export interface RunCost {
   commands: Map<string, number>;
   /** Sent by this process's clients: an EVALSHA counts once. */
   sent: Map<string, number>;
+  /** Round trips of this process's clients (see SentCommands). */
+  roundTrips: number;
   redisCpuMs: number | null;
   postgresCpuMs: number | null;
   /** Statements sent through the counted pool. */
@@ -166,10 +191,13 @@ export class CostMeter {
   async snapshot(): Promise<Snapshot> {
     const sent = this.sent.snapshot();
     const commands = await commandStats(this.redis);
+    // After the INFO, so that reading it is not a round trip of the run.
+    const roundTrips = this.sent.roundTrips;
     return {
       cpu: process.cpuUsage(),
       commands,
       sent,
+      roundTrips,
       redisCpuMs: this.pids.redis === null ? null : processCpuMs(this.pids.redis),
       postgresCpuMs: postgresCpuMs(this.pids.postmaster),
       statements: this.counted?.statements() ?? 0,
@@ -182,12 +210,14 @@ export class CostMeter {
     const cpu = process.cpuUsage(before.cpu);
     const statements = (this.counted?.statements() ?? 0) - before.statements;
     const sent = commandDelta(before.sent, this.sent.snapshot());
+    const roundTrips = this.sent.roundTrips - before.roundTrips;
     const at = Date.now();
     const after = await this.snapshot();
     return {
       cpuMs: (cpu.user + cpu.system) / 1000,
       commands: commandDelta(before.commands, after.commands),
       sent,
+      roundTrips,
       redisCpuMs: diff(before.redisCpuMs, after.redisCpuMs),
       postgresCpuMs: diff(before.postgresCpuMs, after.postgresCpuMs),
       statements,

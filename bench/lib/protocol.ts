@@ -1,6 +1,6 @@
 /**
  * What the bench orchestrator (bench/run.ts) and its side processes (bench/dialgate-side.ts,
- * bench/peer-side.ts, bench/heap.ts) say to each other over the fork IPC channel.
+ * bench/peer-side.ts, bench/durable-peer-side.ts, bench/heap.ts) say to each other over the fork IPC channel.
  */
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -35,6 +35,8 @@ export interface RunResult {
   redisCommandsPerDial: number;
   /** Sent by the side's clients: an EVALSHA counts once. */
   redisCommandsSentPerDial: number;
+  /** Round trips of the side's clients: a pipeline or a script over many keys counts once. */
+  redisRoundTripsPerDial: number;
   pgStatementsPerDial: number;
   /** pg_stat_database xact_commit + xact_rollback delta per dial (a cross-check of the count). */
   pgTransactionsPerDial: number | null;

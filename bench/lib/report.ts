@@ -26,6 +26,8 @@ export interface SideSummary {
   cpuMsPerDial: number;
   pacedCpuMsPerDial: number;
   redisCommandsSentPerDial: number;
+  redisRoundTripsPerDial: number;
+  pacedRedisRoundTripsPerDial: number;
   redisCommandsPerDial: number;
   pgStatementsPerDial: number;
   pacedPgStatementsPerDial: number;
@@ -52,7 +54,7 @@ const med = (runs: RunResult[], pick: (r: RunResult) => number | null) => {
 export function briefRun(r: RunResult): string {
   return (
     `${r.dials}/${r.expectedDials} dials, ${r.dialsPerSecond} dials/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ` +
-    `${r.cpuMsPerDial} CPU ms/dial, Redis ${r.redisCommandsSentPerDial} sent/dial, PG ${r.pgStatementsPerDial} stmts/dial, ` +
+    `${r.cpuMsPerDial} CPU ms/dial, Redis ${r.redisCommandsSentPerDial} sent/dial (${r.redisRoundTripsPerDial} round trips), PG ${r.pgStatementsPerDial} stmts/dial, ` +
     `violations ${JSON.stringify(r.violations)}${r.complete ? "" : " (INCOMPLETE)"}`
   );
 }
@@ -77,6 +79,8 @@ export function summarise(side: SideRuns): SideSummary {
     cpuMsPerDial: med(peak, (r) => r.cpuMsPerDial) ?? Number.NaN,
     pacedCpuMsPerDial: med(paced, (r) => r.cpuMsPerDial) ?? Number.NaN,
     redisCommandsSentPerDial: med(peak, (r) => r.redisCommandsSentPerDial) ?? Number.NaN,
+    redisRoundTripsPerDial: med(peak, (r) => r.redisRoundTripsPerDial) ?? Number.NaN,
+    pacedRedisRoundTripsPerDial: med(paced, (r) => r.redisRoundTripsPerDial) ?? Number.NaN,
     redisCommandsPerDial: med(peak, (r) => r.redisCommandsPerDial) ?? Number.NaN,
     pgStatementsPerDial: med(peak, (r) => r.pgStatementsPerDial) ?? Number.NaN,
     pacedPgStatementsPerDial: med(paced, (r) => r.pgStatementsPerDial) ?? Number.NaN,
@@ -98,26 +102,28 @@ export interface Target {
 }
 
 const ratio = (a: number, b: number) => round(a / b, 2);
+const atLeast = (value: number, goal: number, unit = "") =>
+  value >= goal ? `${round(value - goal, 2)}${unit} to spare` : `${round(goal / value, 2)}× short`;
+const atMost = (value: number, goal: number, unit = "") =>
+  value <= goal ? `${round(goal - value, 2)}${unit} to spare` : `${round(value / goal, 2)}× over`;
+const violationFree = (s: SideSummary) =>
+  s.violations.overCap + s.violations.overChannels + s.violations.duplicateDials === 0;
 
 export function evaluateTargets(d: SideSummary, p: SideSummary, heap: HeapResult): Target[] {
-  const zeroViolations = d.violations.overCap + d.violations.overChannels + d.violations.duplicateDials === 0;
+  const zeroViolations = violationFree(d);
   const throughput = ratio(d.dialsPerSecond, p.dialsPerSecond);
   const cpu = ratio(d.cpuMsPerDial, p.cpuMsPerDial);
   const heapKb = round(heap.makeCall.bytesPerActor / 1024, 2);
-  const atLeast = (value: number, goal: number, unit = "") =>
-    value >= goal ? `${round(value - goal, 2)}${unit} to spare` : `${round(goal / value, 2)}× short`;
-  const atMost = (value: number, goal: number, unit = "") =>
-    value <= goal ? `${round(goal - value, 2)}${unit} to spare` : `${round(value / goal, 2)}× over`;
   return [
     {
-      name: "throughput vs peer, zero violations on our side",
+      name: "throughput vs minimal peer, zero violations on our side",
       goal: "≥ 2× peer, 0 violations",
       measured: `${throughput}× (${d.dialsPerSecond} vs ${p.dialsPerSecond} dials/s); violations ${zeroViolations ? 0 : JSON.stringify(d.violations)}`,
       pass: throughput >= 2 && zeroViolations,
       margin: atLeast(throughput, 2, "×"),
     },
     {
-      name: "CPU per dial vs peer",
+      name: "CPU per dial vs minimal peer",
       goal: "≤ 0.8× peer",
       measured: `${cpu}× (${d.cpuMsPerDial} vs ${p.cpuMsPerDial} ms)`,
       pass: cpu <= 0.8,
@@ -154,6 +160,54 @@ export function evaluateTargets(d: SideSummary, p: SideSummary, heap: HeapResult
   ];
 }
 
+/**
+ * The figures of the lean-engine issue (12), against both peers of the same bench run: CPU per dial,
+ * throughput against the minimal and the same-durability peer, p99 at half peak, Redis round trips.
+ */
+export function evaluateLeanTargets(d: SideSummary, minimal: SideSummary, durable: SideSummary): Target[] {
+  const violations = violationFree(d) ? "0" : JSON.stringify(d.violations);
+  const vsMinimal = ratio(d.dialsPerSecond, minimal.dialsPerSecond);
+  const vsDurable = ratio(d.dialsPerSecond, durable.dialsPerSecond);
+  return [
+    {
+      name: "CPU per dial, backlog",
+      goal: "≤ 0.40 ms",
+      measured: `${d.cpuMsPerDial} ms (minimal peer ${minimal.cpuMsPerDial}, durable peer ${durable.cpuMsPerDial})`,
+      pass: d.cpuMsPerDial <= 0.4,
+      margin: atMost(d.cpuMsPerDial, 0.4, " ms"),
+    },
+    {
+      name: "throughput vs minimal peer, zero violations on our side",
+      goal: "≥ 1× peer, 0 violations",
+      measured: `${vsMinimal}× (${d.dialsPerSecond} vs ${minimal.dialsPerSecond} dials/s); violations ${violations}`,
+      pass: vsMinimal >= 1 && violationFree(d),
+      margin: atLeast(vsMinimal, 1, "×"),
+    },
+    {
+      name: "throughput vs same-durability peer, zero violations on our side",
+      goal: "≥ 2× peer, 0 violations",
+      measured: `${vsDurable}× (${d.dialsPerSecond} vs ${durable.dialsPerSecond} dials/s); violations ${violations}`,
+      pass: vsDurable >= 2 && violationFree(d),
+      margin: atLeast(vsDurable, 2, "×"),
+    },
+    {
+      name: "p99 due → makeCall at half the peak rate",
+      goal: "≤ 50 ms",
+      measured: `${d.pacedP99Ms} ms at ${d.pacedRate} dials/s (p50 ${d.pacedP50Ms} ms)`,
+      pass: d.pacedP99Ms <= 50,
+      margin: atMost(d.pacedP99Ms, 50, " ms"),
+    },
+    {
+      name: "Redis round trips per dial (a pipeline or a batched script counts once, shared by its dials)",
+      goal: "≤ 2",
+      measured: `${d.redisRoundTripsPerDial} at peak, ${d.pacedRedisRoundTripsPerDial} at half peak (commands at peak: ${d.redisCommandsSentPerDial} sent, ${d.redisCommandsPerDial} executed per commandstats)`,
+      // Both loads, as for the Postgres statements: a full backlog fills every batch, half peak need not.
+      pass: Math.max(d.redisRoundTripsPerDial, d.pacedRedisRoundTripsPerDial) <= 2,
+      margin: atMost(Math.max(d.redisRoundTripsPerDial, d.pacedRedisRoundTripsPerDial), 2),
+    },
+  ];
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
   return rows
@@ -169,18 +223,35 @@ function table(rows: string[][]): string {
 const f = (v: number | null, digits = 2) =>
   v === null || Number.isNaN(v) ? "n/a" : String(round(v, digits));
 const x = (a: number | null, b: number | null) => (a === null || b === null ? "" : `${f(a / b)}×`);
+const line = (t: Target) =>
+  `  ${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.measured}; goal ${t.goal}; ${t.margin}`;
 const v = (s: Violations) => `${s.overCap} / ${s.overChannels} / ${s.duplicateDials}`;
 
 export function formatReport(input: {
-  sizes: Record<string, unknown>;
+  sizes: Record<string, unknown> & { runs: number };
   machine: MachineInfo;
   ceiling: Ceiling;
   dialgate: SideSummary;
   peer: SideSummary;
+  durablePeer: SideSummary;
   heap: HeapResult;
   targets: Target[];
+  leanTargets: Target[];
 }): string {
-  const { sizes, machine: m, ceiling: c, dialgate: d, peer: p, heap, targets } = input;
+  const { sizes, machine: m, ceiling: c, dialgate: d, peer: p, durablePeer: q, heap, targets } = input;
+  /** A figure of each side, then dialgate ÷ each peer when `ratios`. */
+  const row = (
+    label: string,
+    pick: (s: SideSummary) => string,
+    ratios?: (s: SideSummary) => number | null,
+  ) => [
+    label,
+    pick(d),
+    pick(p),
+    pick(q),
+    ratios ? x(ratios(d), ratios(p)) : "",
+    ratios ? x(ratios(d), ratios(q)) : "",
+  ];
   const lines: string[] = [];
   lines.push(
     `machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB; node ${m.node}, redis-server ${m.redisServer}, postgres ${m.postgres} (fsync ${m.postgresSettings.fsync}, synchronous_commit ${m.postgresSettings.synchronous_commit})`,
@@ -194,85 +265,72 @@ export function formatReport(input: {
       .join(", ")}`,
     "",
     table([
-      ["median of 5 runs", "dialgate", "peer (BullMQ)", "dialgate ÷ peer"],
-      ["backlog leads per run (sized from the warm-up rate)", f(d.backlogLeads, 0), f(p.backlogLeads, 0), ""],
       [
+        `median of ${sizes.runs} runs`,
+        "dialgate",
+        "minimal peer",
+        "durable peer",
+        "dialgate ÷ minimal",
+        "dialgate ÷ durable",
+      ],
+      row("backlog leads per run (sized from the warm-up rate)", (s) => f(s.backlogLeads, 0)),
+      row(
         "dials/s, backlog (due → makeCall → PROCESSING)",
-        f(d.dialsPerSecond, 1),
-        f(p.dialsPerSecond, 1),
-        x(d.dialsPerSecond, p.dialsPerSecond),
-      ],
-      [
-        "due → makeCall p50 / p99 ms, backlog",
-        `${f(d.peakP50Ms, 0)} / ${f(d.peakP99Ms, 0)}`,
-        `${f(p.peakP50Ms, 0)} / ${f(p.peakP99Ms, 0)}`,
-        "",
-      ],
-      ["paced at half its peak: dials/s", f(d.pacedRate, 0), f(p.pacedRate, 0), ""],
-      [
-        "due → makeCall p50 / p99 ms, half peak",
-        `${f(d.pacedP50Ms, 0)} / ${f(d.pacedP99Ms, 0)}`,
-        `${f(p.pacedP50Ms, 0)} / ${f(p.pacedP99Ms, 0)}`,
-        "",
-      ],
-      [
+        (s) => f(s.dialsPerSecond, 1),
+        (s) => s.dialsPerSecond,
+      ),
+      row("due → makeCall p50 / p99 ms, backlog", (s) => `${f(s.peakP50Ms, 0)} / ${f(s.peakP99Ms, 0)}`),
+      row("paced at half its peak: dials/s", (s) => f(s.pacedRate, 0)),
+      row("due → makeCall p50 / p99 ms, half peak", (s) => `${f(s.pacedP50Ms, 0)} / ${f(s.pacedP99Ms, 0)}`),
+      row(
         "CPU ms per dial (side process), backlog",
-        f(d.cpuMsPerDial, 3),
-        f(p.cpuMsPerDial, 3),
-        x(d.cpuMsPerDial, p.cpuMsPerDial),
-      ],
-      [
+        (s) => f(s.cpuMsPerDial, 3),
+        (s) => s.cpuMsPerDial,
+      ),
+      row(
         "CPU ms per dial, half peak",
-        f(d.pacedCpuMsPerDial, 3),
-        f(p.pacedCpuMsPerDial, 3),
-        x(d.pacedCpuMsPerDial, p.pacedCpuMsPerDial),
-      ],
-      [
+        (s) => f(s.pacedCpuMsPerDial, 3),
+        (s) => s.pacedCpuMsPerDial,
+      ),
+      row(
+        "Redis round trips per dial (a pipeline or batch counts once), backlog",
+        (s) => f(s.redisRoundTripsPerDial),
+        (s) => s.redisRoundTripsPerDial,
+      ),
+      row("Redis round trips per dial, half peak", (s) => f(s.pacedRedisRoundTripsPerDial)),
+      row(
         "Redis commands per dial, sent",
-        f(d.redisCommandsSentPerDial),
-        f(p.redisCommandsSentPerDial),
-        x(d.redisCommandsSentPerDial, p.redisCommandsSentPerDial),
-      ],
-      [
+        (s) => f(s.redisCommandsSentPerDial),
+        (s) => s.redisCommandsSentPerDial,
+      ),
+      row(
         "Redis commands per dial, executed (commandstats)",
-        f(d.redisCommandsPerDial),
-        f(p.redisCommandsPerDial),
-        x(d.redisCommandsPerDial, p.redisCommandsPerDial),
-      ],
-      [
+        (s) => f(s.redisCommandsPerDial),
+        (s) => s.redisCommandsPerDial,
+      ),
+      row(
         "Postgres statements per dial (pg client), backlog",
-        f(d.pgStatementsPerDial),
-        f(p.pgStatementsPerDial),
-        x(d.pgStatementsPerDial, p.pgStatementsPerDial),
-      ],
-      [
-        "Postgres statements per dial, half peak",
-        f(d.pacedPgStatementsPerDial),
-        f(p.pacedPgStatementsPerDial),
-        "",
-      ],
-      [
-        "Postgres transactions per dial (pg_stat_database)",
-        f(d.pgTransactionsPerDial),
-        f(p.pgTransactionsPerDial),
-        "",
-      ],
-      [
+        (s) => f(s.pgStatementsPerDial),
+        (s) => s.pgStatementsPerDial,
+      ),
+      row("Postgres statements per dial, half peak", (s) => f(s.pacedPgStatementsPerDial)),
+      row("Postgres transactions per dial (pg_stat_database)", (s) => f(s.pgTransactionsPerDial)),
+      row(
         "Redis server CPU ms per dial",
-        f(d.redisServerCpuMsPerDial, 3),
-        f(p.redisServerCpuMsPerDial, 3),
-        x(d.redisServerCpuMsPerDial, p.redisServerCpuMsPerDial),
-      ],
-      [
+        (s) => f(s.redisServerCpuMsPerDial, 3),
+        (s) => s.redisServerCpuMsPerDial,
+      ),
+      row(
         "Postgres server CPU ms per dial",
-        f(d.postgresServerCpuMsPerDial, 3),
-        f(p.postgresServerCpuMsPerDial, 3),
-        x(d.postgresServerCpuMsPerDial, p.postgresServerCpuMsPerDial),
-      ],
-      ["violations: over cap / over channels / duplicate dials", v(d.violations), v(p.violations), ""],
+        (s) => f(s.postgresServerCpuMsPerDial, 3),
+        (s) => s.postgresServerCpuMsPerDial,
+      ),
+      row("violations: over cap / over channels / duplicate dials", (s) => v(s.violations)),
       [
         "heap per in-flight lead actor, parked at makeCall / check",
         `${f(heap.makeCall.bytesPerActor / 1024)} / ${f(heap.check.bytesPerActor / 1024)} KB`,
+        "",
+        "",
         "",
         "",
       ],
@@ -288,13 +346,13 @@ export function formatReport(input: {
       )}; whole in-flight lead at check ${heap.check.bytesPerActor}, at makeCall ${heap.makeCall.bytesPerActor}`,
     "",
     "targets (a benchmark, not a test):",
-    ...targets.map(
-      (t) => `  ${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.measured}; goal ${t.goal}; ${t.margin}`,
-    ),
+    ...targets.map(line),
+    "lean-engine figures (issue 12), against both peers of this run:",
+    ...input.leanTargets.map(line),
   );
-  if (d.incompleteRuns + p.incompleteRuns > 0)
+  if (d.incompleteRuns + p.incompleteRuns + q.incompleteRuns > 0)
     lines.push(
-      `WARNING: runs that did not finish in time: dialgate ${d.incompleteRuns}, peer ${p.incompleteRuns}`,
+      `WARNING: runs that did not finish in time: dialgate ${d.incompleteRuns}, minimal peer ${p.incompleteRuns}, durable peer ${q.incompleteRuns}`,
     );
   return lines.join("\n");
 }

@@ -1,8 +1,17 @@
 import { z } from "zod";
 import type { DispatcherEvents } from "../events.js";
-import { type DispatcherConfig, parseOrThrow } from "../infra/config.js";
+import { type DispatcherConfig, parseOrThrow, text } from "../infra/config.js";
 import { phoneKey } from "../infra/phone-key.js";
-import type { Clock, GateStore, LeadRecord, LeadStore, Timer } from "../machines/ports.js";
+import type {
+  CallStatus,
+  Clock,
+  DialResult,
+  GateStore,
+  LeadRecord,
+  LeadStore,
+  Provider,
+  Timer,
+} from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
 import { parseDialRef } from "./gates.js";
 import type { Outbox } from "./outbox.js";
@@ -13,20 +22,35 @@ export type CallEndResult =
   | { kind: "duplicate"; leadId: string }
   /** Nobody dialled it: an orphan_call_end alert went out (throttled). */
   | { kind: "orphan" }
-  /** The dial is still committing: the signal is kept and applied right after (spec §7.15). */
-  | { kind: "pending"; leadId: string };
+  /**
+   * The dial is still committing: the signal is kept and applied right after (spec §7.15). No lead
+   * yet for an end that carries only a call id: makeCall has not returned it; an orphan_call_end
+   * alert goes out only once no dial can still be committing.
+   */
+  | { kind: "pending"; leadId: string | null };
 
 export const callEndSchema = z
   .object({
-    callId: z.string().min(1).optional(),
-    dialRef: z.string().min(1).optional(),
-    outcome: z.string().min(1).max(50),
+    callId: text.min(1).optional(),
+    dialRef: text.min(1).optional(),
+    outcome: text.min(1).max(50),
   })
   .strict()
   .refine((v) => v.callId !== undefined || v.dialRef !== undefined, {
     message: "needs callId or dialRef",
     path: ["callId"],
   });
+
+/** How long a call the provider still reports live is left before it is asked again. */
+const LIVE_CALL_RECHECK_MS = 10 * 60_000;
+
+type CallEndSignal = z.infer<typeof callEndSchema>;
+
+/** An end signal kept for a dial that may still be committing: tried again until `until`. */
+interface Pending {
+  until: number;
+  delayMs: number;
+}
 
 export interface CallLifecycleDeps {
   config: DispatcherConfig;
@@ -36,6 +60,8 @@ export interface CallLifecycleDeps {
   alerter: Alerter;
   outbox: Outbox;
   hmacSecret: string;
+  /** By name: the sweep asks a provider that offers callStatus before closing a call UNKNOWN. */
+  providers: ReadonlyMap<string, Provider>;
   emit: <K extends keyof DispatcherEvents>(name: K, payload: DispatcherEvents[K]) => void;
   /** Something became claimable. */
   poke: () => void;
@@ -50,6 +76,8 @@ export class CallLifecycle {
   readonly #d: CallLifecycleDeps;
   /** Per lead: when its held unknown dial expires, or its call has run too long. */
   readonly #deadlines = new Map<string, Timer>();
+  /** Retries of end signals kept pending (§7.15), cancelled by stop(). */
+  readonly #pending = new Set<Timer>();
 
   constructor(deps: CallLifecycleDeps) {
     this.#d = deps;
@@ -67,24 +95,49 @@ export class CallLifecycle {
   stop(): void {
     for (const timer of this.#deadlines.values()) timer.cancel();
     this.#deadlines.clear();
+    for (const timer of this.#pending) timer.cancel();
+    this.#pending.clear();
   }
 
   /**
    * A call ended (from a provider callback, received by any process): finishes the lead or schedules
-   * its retry, then frees its line exactly once. Duplicate and late signals free nothing.
+   * its retry, then frees its line exactly once. Duplicate and late signals free nothing. When the
+   * store fails the end is also kept in the outbox and applied once the store is back (the rejection
+   * still tells a webhook caller to have the provider retry: both are idempotent).
    */
   async callEnded(signal: { callId?: string; dialRef?: string; outcome: string }): Promise<CallEndResult> {
-    const { callId, dialRef, outcome } = parseOrThrow(callEndSchema, signal, "callEnded");
+    const parsed = parseOrThrow(callEndSchema, signal, "callEnded");
+    try {
+      return await this.#end(parsed);
+    } catch (error) {
+      this.#d.outbox.add({
+        what: `call end ${parsed.dialRef ?? "by call id"}`,
+        run: () => this.#end(parsed),
+      });
+      throw error;
+    }
+  }
+
+  /** `pending`: set once the signal is kept, until when and how soon it is tried again. */
+  async #end(signal: CallEndSignal, pending?: Pending): Promise<CallEndResult> {
+    const { callId, dialRef, outcome } = signal;
+    // The dialRef first: it names one dial, while a provider may hand out a call id twice (§7.1).
     const lead = await this.#d.store.findByDial({ callId, dialRef });
     if (!lead) {
+      // Only the call id: its lead learns it when makeCall returns, which may be after this end. Most
+      // such ends are true orphans, so the lookups back off.
+      if (!dialRef && this.#keepPending(signal, pending, true)) return { kind: "pending", leadId: null };
       await this.#d.alerter.raise("orphan_call_end", "orphan", "A call ended that no lead dialled", {
         ref: callId ?? dialRef ?? "?",
       });
       return { kind: "orphan" };
     }
     const dial = lead.dial;
-    const current = dial && (dial.callId === callId || dial.dialRef === dialRef);
-    if (current && lead.status === "DIALING") return this.#applyAfterCommit(lead.id, signal);
+    const current = dial !== null && (dialRef ? dial.dialRef === dialRef : dial.callId === callId);
+    if (current && lead.status === "DIALING") {
+      this.#keepPending(signal, pending, false);
+      return { kind: "pending", leadId: lead.id };
+    }
     if (!current || lead.status !== "PROCESSING" || !dial) {
       if (!current && dialRef) await this.#recordLateEnd(lead, dialRef);
       return { kind: "duplicate", leadId: lead.id };
@@ -105,25 +158,37 @@ export class CallLifecycle {
   }
 
   /**
-   * An end signal that overtook the reply to makeCall: tried again shortly, until the dial row says
-   * placed or unknown (then it ends the call) or the dial can no longer be committing.
+   * An end signal that overtook the reply to makeCall: tried again shortly, until its lead's dial row
+   * says placed or unknown (then it ends the call) or no dial can still be committing. False once
+   * that time has passed.
    */
-  #applyAfterCommit(
-    leadId: string,
-    signal: { callId?: string; dialRef?: string; outcome: string },
-  ): CallEndResult {
-    const giveUpAt = this.#d.clock.now() + this.#d.config.dial.timeoutMs + this.#d.config.claimLeaseMs;
-    const retry = () => {
-      this.callEnded(signal).then(
-        (result) => {
-          if (result.kind === "pending" && this.#d.clock.now() < giveUpAt)
-            this.#d.clock.setTimer(this.#d.clock.now() + 250, retry);
-        },
-        (error: unknown) => this.#d.emit("error", { where: `call end ${leadId}`, error }),
-      );
-    };
-    this.#d.clock.setTimer(this.#d.clock.now() + 250, retry);
-    return { kind: "pending", leadId };
+  #keepPending(signal: CallEndSignal, pending: Pending | undefined, backOff: boolean): boolean {
+    const now = this.#d.clock.now();
+    const until = pending?.until ?? now + this.#d.config.dial.timeoutMs + this.#d.config.claimLeaseMs;
+    if (now >= until) return false;
+    const delayMs = pending ? Math.min(5000, pending.delayMs * (backOff ? 2 : 1)) : 250;
+    const timer = this.#d.clock.setTimer(now + delayMs, () => {
+      this.#pending.delete(timer);
+      this.#end(signal, { until, delayMs }).catch((error: unknown) => {
+        this.#d.emit("error", { where: "call end", error });
+        this.#d.outbox.add({ what: "call end", run: () => this.#end(signal) });
+      });
+    });
+    this.#pending.add(timer);
+    return true;
+  }
+
+  /**
+   * The provider's reply to a dial that had already become unknown at dial.timeoutMs, applied like a
+   * late end signal: while the dial is held nothing changes (its end signal closes it); once its hold
+   * expired, a placed reply records the call again, since it did ring (§7.15). A reply that says not
+   * placed changes nothing: the hold runs its course.
+   */
+  async lateDialResult(dialRef: string, result: DialResult): Promise<void> {
+    if (result.kind !== "placed") return;
+    const lead = await this.#d.store.findByDial({ dialRef });
+    if (!lead || (lead.dial?.dialRef === dialRef && lead.status === "PROCESSING")) return;
+    await this.#recordLateEnd(lead, dialRef);
   }
 
   /**
@@ -169,9 +234,16 @@ export class CallLifecycle {
     }
     for (const lead of await this.#d.store.overdueCalls(now - this.#d.config.maxCallMinutes * 60_000)) {
       const dial = lead.dial;
-      if (!dial?.callId) continue;
-      if ((await this.callEnded({ callId: dial.callId, outcome: "UNKNOWN" })).kind === "ended")
-        overdueCalls += 1;
+      if (!dial) continue;
+      const status = await this.#callStatus(dial.numberId, dial.callId);
+      if (status.state === "live") {
+        // Still up at the provider: its line stays held; asked again later.
+        this.#armDeadline(lead.id, now + LIVE_CALL_RECHECK_MS);
+        continue;
+      }
+      const outcome = status.state === "ended" ? status.outcome : "UNKNOWN";
+      // By dialRef: every dial has one, and a call id may be missing or have been reused (§7.1).
+      if ((await this.#end({ dialRef: dial.dialRef, outcome })).kind === "ended") overdueCalls += 1;
     }
     // Also how an idle process takes over the leads of a dead one: their claim leases ran out.
     this.#d.poke();
@@ -207,6 +279,37 @@ export class CallLifecycle {
       }
     }
     return released;
+  }
+
+  /**
+   * What the provider says of a call past maxCallMinutes (spec §7.19), when it offers callStatus.
+   * Unknown without a call id, without the method, or when asking fails: then the call is closed
+   * UNKNOWN as before.
+   */
+  async #callStatus(numberId: string, callId: string | null): Promise<CallStatus> {
+    if (!callId) return { state: "unknown" };
+    try {
+      const number = await this.#d.store.number(numberId);
+      const provider = number && this.#d.providers.get(number.provider);
+      if (!provider?.callStatus) return { state: "unknown" };
+      const controller = new AbortController();
+      let timer: Timer | undefined;
+      // A provider that ignores its signal still gets no longer than a dial.
+      const timeout = new Promise<CallStatus>((resolve) => {
+        timer = this.#d.clock.setTimer(this.#d.clock.now() + this.#d.config.dial.timeoutMs, () => {
+          controller.abort();
+          resolve({ state: "unknown" });
+        });
+      });
+      try {
+        return await Promise.race([provider.callStatus(callId, controller.signal), timeout]);
+      } finally {
+        timer?.cancel();
+      }
+    } catch (error) {
+      this.#d.emit("error", { where: `callStatus ${numberId}`, error });
+      return { state: "unknown" };
+    }
   }
 
   async #retryAt(lead: LeadRecord, outcome: string, now: number): Promise<number | undefined> {

@@ -46,6 +46,8 @@ export interface GateDeps {
   preDialChecks?: readonly PreDialCheck[];
   /** Shared pool line counts; the host calls `changed()` whenever a line is freed. */
   lineCounts: PoolLineCounts;
+  /** A provider's reply that came after dial.timeoutMs had made its dial unknown. */
+  onLateDialResult?: (dialRef: string, result: DialResult) => void;
 }
 
 /**
@@ -272,10 +274,21 @@ export function createGateActors(deps: GateDeps) {
   ): Promise<DialResult> {
     const leadId = lead.id;
     const controller = new AbortController();
-    const timer = clock.setTimer(clock.now() + config.dial.timeoutMs, () => controller.abort());
+    let timedOut = false;
+    let timer: { cancel(): void } | undefined;
+    // The dial is unknown at the timeout whether or not the provider honours its signal: a promise
+    // that never settles must not hold the lead in DIALING (nor its actor, its lease or the drain).
+    const timeout = new Promise<DialResult>((resolve) => {
+      timer = clock.setTimer(clock.now() + config.dial.timeoutMs, () => {
+        timedOut = true;
+        controller.abort();
+        resolve({ kind: "unknown", reason: "timeout" });
+      });
+    });
     deps.emit("lead:dialling", { leadId, token: parseDialRef(dialRef).token, numberId: from.id, dialRef });
+    let call: Promise<DialResult>;
     try {
-      return await provider.makeCall({
+      call = provider.makeCall({
         leadId,
         attempt: lead.attempt,
         to: lead.phone,
@@ -285,11 +298,26 @@ export function createGateActors(deps: GateDeps) {
         signal: controller.signal,
       });
     } catch (error) {
+      call = Promise.reject(error);
+    }
+    call.then(
+      (result) => {
+        if (timedOut) deps.onLateDialResult?.(dialRef, result);
+      },
+      () => {}, // a late throw proves nothing: the dial stays unknown
+    );
+    try {
+      const result = await Promise.race([call, timeout]);
+      // A call id is what an end signal and callStatus find the call by: without one it is unknown.
+      if (result.kind === "placed" && !result.callId?.trim())
+        return { kind: "unknown", reason: "placed without a call id" };
+      return result;
+    } catch (error) {
       // After the timeout fired the request may have gone out: never assume it did not ring.
       if (controller.signal.aborted) return { kind: "unknown", reason: "timeout" };
       throw error;
     } finally {
-      timer.cancel();
+      timer?.cancel();
     }
   }
 

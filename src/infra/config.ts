@@ -1,6 +1,6 @@
-import { isValidPhoneNumber } from "libphonenumber-js";
 import { z } from "zod";
 import { maskPhones } from "./mask.js";
+import { normalisePhone } from "./phone.js";
 
 /** One rejected field: its path (`leads[1].phone`), the (masked) value and what is wrong with it. */
 export interface ValidationIssue {
@@ -54,7 +54,54 @@ function formatValue(value: unknown): string {
 const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "must be HH:MM (24 h)");
 const ianaZone = z.string().refine(isIanaZone, "must be an IANA time zone such as Asia/Kolkata");
 const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, "must be an E.164 number such as +15550000001");
-const id = z.string().min(1, "must not be empty").max(200, "must be at most 200 characters");
+
+/**
+ * A NUL or half a surrogate pair: Postgres refuses the first (and the whole batch with it, naming no
+ * field) and stores the second as U+FFFD, while memory keeps both. Refused here, with the field path,
+ * so that both backends see the same input.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+export const BAD_TEXT_MESSAGE = "must not contain a NUL character or a lone surrogate";
+
+export function isCleanText(text: string): boolean {
+  return !text.includes("\u0000") && !LONE_SURROGATE.test(text);
+}
+
+/** A string that both lead stores keep as it was given. */
+export const text = z.string().refine(isCleanText, BAD_TEXT_MESSAGE);
+const id = text.min(1, "must not be empty").max(200, "must be at most 200 characters");
+
+/** A phone in any spelling libphonenumber-js reads as valid, out as E.164 (see normalisePhone). */
+export const phoneSchema = z.string().transform((raw, ctx) => {
+  const result = normalisePhone(raw);
+  if ("e164" in result) return result.e164;
+  ctx.addIssue({ code: "custom", message: result.problem });
+  return z.NEVER;
+});
+
+/** Free-form JSON: every key and string inside must be clean text; the issue names the first bad one. */
+const payloadSchema = z.record(z.string(), z.unknown()).superRefine((payload, ctx) => {
+  const bad = firstBadText(payload, []);
+  if (bad) ctx.addIssue({ code: "custom", path: bad.path, message: bad.message });
+});
+
+function firstBadText(
+  value: unknown,
+  path: (string | number)[],
+): { path: (string | number)[]; message: string } | null {
+  if (typeof value === "string") return isCleanText(value) ? null : { path, message: BAD_TEXT_MESSAGE };
+  if (value === null || typeof value !== "object") return null;
+  const entries: [string | number, unknown][] = Array.isArray(value)
+    ? value.map((v, i) => [i, v])
+    : Object.entries(value);
+  for (const [key, v] of entries) {
+    if (typeof key === "string" && !isCleanText(key))
+      return { path, message: "must not have a key with a NUL character or a lone surrogate" };
+    const bad = firstBadText(v, [...path, key]);
+    if (bad) return bad;
+  }
+  return null;
+}
 
 export const rateRuleSchema = z.object({
   maxCalls: z.number().int().min(1),
@@ -114,8 +161,9 @@ export const numberSchema = z
   .object({
     id,
     e164,
-    provider: z.string().min(1),
-    maxChannels: z.number().int().min(0),
+    provider: text.min(1),
+    /** At least one: a number with no line would defer its leads for ever; DISABLED takes it out. */
+    maxChannels: z.number().int().min(1),
     status: z.enum(["AVAILABLE", "DISABLED"]).default("AVAILABLE"),
     pool: z.boolean().default(false),
   })
@@ -126,12 +174,12 @@ export const templateSchema = z
     id,
     resellerId: id,
     numberId: id.optional(),
-    provider: z.string().min(1).optional(),
+    provider: text.min(1).optional(),
     window: z.object({ start: hhmm, end: hhmm, timeZone: ianaZone }).strict().optional(),
     retry: z
       .object({
         maxAttempts: z.number().int().min(1),
-        onOutcomes: z.array(z.string().min(1)),
+        onOutcomes: z.array(text.min(1)),
         delaySeconds: z.number().min(0),
       })
       .strict()
@@ -143,20 +191,27 @@ export const templateSchema = z
 export const leadSchema = z
   .object({
     id,
-    phone: z.string().refine((p) => isValidPhoneNumber(p), "must be a valid phone number in E.164 form"),
+    phone: phoneSchema,
     templateId: id,
     dueAt: z.number().int().nonnegative().optional(),
     expiresAt: z.number().int().nonnegative().optional(),
     timeZone: ianaZone.optional(),
-    payload: z.record(z.string(), z.unknown()).optional(),
+    payload: payloadSchema.optional(),
   })
   .strict();
 
 /**
  * Parses `value` or throws a ValidationError listing every bad field zod found, each as
- * `root.a.b[0].c`. Phone values are masked in the message.
+ * `root.a.b[0].c`. Phone values are masked in the message: fields named `phone`, the value itself
+ * when `isPhone` (a block-list entry), and phone-like text anywhere. Other numbers are shown as they
+ * are (a bad `dueAt` is no phone).
  */
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, root: string): z.output<S> {
+export function parseOrThrow<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  root: string,
+  { isPhone = false } = {},
+): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issues = result.error.issues.map((issue): ValidationIssue => {
@@ -164,7 +219,8 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, roo
     let bad: unknown = value;
     for (const key of issue.path)
       bad = (bad as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
-    return { path, value: maskPhones(bad, issue.path.at(-1) === "phone"), problem: describeIssue(issue) };
+    const phoneField = issue.path.length === 0 ? isPhone : issue.path.at(-1) === "phone";
+    return { path, value: maskPhones(bad, phoneField), problem: describeIssue(issue) };
   });
   throw issues.length > 0 ? ValidationError.of(issues) : new ValidationError(root, value, "is invalid");
 }

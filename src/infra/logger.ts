@@ -1,5 +1,6 @@
-import pino, { type Logger } from "pino";
+import pino, { type Logger, type LoggerOptions } from "pino";
 import type { Clock } from "../machines/ports.js";
+import { redactError } from "./mask.js";
 
 /** Fields that may carry a phone number or a credential, wherever they nest. */
 export const REDACT_PATHS = [
@@ -18,6 +19,21 @@ export const REDACT_PATHS = [
   "req.headers.authorization",
 ];
 
+/** An error as pino's standard serializer writes it, with what it quotes of the data redacted. */
+function serializeError(error: unknown): unknown {
+  return redactError(pino.stdSerializers.err(error as Error));
+}
+
+/** The options of every dialgate logger: redacted paths, and errors (`err`, `error`) redacted. */
+export function loggerOptions(level: string): LoggerOptions {
+  return {
+    name: "dialgate",
+    level,
+    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    serializers: { err: serializeError, error: serializeError },
+  };
+}
+
 /** The level asked for in the environment (DIALGATE_LOG_LEVEL, else LOG_LEVEL), else `fallback`. */
 export function envLogLevel(fallback: string): string {
   return process.env.DIALGATE_LOG_LEVEL || process.env.LOG_LEVEL || fallback;
@@ -28,13 +44,7 @@ export function envLogLevel(fallback: string): string {
  * With `clock`, lines carry its time: a simulation's trace reads in virtual time.
  */
 export function createLogger(level = envLogLevel("info"), clock?: Clock): Logger {
-  return pino(
-    {
-      name: "dialgate",
-      level,
-      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
-      ...(clock && { timestamp: () => `,"time":${clock.now()}` }),
-    },
-    pino.destination(2),
-  );
+  const options = loggerOptions(level);
+  if (clock) options.timestamp = () => `,"time":${clock.now()}`;
+  return pino(options, pino.destination(2));
 }

@@ -260,7 +260,10 @@ export interface LeadStore {
   resume(scope: PauseScope): Promise<boolean>;
   /** Every pause in force, global first, then resellers, then templates, each by id. */
   pauses(): Promise<Pause[]>;
-  /** Find the lead of a dial by provider call id or dialRef. */
+  /**
+   * Find the lead of a dial by dialRef first (it names one dial), else by provider call id (the lead of
+   * its latest dial row).
+   */
   findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null>;
   /** SCHEDULED/CLAIMED → FINISHED CANCELLED; DIALING/PROCESSING → cancel requested. Returns the lead. */
   cancel(id: string, now: number): Promise<LeadRecord | null>;
@@ -294,6 +297,7 @@ export interface LeadStore {
    */
   upsertTemplates(templates: Template[]): Promise<string[]>;
   upsertNumbers(numbers: OutboundNumber[]): Promise<void>;
+  /** E.164 phones, as the dispatcher's validation normalised them: the lookup compares exactly. */
   block(phones: string[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -384,9 +388,20 @@ export type DialResult =
   /** Permanent refusal; `account` when the whole account is refused (P1 alert). */
   | { kind: "rejected"; reason: string; account?: boolean };
 
+/** Where a call stands at the provider (spec §7.19). */
+export type CallStatus =
+  /** Queued, ringing or in progress: its line stays held. */
+  | { state: "live" }
+  /** Over, with its outcome in the words the status callbacks use. */
+  | { state: "ended"; outcome: string }
+  /** The provider cannot tell (no such call, an error): the call is closed UNKNOWN. */
+  | { state: "unknown" };
+
 export interface Provider {
   readonly name: string;
   makeCall(req: DialRequest): Promise<DialResult>;
+  /** Asked by the sweep before a call past maxCallMinutes is closed UNKNOWN; aborted on timeout. */
+  callStatus?(callId: string, signal: AbortSignal): Promise<CallStatus>;
 }
 
 // ---------------------------------------------------------------------------------------------

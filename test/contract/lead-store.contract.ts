@@ -785,11 +785,18 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         expect((await store.findByDial({ callId: "CA-1" }))?.id).toBe("a");
       });
 
-      it("prefers the call id and falls back to the dialRef", async () => {
+      it("prefers the dialRef and falls back to the call id", async () => {
         const a = await inCall("a", "CA-1");
         await inCall("b", "CA-2");
-        expect((await store.findByDial({ callId: "CA-2", dialRef: `${a}@${T0 + 1}` }))?.id).toBe("b");
-        expect((await store.findByDial({ callId: "CA-404", dialRef: `${a}@${T0 + 1}` }))?.id).toBe("a");
+        expect((await store.findByDial({ callId: "CA-2", dialRef: `${a}@${T0 + 1}` }))?.id).toBe("a");
+        expect((await store.findByDial({ callId: "CA-2", dialRef: "ref-404" }))?.id).toBe("b");
+      });
+
+      it("finds each lead of a call id the provider handed out twice by its dialRef", async () => {
+        const a = await inCall("a", "CA-1");
+        const b = await inCall("b", "CA-1");
+        expect((await store.findByDial({ callId: "CA-1", dialRef: `${a}@${T0 + 1}` }))?.id).toBe("a");
+        expect((await store.findByDial({ callId: "CA-1", dialRef: `${b}@${T0 + 1}` }))?.id).toBe("b");
       });
 
       it("still finds the lead by an earlier dial's call id after a retry", async () => {

@@ -84,7 +84,7 @@ const numberArb = fc.record(
     id: idArb,
     e164: fc.integer({ min: 1_000_000, max: 999_999_999 }).map((n) => `+1555${n}`),
     provider: idArb,
-    maxChannels: fc.nat({ max: 500 }),
+    maxChannels: fc.integer({ min: 1, max: 500 }),
     status: fc.constantFrom("AVAILABLE", "DISABLED"),
     pool: fc.boolean(),
   },
@@ -94,7 +94,7 @@ const badNumber: [string, fc.Arbitrary<unknown>][] = [
   ["id", fc.constantFrom("", null, 7)],
   ["e164", fc.oneof(fc.constantFrom("15550001", "+0123456789", "+1 555 000 0001", ""), fc.integer())],
   ["provider", fc.constantFrom("", null)],
-  ["maxChannels", fc.oneof(fc.integer({ max: -1 }), fc.constant(1.5), fc.constant("2"))],
+  ["maxChannels", fc.oneof(fc.integer({ max: 0 }), fc.constant(1.5), fc.constant("2"))],
   ["status", fc.string().filter((s) => s !== "AVAILABLE" && s !== "DISABLED")],
   ["pool", fc.constantFrom("yes", 1, null)],
 ];

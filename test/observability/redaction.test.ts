@@ -7,19 +7,23 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { parsePhoneNumber } from "libphonenumber-js";
+import pg from "pg";
 import pino, { type Logger } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDispatcher, type Dispatcher } from "../../src/dispatcher.js";
 import type { DispatcherEventName } from "../../src/events.js";
 import { LogAlertSink } from "../../src/infra/alerts/log-sink.js";
 import { runVirtual, settle, VirtualClock } from "../../src/infra/clock.js";
-import { REDACT_PATHS } from "../../src/infra/logger.js";
+import { loggerOptions } from "../../src/infra/logger.js";
 import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
 import { prometheusText } from "../../src/infra/metrics.js";
 import { phoneKey } from "../../src/infra/phone-key.js";
+import { PostgresLeadStore } from "../../src/infra/postgres/lead-store.js";
+import { migrate } from "../../src/infra/postgres/migrate.js";
 import { type SimPlan, SimulatedProvider } from "../../src/infra/providers/simulated.js";
 import { RedisGateStore } from "../../src/infra/redis/gate-store.js";
 import type { Alert, AlertSink, DialRequest, GateStore, LeadInput } from "../../src/machines/ports.js";
+import { type PostgresServer, startPostgres } from "../harness/postgres.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { HOUR, MINUTE, seededRandom, T0 } from "../support/harness.js";
 
@@ -162,10 +166,7 @@ function logEverything(dispatcher: Dispatcher, logger: Logger): void {
 /** The production logger's options (createLogger), writing to memory instead of stderr. */
 function memoryLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
-  const logger = pino(
-    { name: "dialgate", level: "trace", redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
-    { write: (line: string) => void lines.push(line) },
-  );
+  const logger = pino(loggerOptions("trace"), { write: (line: string) => void lines.push(line) });
   return { logger, lines };
 }
 
@@ -414,6 +415,36 @@ describe("validation errors mask phone values", () => {
     expectMasked(everything, phone);
   });
 
+  it.each([
+    [
+      "a too-large dueAt",
+      { id: "a", phone: PHONE, templateId: "tpl-1", dueAt: 1e20 },
+      "100000000000000000000",
+    ],
+    [
+      "a fractional expiresAt",
+      { id: "a", phone: PHONE, templateId: "tpl-1", expiresAt: 1767225600000.5 },
+      "1767225600000.5",
+    ],
+  ])("%s is shown as it is: only phone fields are masked", async (_, input, shown) => {
+    const { message, everything } = await rejection(input);
+    expect(message).toContain(`got ${shown}`);
+    expect(message).not.toContain("***");
+    expect(everything).not.toContain(PHONE.slice(1));
+  });
+
+  it("a timestamp beside a bad key is shown, the phone beside it masked", async () => {
+    const { message } = await rejection({
+      id: "a",
+      phone: PHONE,
+      templateId: "tpl-1",
+      dueAt: 1767225600000,
+      x: 1,
+    });
+    expect(message).toContain('"dueAt":1767225600000');
+    expect(message).toContain('"phone":"***0187"');
+  });
+
   it("names the index of the bad lead of a batch and shows its phone as ***1234", async () => {
     const { message, everything } = await rejection([
       { id: "a", phone: PHONE, templateId: "tpl-1" },
@@ -422,5 +453,85 @@ describe("validation errors mask phone values", () => {
     expect(message).toBe('leads[1].phone must be a valid phone number in E.164 form, got "***5018"');
     expectMasked(everything, "+1415555018");
     expectMasked(everything, PHONE);
+  });
+});
+
+describe("driver errors leave no phone in the log", () => {
+  const PHONE = PHONES[5];
+  let server: PostgresServer;
+  let pool: pg.Pool;
+  beforeAll(async () => {
+    server = await startPostgres();
+    pool = new pg.Pool({ connectionString: server.url, max: 2 });
+  }, 60_000);
+  afterAll(async () => {
+    await pool?.end();
+    await server?.stop();
+  });
+
+  /** A pg DatabaseError whose `where` quotes the JSON it choked on, the phone included. */
+  async function jsonError(): Promise<Error & { where?: string; code?: string }> {
+    const json = JSON.stringify({ phone: PHONE, note: "a\u0000b" });
+    const error = await pool.query("SELECT $1::jsonb", [json]).then(
+      () => new Error("Postgres accepted a NUL"),
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(pg.DatabaseError);
+    return error;
+  }
+
+  it("a raw pg error quoting a phone in `where` is logged with `where` redacted and the phone nowhere", async () => {
+    const raw = await jsonError();
+    // The premise: the driver's own error carries the phone.
+    expect(leaks(JSON.stringify(raw))).toEqual(expect.arrayContaining([PHONE]));
+    const { logger, lines } = memoryLogger();
+    logger.error({ err: raw }, "store failed");
+    logger.warn(
+      { where: "outbox record", err: new Error("record failed", { cause: await jsonError() }) },
+      "x",
+    );
+    logger.warn({ error: new AggregateError([await jsonError()], "batch failed") }, "y");
+    const log = lines.join("");
+    expect(leaks(log)).toEqual([]);
+    const first = JSON.parse(lines[0] ?? "{}");
+    expect(first.err).toMatchObject({ code: "22P05", where: "[redacted]" });
+    // The dispatcher's own `where` (which step failed) is no driver field and stays.
+    expect(JSON.parse(lines[1] ?? "{}").where).toBe("outbox record");
+  });
+
+  it("redaction touches errors only, never the other objects an error carries", async () => {
+    const context = { values: [1, 2], where: "checkout page", stack: undefined };
+    const error = Object.assign(new Error("failed"), { context, where: "JSON data: +919876543299" });
+    const { logger, lines } = memoryLogger();
+    logger.error({ err: error }, "failed");
+    expect(context).toEqual({ values: [1, 2], where: "checkout page", stack: undefined });
+    expect(JSON.parse(lines[0] ?? "{}").err.where).toBe("[redacted]");
+    expect(leaks(lines.join(""))).toEqual([]);
+  });
+
+  it("the Postgres lead store redacts its driver errors before a host's logger sees them", async () => {
+    const schema = server.freshSchema();
+    await migrate(pool, { schema });
+    const store = new PostgresLeadStore(pool, { schema });
+    try {
+      await store.upsertTemplates([{ id: "tpl-1", resellerId: "res-1" }]);
+      // Past the validation of the dispatcher: the row's phone comes right before the NUL.
+      const error = await store.submit([{ id: "L1", phone: PHONE, templateId: "tpl\u0000" }], T0).then(
+        () => new Error("Postgres accepted a NUL"),
+        (e: unknown) => e as Error & { where?: string; code?: string },
+      );
+      expect(error).toBeInstanceOf(pg.DatabaseError);
+      expect(error).toMatchObject({ code: "22P05", where: "[redacted]" });
+      const lines: string[] = [];
+      // A host's logger without dialgate's serializers.
+      pino({ level: "info" }, { write: (line: string) => void lines.push(line) }).error(
+        { err: error },
+        "submit",
+      );
+      expect(lines).toHaveLength(1);
+      expect(leaks(lines.join("") + String(error.stack))).toEqual([]);
+    } finally {
+      await store.close();
+    }
   });
 });

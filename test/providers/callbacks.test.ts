@@ -283,11 +283,11 @@ describe("createCallbackHandler for Twilio", () => {
     expect(h.ends).toHaveLength(2);
   });
 
-  it("a failing callEnded answers 500 and lets the provider's retry of the same callback through", async () => {
+  it("a failing callEnded (its store away) answers 503 and lets the provider's retry of the same callback through", async () => {
     const h = await harness({ provider: "twilio" });
     const form = twilioForm("completed");
     h.failNext();
-    expect((await h.post(twilioPath, form, signedTwilio(form))).status).toBe(500);
+    expect((await h.post(twilioPath, form, signedTwilio(form))).status).toBe(503);
     expect((await h.post(twilioPath, form, signedTwilio(form))).status).toBe(200);
     expect(h.ends).toHaveLength(1);
   });

@@ -70,6 +70,14 @@ describe("report invariants", () => {
     expect(maxPlacedPerPhoneInWindow([], 2000)).toBe(0);
   });
 
+  it("dials per phone count one number as one phone however it is spelt", () => {
+    const spellings = ["+919800000001", "+91 98000 00001", "+91-98000-00001", "+91/98000/00001"];
+    const dials = spellings.map((to, i) => dial({ at: i * 10, to, leadId: `L${i + 1}` }));
+    expect(maxPlacedPerPhoneInWindow(dials, 2000)).toBe(4);
+    // A different number stays apart, whatever its spelling.
+    expect(maxPlacedPerPhoneInWindow([...dials, dial({ at: 5, to: "+91 98000 00002" })], 2000)).toBe(4);
+  });
+
   it("a duplicate dial is a second placed call for one (lead, attempt)", () => {
     const dials = [
       dial({ result: "notPlaced" }),

@@ -47,10 +47,29 @@ describe("scenario schema", () => {
       { ...base, numbers: [{ id: "n1", e164: "555", provider: "sim", maxChannels: 1 }] },
       "scenario.numbers[0].e164",
     ],
+    [
+      { ...base, numbers: [{ id: "n1", e164: "+15550000001", provider: "sim", maxChannels: 0 }] },
+      "scenario.numbers[0].maxChannels must be ≥ 1, got 0",
+    ],
+    [
+      {
+        ...base,
+        templates: [{ id: "t1", resellerId: "r1", rateLimitRules: [{ maxCalls: 0, windowSeconds: 60 }] }],
+      },
+      "scenario.templates[0].rateLimitRules[0].maxCalls must be ≥ 1, got 0",
+    ],
     [{ ...base, templates: [{ id: "t1" }] }, "scenario.templates[0].resellerId must be string"],
     [
       { ...base, leads: [{ ...lead, phone: "+91980000" }] },
       'scenario.leads[0].phone must be a valid phone number in E.164 form, got "***0000"',
+    ],
+    [
+      { ...base, leads: [{ ...lead, phone: "+91 98000 00001 x2" }] },
+      'scenario.leads[0].phone must not carry an extension (dialgate dials the number only): submit the number without it, got "***0012"',
+    ],
+    [
+      { ...base, leads: [{ ...lead, payload: { note: "a\u0000b" } }] },
+      'scenario.leads[0].payload.note must not contain a NUL character or a lone surrogate, got "a\\u0000b"',
     ],
     [
       { ...base, leads: [lead, { ...lead, dueAtSeconds: -1, id: "L2" }] },
@@ -94,6 +113,15 @@ describe("scenario schema", () => {
     expect(scenario.config.rateLimit.rules).toEqual([{ maxCalls: 7, windowSeconds: 3600 }]);
     expect(scenario.faults).toEqual([]);
     expect(expandLeads(scenario)).toEqual([{ ...lead, dueAtMs: 0 }]);
+  });
+
+  it("keeps every lead phone in its E.164 form, however the file spells it", () => {
+    const spellings = ["+91 98000 00001", "+91-98000-00001", " +91 (98000) 00001 "];
+    const scenario = parseScenario({
+      ...base,
+      leads: spellings.map((phone, i) => ({ ...lead, id: `L${i + 1}`, phone })),
+    });
+    expect(expandLeads(scenario).map((l) => l.phone)).toEqual(spellings.map(() => "+919800000001"));
   });
 
   it("accepts the spec's example and the busy-lines scenario", async () => {

@@ -88,6 +88,8 @@ export interface HarnessOptions<P extends Provider = Provider> {
   backend?: TestBackend;
   /** The lead store instead of the backend's (a MemoryLeadStore with hooks). */
   leadStore?: LeadStore;
+  /** Wraps the lead store the dispatcher uses (to make it fail for a while, say). */
+  wrapLeadStore?: (store: LeadStore) => LeadStore;
   extra?: Partial<DispatcherOptions>;
 }
 
@@ -103,11 +105,13 @@ async function build<P extends Provider>(options: HarnessOptions<P>) {
   const clock = new VirtualClock(options.start ?? T0);
   const backend = options.backend ?? memoryBackend;
   const stores = await backend.stores();
-  const ports = backend.real ? inOrderPorts(options.leadStore ?? stores.leads, stores.gates) : null;
+  const base = options.leadStore ?? stores.leads;
+  const leadStore = options.wrapLeadStore?.(base) ?? base;
+  const ports = backend.real ? inOrderPorts(leadStore, stores.gates) : null;
   const direct = ports?.gateStore ?? stores.gates;
   const inspect = ports?.alongside(stores.inspect) ?? stores.inspect;
   const gates = new FaultyGateStore({ clock, inner: direct, inspect });
-  const leads = ports?.leadStore ?? options.leadStore ?? stores.leads;
+  const leads = ports?.leadStore ?? leadStore;
   const settleAll = ports ? () => ports.settle() : () => settle();
   let dispatcher: Dispatcher | undefined;
   const provider = options.provider(clock, () => dispatcher as Dispatcher);

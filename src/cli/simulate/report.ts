@@ -1,4 +1,5 @@
 import type { DispatcherStats } from "../../dispatcher.js";
+import { canonicalPhone } from "../../infra/phone.js";
 import type { SimDial } from "../../infra/providers/simulated.js";
 import type { AlertKind, LeadRecord, LeadStatus, RateRule, Severity } from "../../machines/ports.js";
 import type { SimulationRun } from "./engine.js";
@@ -174,10 +175,22 @@ export function maxConcurrentByNumber(
   return result;
 }
 
-/** Most placed calls to one phone inside any half-open window [t, t + windowMs). */
+/**
+ * Most placed calls to one phone inside any half-open window [t, t + windowMs). Phones are counted by
+ * their E.164 form, not as spelt: the report must not trust the dispatcher's own normalisation.
+ */
 export function maxPlacedPerPhoneInWindow(placed: readonly SimDial[], windowMs: number): number {
+  const canonical = new Map<string, string>();
+  const phoneOf = (to: string) => {
+    let e164 = canonical.get(to);
+    if (e164 === undefined) {
+      e164 = canonicalPhone(to);
+      canonical.set(to, e164);
+    }
+    return e164;
+  };
   let max = 0;
-  for (const dials of groupBy(placed, (d) => d.to).values()) {
+  for (const dials of groupBy(placed, (d) => phoneOf(d.to)).values()) {
     const times = dials.map((d) => d.at).sort((a, b) => a - b);
     let first = 0;
     for (let last = 0; last < times.length; last++) {

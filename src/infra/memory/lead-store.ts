@@ -202,8 +202,8 @@ export class MemoryLeadStore implements LeadStore {
 
   async findByDial(ref: { callId?: string; dialRef?: string }): Promise<LeadRecord | null> {
     const id =
-      (ref.callId && this.#byDial.get(`call:${ref.callId}`)) ||
-      (ref.dialRef && this.#byDial.get(`ref:${ref.dialRef}`));
+      (ref.dialRef && this.#byDial.get(`ref:${ref.dialRef}`)) ||
+      (ref.callId && this.#byDial.get(`call:${ref.callId}`));
     return id ? this.get(id) : null;
   }
 

@@ -17,6 +17,7 @@ import type {
   Template,
 } from "../../machines/ports.js";
 import { SETTLES_FROM } from "../../machines/ports.js";
+import { redactError } from "../mask.js";
 import { Batcher } from "./batch.js";
 import { assertSchemaName, leadsChannel } from "./migrate.js";
 
@@ -109,7 +110,10 @@ export class PostgresLeadStore implements LeadStore {
    * every call (2–3× faster per call, measured). The name is a digest of the text, so it is stable.
    */
   #query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[] = []) {
-    return this.#pool.query<R>({ name: statementName(text), text, values });
+    // A driver error quotes the rows it choked on (`where`): redacted before anyone can log it.
+    return this.#pool.query<R>({ name: statementName(text), text, values }).catch((error: unknown) => {
+      throw redactError(error);
+    });
   }
 
   async submit(inputs: LeadInput[], now: number): Promise<LeadRecord[]> {
@@ -577,14 +581,14 @@ function statements(s: string) {
       SELECT scope, id, paused_at FROM ${s}.pauses
       ORDER BY CASE scope WHEN 'global' THEN 0 WHEN 'reseller' THEN 1 ELSE 2 END, id COLLATE "C"`,
 
-    // The provider's call id first (its latest dial row), then the dialRef (an unknown dial has no
-    // call id). One input row per lookup, returned with its ordinal `n`.
+    // The dialRef first (it names one dial row), then the provider's call id (its latest dial row: a
+    // provider may hand one out twice). One input row per lookup, returned with its ordinal `n`.
     leadsByDial: `
       WITH x AS (SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(call_id, dial_ref, n)),
       found AS (
         SELECT x.n, COALESCE(
-          (SELECT d.lead_id FROM ${s}.dial_attempts d WHERE d.call_id = x.call_id ORDER BY d.result_at DESC LIMIT 1),
-          (SELECT d.lead_id FROM ${s}.dial_attempts d WHERE d.dial_ref = x.dial_ref)) AS lead_id
+          (SELECT d.lead_id FROM ${s}.dial_attempts d WHERE d.dial_ref = x.dial_ref),
+          (SELECT d.lead_id FROM ${s}.dial_attempts d WHERE d.call_id = x.call_id ORDER BY d.result_at DESC LIMIT 1)) AS lead_id
         FROM x
       )
       ${selectLeads(`found JOIN ${s}.leads l ON l.id = found.lead_id`, "found.n,")}`,

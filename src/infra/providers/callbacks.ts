@@ -196,10 +196,11 @@ interface Reply {
 
 /**
  * A node:http request listener for status callbacks: 401 unsigned, 403 bad signature, 409 replayed
- * (same signature or nonce within the window), 200 for everything else it accepts. A terminal status
+ * (same signature or nonce within the window), 503 when the end could not be applied, 200 for
+ * everything else it accepts. A terminal status
  * calls `callEnded({ callId, dialRef, outcome })`; a duplicate end just calls it again (it is
- * idempotent). A failing callEnded answers 500 and forgets the signature, so the provider's retry
- * gets through.
+ * idempotent). A failing callEnded (its store is away) answers 503 and forgets the signature, so the
+ * provider's retry gets through.
  */
 export function createCallbackHandler(
   options: CallbackHandlerOptions,
@@ -230,9 +231,10 @@ export function createCallbackHandler(
     if (!seen.claim(key, o.clock.now())) return { status: 409, text: "replayed" };
     try {
       return await end(url, params);
-    } catch (error) {
+    } catch {
+      // The store is away (a Postgres outage): 503 has the provider retry, which must then get in.
       seen.forget(key);
-      throw error;
+      return { status: 503, text: "call end not applied, retry later" };
     }
   }
 

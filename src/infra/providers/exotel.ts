@@ -1,12 +1,14 @@
 import { z } from "zod";
-import type { Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
+import type { CallStatus, Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
 import {
   apiUrl,
   basicAuth,
+  getCall,
   httpUrl,
   parseProviderOptions,
   postDial,
   type ReplyReader,
+  statusOf,
   stringAt,
   withDialRef,
 } from "./http.js";
@@ -69,7 +71,23 @@ const reader: ReplyReader = {
   errorText: (body) => stringAt(body, "RestException", "Message"),
 };
 
-/** Places calls with Exotel's connect API: POST /v1/Accounts/{sid}/Calls/connect.json (form fields). */
+/**
+ * developer.exotel.com/api/call-details: a call's Status. Not over yet: queued, ringing, in-progress;
+ * over: the terminal words of its StatusCallback (completed, failed, busy, no-answer), plus canceled.
+ */
+const LIVE = new Set(["queued", "ringing", "in-progress"]);
+const OUTCOMES: Readonly<Record<string, string>> = {
+  completed: "ANSWERED",
+  busy: "BUSY",
+  "no-answer": "NO_ANSWER",
+  failed: "FAILED",
+  canceled: "FAILED",
+};
+
+/**
+ * Places calls with Exotel's connect API: POST /v1/Accounts/{sid}/Calls/connect.json (form fields);
+ * reads one back with GET /v1/Accounts/{sid}/Calls/{CallSid}.json.
+ */
 export class ExotelProvider implements Provider {
   readonly name: string;
   readonly #o: z.output<typeof exotelOptionsSchema>;
@@ -114,5 +132,17 @@ export class ExotelProvider implements Provider {
       reader,
       o.clock,
     );
+  }
+
+  async callStatus(callId: string, signal: AbortSignal): Promise<CallStatus> {
+    const o = this.#o;
+    const sid = encodeURIComponent(o.accountSid);
+    const body = await getCall({
+      provider: this.name,
+      url: apiUrl(o.baseUrl, `/v1/Accounts/${sid}/Calls/${encodeURIComponent(callId)}.json`),
+      headers: { authorization: this.#auth, accept: "application/json" },
+      signal,
+    });
+    return statusOf(stringAt(body, "Call", "Status"), OUTCOMES, LIVE);
   }
 }

@@ -4,7 +4,7 @@
  * it might have. One POST, no retries: a second POST could ring the callee twice.
  */
 import { z } from "zod";
-import type { Clock, DialResult } from "../../machines/ports.js";
+import type { CallStatus, Clock, DialResult } from "../../machines/ports.js";
 import { parseOrThrow, ValidationError } from "../config.js";
 import { maskPhone } from "../mask.js";
 
@@ -104,6 +104,31 @@ export async function postDial(post: ProviderPost, reader: ReplyReader, clock?: 
   const callId = reader.callId(body);
   if (!callId) return { kind: "unknown", reason: `${who}: HTTP ${status} without a call id` };
   return { kind: "placed", callId };
+}
+
+/**
+ * One GET of a provider's call resource (callStatus, spec §7.19): the parsed JSON body of a 2xx, or
+ * null for 404 (the provider knows no such call). Throws on anything else: the caller closes the call
+ * UNKNOWN as it would without asking.
+ */
+export async function getCall(get: Omit<ProviderPost, "body">): Promise<unknown | null> {
+  const response = await fetch(get.url, {
+    method: "GET",
+    headers: get.headers,
+    signal: get.signal,
+    redirect: "manual",
+  });
+  if (response.status === 404) {
+    void response.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (response.status < 200 || response.status >= 300) {
+    void response.body?.cancel().catch(() => {});
+    throw new Error(`${get.provider}: call status HTTP ${response.status}`);
+  }
+  const body = parseJson(await response.text());
+  if (body === undefined) throw new Error(`${get.provider}: call status reply is not JSON`);
+  return body;
 }
 
 function classifyNetworkError(who: string, error: unknown, signal: AbortSignal): DialResult {
@@ -224,4 +249,17 @@ export function parseProviderOptions<S extends z.ZodType>(
       }),
     );
   }
+}
+
+/** A provider's call status word read as live, ended (with the callbacks' outcome) or unknown. */
+export function statusOf(
+  status: string | undefined,
+  outcomes: Readonly<Record<string, string>>,
+  live: ReadonlySet<string>,
+): CallStatus {
+  if (status === undefined) return { state: "unknown" };
+  if (live.has(status)) return { state: "live" };
+  return Object.hasOwn(outcomes, status)
+    ? { state: "ended", outcome: outcomes[status] }
+    : { state: "unknown" };
 }

@@ -1,8 +1,9 @@
 import { z } from "zod";
-import type { Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
+import type { CallStatus, Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
 import {
   apiUrl,
   basicAuth,
+  getCall,
   httpUrl,
   parseProviderOptions,
   postDial,
@@ -40,7 +41,10 @@ const reader: ReplyReader = {
   errorText: (body) => stringAt(body, "error"),
 };
 
-/** Places calls with Plivo's Call API: POST /v1/Account/{auth_id}/Call/ with a JSON body. */
+/**
+ * Places calls with Plivo's Call API: POST /v1/Account/{auth_id}/Call/ with a JSON body; reads one
+ * back with GET /v1/Account/{auth_id}/Call/{uuid}/ (`?status=queued`, `?status=live`, or its record).
+ */
 export class PlivoProvider implements Provider {
   readonly name: string;
   readonly #o: z.output<typeof plivoOptionsSchema>;
@@ -84,4 +88,37 @@ export class PlivoProvider implements Provider {
       o.clock,
     );
   }
+
+  /**
+   * The dial's id is its request_uuid. Plivo finds a queued call by it (?status=queued); a live call
+   * (?status=live) and a finished call's record are read by call uuid, which the request uuid is
+   * tried as. None found: unknown, and the call is closed UNKNOWN as without asking.
+   */
+  async callStatus(callId: string, signal: AbortSignal): Promise<CallStatus> {
+    const o = this.#o;
+    const url = apiUrl(o.baseUrl, `/v1/Account/${o.authId}/Call/${encodeURIComponent(callId)}/`);
+    const get = (query: string) =>
+      getCall({
+        provider: this.name,
+        url: url + query,
+        headers: { authorization: this.#auth, accept: "application/json" },
+        signal,
+      });
+    if ((await get("?status=queued")) || (await get("?status=live"))) return { state: "live" };
+    const record = await get("");
+    if (!record) return { state: "unknown" };
+    return { state: "ended", outcome: outcomeOf(record) };
+  }
+}
+
+/**
+ * A finished call's record as a callback outcome: answered when it has an answer time, else by its
+ * hangup cause (plivo.com/docs/voice/troubleshooting/hangup-causes).
+ */
+function outcomeOf(record: unknown): string {
+  if (stringAt(record, "answer_time")) return "ANSWERED";
+  const cause = stringAt(record, "hangup_cause_name") ?? "";
+  if (/busy/i.test(cause)) return "BUSY";
+  if (/no answer|timeout/i.test(cause)) return "NO_ANSWER";
+  return "FAILED";
 }

@@ -1,12 +1,15 @@
 import { z } from "zod";
-import type { Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
+import type { CallStatus, Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
+import { DEFAULT_OUTCOMES } from "./callbacks.js";
 import {
   apiUrl,
   basicAuth,
+  getCall,
   httpUrl,
   parseProviderOptions,
   postDial,
   type ReplyReader,
+  statusOf,
   stringAt,
   withDialRef,
 } from "./http.js";
@@ -70,7 +73,13 @@ const reader: ReplyReader = {
   errorText: (body) => stringAt(body, "message"),
 };
 
-/** Places calls with Twilio's Call resource: POST /2010-04-01/Accounts/{Sid}/Calls.json. */
+/** twilio.com/docs/voice/api/call-resource#call-status-values that are not over yet. */
+const LIVE = new Set(["queued", "ringing", "in-progress"]);
+
+/**
+ * Places calls with Twilio's Call resource: POST /2010-04-01/Accounts/{Sid}/Calls.json; reads one back
+ * with GET /2010-04-01/Accounts/{Sid}/Calls/{CallSid}.json.
+ */
 export class TwilioProvider implements Provider {
   readonly name: string;
   readonly #o: z.output<typeof twilioOptionsSchema>;
@@ -106,5 +115,16 @@ export class TwilioProvider implements Provider {
       reader,
       o.clock,
     );
+  }
+
+  async callStatus(callId: string, signal: AbortSignal): Promise<CallStatus> {
+    const o = this.#o;
+    const body = await getCall({
+      provider: this.name,
+      url: apiUrl(o.baseUrl, `/2010-04-01/Accounts/${o.accountSid}/Calls/${encodeURIComponent(callId)}.json`),
+      headers: { authorization: this.#auth, accept: "application/json" },
+      signal,
+    });
+    return statusOf(stringAt(body, "status"), DEFAULT_OUTCOMES.twilio, LIVE);
   }
 }
