@@ -27,9 +27,17 @@ echo '{ "name": "dialgate-pack-test", "private": true, "type": "module" }' >pack
 npm install --no-audit --no-fund --loglevel=error "$work/$tarball" "typescript@$typescript"
 echo "pack-test: installed, node_modules $(du -sh node_modules | cut -f1)"
 
-# (a) plain node, no loader.
+# (a) plain node, no loader. Importing dialgate reads the Lua scripts (lua/) from beside dist/.
 node campaign.mjs
 node require.cjs
+# The migrations are found from dist/ as `dialgate migrate` looks for them.
+node --input-type=module -e '
+  import { readdirSync } from "node:fs";
+  import { MIGRATIONS_DIR } from "./node_modules/dialgate/dist/infra/postgres/migrate.js";
+  const sql = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith(".sql"));
+  if (sql.length === 0) throw new Error(`no migrations in ${MIGRATIONS_DIR}`);
+  console.log(`pack-test: ${sql.length} migrations found from dist/`);
+'
 
 # (b) strict consumer, the package's .d.ts and its dependencies' checked too.
 npx --no-install tsc -p tsconfig.json
