@@ -5,7 +5,9 @@
 
   KEYS[1]  <prefix>{p:<phoneKey>}:rl   sorted set: member = claim token, score = record time (ms)
   ARGV[1]  now                 caller's clock (ms)
-  ARGV[2…] maxCalls, windowMs  one pair per rule
+  ARGV[2]  keepMs              keep records at least this long (largest window of every rule in force)
+  ARGV[3]  marginMs            added to every window (the provider sees a call after its record)
+  ARGV[4…] maxCalls, windowMs  one pair per rule
 
   Returns { allowed (1|0), retryAt (ms, -1 when allowed), count per rule… }
 ]]
@@ -13,7 +15,7 @@
 
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
-local rules, largest = readRules(2)
+local rules, largest = readRules(4, tonumber(ARGV[2]), tonumber(ARGV[3]))
 
 trim(key, now, largest)
 return decide(key, now, rules)

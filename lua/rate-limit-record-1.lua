@@ -7,7 +7,9 @@
   ARGV[1]  now                 caller's clock (ms); becomes the member's score
   ARGV[2]  member              the claim token (leadId:claimSeq)
   ARGV[3]  enforce             1 = add only when allowed; 0 = add regardless (rateLimit.mode alertOnly)
-  ARGV[4…] maxCalls, windowMs  one pair per rule
+  ARGV[4]  keepMs              keep records at least this long (largest window of every rule in force)
+  ARGV[5]  marginMs            added to every window (the provider sees a call after its record)
+  ARGV[6…] maxCalls, windowMs  one pair per rule
 
   Returns { allowed (1|0), retryAt (ms, -1 when allowed), count per rule… } as seen before the add;
   a member already recorded answers allowed.
@@ -19,7 +21,7 @@ local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local member = ARGV[2]
 local enforce = ARGV[3] == '1'
-local rules, largest = readRules(4)
+local rules, largest = readRules(6, tonumber(ARGV[4]), tonumber(ARGV[5]))
 
 trim(key, now, largest)
 local reply = decide(key, now, rules)

@@ -9,10 +9,11 @@ import { PoolLineCounts } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
 import { LeadLog } from "./actors/lead-log.js";
 import { Outbox } from "./actors/outbox.js";
+import { RuleWindows } from "./actors/rule-windows.js";
 import { Supervisor } from "./actors/supervisor.js";
 import type { DispatcherEventName, DispatcherEvents } from "./events.js";
 import { LogAlertSink } from "./infra/alerts/log-sink.js";
-import { SystemClock } from "./infra/clock.js";
+import { SyncedClock, SystemClock } from "./infra/clock.js";
 import {
   configSchema,
   type DispatcherConfig,
@@ -55,6 +56,13 @@ export interface DispatcherOptions {
   providers?: Provider[];
   alertSinks?: AlertSink[];
   clock?: Clock;
+  /**
+   * Offset-synchronise the clock to the gate store's (Redis `TIME`) at start and every minute, so the
+   * processes sharing it agree on time whatever their own clocks say (spec §7.7). Default: on when
+   * the gate store has a clock and `clock` is the wall clock (omitted, or a SystemClock); a virtual
+   * or scaled clock is its own truth.
+   */
+  clockSync?: boolean;
   logger?: Logger;
   /** Key of the phone HMAC in the gate store; a random one per process when omitted (memory only). */
   hmacSecret?: string;
@@ -105,10 +113,20 @@ export interface DispatcherStats {
   placed: number;
   heldUnknown: number;
   deferred: Record<string, number>;
+  /** Leads parked for a line right now, in this lead store (as last read: after each park and wake). */
+  waiting: number;
   finished: Record<string, number>;
   gates: { peek: number; record: number; recordRejected: number; channelExhausted: number; failOpen: number };
   alerts: number;
+  /**
+   * The clock's offset to the gate store's clock (ms, server minus local), and when it was last
+   * measured (null: never, or no sync on this clock).
+   */
+  clock: { offsetMs: number; syncedAt: number | null };
 }
+
+/** How often the clock offset and the rules in force are read again (spec §7.7). */
+const MINUTE_MS = 60_000;
 
 const pauseScopeSchema = z.union(
   [
@@ -144,9 +162,17 @@ export class Dispatcher {
   readonly #stats: DispatcherStats;
   readonly #calls: CallLifecycle;
   #sweepTimer: Timer | null = null;
+  #minutelyTimer: Timer | null = null;
+  /** The clock when it is synchronised to the gate store's, else null. */
+  readonly #synced: SyncedClock | null;
+  readonly #ruleWindows: RuleWindows;
+  /** The clock given is the wall clock (a SystemClock), not a virtual or scaled one. */
+  readonly #wallClock: boolean;
   readonly #sweepEveryMs: number;
-  /** Leads waiting for a line: number → lead → due time (spec §7.11). */
-  readonly #waiters = new Map<string, Map<string, number>>();
+  /** Checks of waiting sets in flight or asked for again (by set key), see #checkSet. */
+  readonly #setChecks = new Map<string, { again: boolean }>();
+  #setTimer: Timer | null = null;
+  #waitingRead: { again: boolean } | null = null;
   #started = false;
 
   constructor(options: DispatcherOptions) {
@@ -158,10 +184,16 @@ export class Dispatcher {
         parseOrThrow(phoneSchema, p, `blockedPhones[${i}]`, { isPhone: true }),
       ),
     };
-    this.clock = options.clock ?? new SystemClock();
     this.logger = options.logger ?? createLogger();
     this.store = options.leadStore ?? new MemoryLeadStore();
     this.gates = options.gateStore ?? new MemoryGateStore();
+    const local = options.clock ?? new SystemClock();
+    const gates = this.gates;
+    this.#wallClock = local instanceof SystemClock;
+    const sync = options.clockSync ?? this.#wallClock;
+    this.#synced = sync && gates.serverTime ? new SyncedClock(local, () => this.#serverTime(gates)) : null;
+    this.clock = this.#synced ?? local;
+    this.#ruleWindows = new RuleWindows(this.config.rateLimit.rules);
     this.#hmacSecret = options.hmacSecret ?? randomUUID();
     const preDialChecks = options.preDialChecks ?? [];
     preDialChecks.forEach((check, i) => {
@@ -205,6 +237,12 @@ export class Dispatcher {
         this.#calls
           .lateDialResult(dialRef, result)
           .catch((error: unknown) => onError(`late dial result ${dialRef}`, error)),
+      ruleWindows: this.#ruleWindows,
+      onParked: (numberIds) => {
+        this.#checkSet(numberIds);
+        this.#armSetCheck();
+      },
+      onWakeUnused: () => this.#started && void this.#checkAllSets(),
     });
     this.#supervisor = new Supervisor({
       store: this.store,
@@ -216,6 +254,8 @@ export class Dispatcher {
       run,
       onError,
       onClaimed: (lead) => emit("lead:claimed", { leadId: lead.id, token: lead.token as string }),
+      // Leads join a line only while some wait: then the count is read again.
+      onClaimRound: () => this.#stats.waiting > 0 && this.#refreshWaiting(),
     });
     this.#sweepEveryMs = options.sweepEveryMs ?? 0;
     this.#calls = new CallLifecycle({
@@ -229,24 +269,33 @@ export class Dispatcher {
       providers,
       emit,
       poke: () => this.#supervisor.poke(),
+      ruleWindows: this.#ruleWindows,
     });
     this.on("lead:heldUnknown", ({ leadId, dialRef }) => this.#calls.watchUnknownDial(leadId, dialRef));
     this.on("lead:dialled", ({ leadId, dialRef }) => this.#calls.watchCall(leadId, dialRef));
     this.#wakeWaitersOnRelease();
+    this.#countWaiting();
     this.#rebuildGatesFromStore();
   }
 
   /** Seeds numbers, templates and the block list given in the options, then starts claiming. */
   async start(): Promise<void> {
     if (this.#started) return;
+    await this.#syncClock();
     await this.store.upsertNumbers(this.#seed.numbers);
     // A restart with edited windows moves the parked leads like a live upsert does.
     await this.#upsertTemplates(this.#seed.templates);
     await this.store.block(this.#seed.blocked);
+    await this.#refreshRuleWindows();
     await this.#prepareGates();
     this.#started = true;
     this.#supervisor.start();
     if (this.#sweepEveryMs > 0) this.#armSweep();
+    // On a virtual clock a timer that never ends would keep the run going: there the rules are read
+    // at start and as leads meet their templates.
+    if (this.#synced || this.#wallClock) this.#armMinutely();
+    // Leads parked before a restart: their sets are looked at as after a park.
+    this.#checkAllSets();
   }
 
   /**
@@ -259,6 +308,9 @@ export class Dispatcher {
     const result = await this.#supervisor.stop();
     this.#calls.stop();
     this.#sweepTimer?.cancel();
+    this.#minutelyTimer?.cancel();
+    this.#setTimer?.cancel();
+    this.#setTimer = null;
     await this.#outbox.flush();
     this.#outbox.stop();
     return result;
@@ -280,9 +332,11 @@ export class Dispatcher {
     this.#supervisor.poke();
   }
 
+  /** A number re-enabled or given more lines wakes as many parked leads of its sets as lines are free. */
   async upsertNumbers(numbers: unknown[]): Promise<void> {
     await this.store.upsertNumbers(numbers.map((n, i) => parseOrThrow(numberSchema, n, `numbers[${i}]`)));
     await this.#prepareGates();
+    if (this.#started) await this.#checkAllSets();
   }
 
   /**
@@ -295,6 +349,7 @@ export class Dispatcher {
   }
 
   async #upsertTemplates(templates: Template[]): Promise<void> {
+    for (const template of templates) this.#ruleWindows.widen(template.rateLimitRules);
     const moved = await this.store.upsertTemplates(templates);
     let woken = 0;
     for (const templateId of moved) {
@@ -327,6 +382,8 @@ export class Dispatcher {
     const resumed = await this.store.resume(valid);
     if (resumed) this.#emit("dispatch:resumed", { scope: valid });
     this.#supervisor.poke();
+    // Parked leads stayed parked through the pause; lines freed meanwhile woke only unpaused ones.
+    if (resumed) void this.#checkAllSets();
     return resumed;
   }
 
@@ -374,9 +431,14 @@ export class Dispatcher {
     return this.#calls.callEnded(signal);
   }
 
-  /** Expired unknown dials re-queued, overdue calls closed UNKNOWN (see CallLifecycle.sweep). */
-  sweep(): Promise<{ unknownExpired: number; overdueCalls: number }> {
-    return this.#calls.sweep();
+  /**
+   * Expired unknown dials re-queued, overdue calls closed UNKNOWN (see CallLifecycle.sweep); then every
+   * set leads are parked on that has a free line wakes as many of them (a wake lost to a crash).
+   */
+  async sweep(): Promise<{ unknownExpired: number; overdueCalls: number }> {
+    const swept = await this.#calls.sweep();
+    await this.#checkAllSets();
+    return swept;
   }
 
   /** Channel holds that no live lead owns, released (spec §7.10). */
@@ -389,6 +451,7 @@ export class Dispatcher {
       ...this.#stats,
       inFlight: this.#supervisor.inFlight,
       outbox: this.#outbox.size,
+      clock: { offsetMs: this.#synced?.offsetMs ?? 0, syncedAt: this.#synced?.syncedAt ?? null },
     });
   }
 
@@ -413,31 +476,118 @@ export class Dispatcher {
   }
 
   /**
-   * A released line wakes one lead that found its number full, instead of leaving the line idle until
-   * that lead's backoff ends. A wake is a hint: the woken lead still meets every gate.
+   * A released line wakes the longest-waiting lead parked on a set with that number, through the
+   * store: whichever process claims it next dials it. A wake is a hint: the woken lead meets every gate.
    */
   #wakeWaitersOnRelease(): void {
-    this.on("channel:waiting", ({ leadId, numberId, dueAt }) => {
-      const waiting = this.#waiters.get(numberId) ?? new Map<string, number>();
-      this.#waiters.set(numberId, waiting.set(leadId, dueAt));
-    });
-    this.on("lead:claimed", ({ leadId }) => {
-      for (const waiting of this.#waiters.values()) waiting.delete(leadId);
-    });
     this.on("channel:released", ({ numberId }) => {
       this.#lineCounts.changed();
-      const waiting = this.#waiters.get(numberId);
-      const pool = waiting?.size ? [waiting] : [...this.#waiters.values()];
-      let oldest: [string, number] | undefined;
-      for (const w of pool) for (const entry of w) if (!oldest || entry[1] < oldest[1]) oldest = entry;
-      if (!oldest) return;
-      const [leadId] = oldest;
-      for (const w of this.#waiters.values()) w.delete(leadId);
-      this.store.expedite(leadId, this.clock.now()).then(
-        (woken) => woken && this.#supervisor.poke(),
-        (error: unknown) => this.#emit("error", { where: "wake waiter", error }),
-      );
+      void this.#wake(numberId, 1);
     });
+  }
+
+  async #wake(numberId: string, count: number): Promise<number> {
+    try {
+      const woken = await this.store.wakeWaiters(numberId, count, this.clock.now());
+      if (woken.length > 0) {
+        this.#emit("channel:woken", { numberId, leadIds: woken });
+        this.#supervisor.poke();
+      }
+      return woken.length;
+    } catch (error) {
+      this.#emit("error", { where: "wake waiters", error });
+      return 0;
+    }
+  }
+
+  /** Every set leads wait on, looked at for free lines; re-armed while any lead waits. */
+  async #checkAllSets(): Promise<void> {
+    try {
+      const sets = await this.store.waitingSets();
+      await Promise.all(sets.map((set) => this.#checkSet(set.numberIds)));
+      if (sets.length > 0) this.#armSetCheck();
+    } catch (error) {
+      this.#emit("error", { where: "check waiting sets", error });
+    }
+  }
+
+  /**
+   * Wakes as many waiters of the set as its lines are free (all of them when none of its numbers is
+   * AVAILABLE any more: they meet the number gate again). One check per set at a time; one asked for
+   * meanwhile runs once after it.
+   */
+  async #checkSet(numberIds: string[]): Promise<void> {
+    const key = numberIds.join("\n");
+    const running = this.#setChecks.get(key);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const state = { again: true };
+    this.#setChecks.set(key, state);
+    try {
+      while (state.again) {
+        state.again = false;
+        const now = this.clock.now();
+        const [numbers, used] = await Promise.all([
+          Promise.all(numberIds.map((id) => this.store.number(id))),
+          this.gates.inUse(numberIds, now),
+        ]);
+        const available = numbers.filter((n): n is OutboundNumber => n?.status === "AVAILABLE");
+        if (available.length === 0) {
+          while ((await this.#wake(numberIds[0] as string, 1000)) > 0) {}
+          continue;
+        }
+        for (const n of available) {
+          const free = n.maxChannels - (used.get(n.id) ?? 0);
+          if (free > 0) await this.#wake(n.id, free);
+        }
+      }
+    } catch (error) {
+      this.#emit("error", { where: "check waiting set", error });
+    } finally {
+      this.#setChecks.delete(key);
+    }
+  }
+
+  /** Looks at every waiting set `channelWait.maxParkSeconds` from now, unless a look is armed. */
+  #armSetCheck(): void {
+    if (this.#setTimer || !this.#started) return;
+    this.#setTimer = this.clock.setTimer(
+      this.clock.now() + this.config.channelWait.maxParkSeconds * 1000,
+      () => {
+        this.#setTimer = null;
+        if (this.#started) void this.#checkAllSets();
+      },
+    );
+  }
+
+  /** stats().waiting: read from the store after parks, wakes and claims, one read at a time. */
+  #countWaiting(): void {
+    this.on("lead:parked", () => this.#refreshWaiting());
+    this.on("channel:woken", () => this.#refreshWaiting());
+    this.on("lead:finished", () => this.#stats.waiting > 0 && this.#refreshWaiting());
+  }
+
+  #refreshWaiting(): void {
+    if (this.#waitingRead) {
+      this.#waitingRead.again = true;
+      return;
+    }
+    const state = { again: true };
+    this.#waitingRead = state;
+    void (async () => {
+      try {
+        while (state.again) {
+          state.again = false;
+          this.#stats.waiting = await this.store.waitingCount();
+        }
+      } catch (error) {
+        this.#emit("error", { where: "count waiting", error });
+      } finally {
+        this.#waitingRead = null;
+      }
+    })();
   }
 
   /**
@@ -451,6 +601,7 @@ export class Dispatcher {
       clock: this.clock,
       config: this.config,
       hmacSecret: this.#hmacSecret,
+      keepMs: () => this.#ruleWindows.keepMs,
     });
     this.gates.rebuildFrom(source, (report) => {
       if (report.kind === "failed") this.logger.warn({ err: report.error }, "gate store rebuild failed");
@@ -467,6 +618,40 @@ export class Dispatcher {
     await this.gates
       .ensureReady()
       .catch((error: unknown) => this.logger.warn({ err: error }, "gate store not prepared"));
+  }
+
+  /** Redis `TIME`, bounded like every store command (a dead store answers within the timeout). */
+  #serverTime(gates: GateStore): Promise<number> {
+    return (gates.serverTime as () => Promise<number>).call(gates);
+  }
+
+  /** Measures the clock offset; on failure the last one stays (the store is away). */
+  async #syncClock(): Promise<void> {
+    if (!this.#synced) return;
+    const before = this.#synced.offsetMs;
+    try {
+      const offsetMs = await this.#synced.sync();
+      if (Math.abs(offsetMs - before) >= 1000)
+        this.logger.info({ offsetMs, before }, "clock offset to the gate store changed");
+    } catch (error) {
+      this.logger.warn({ err: error, offsetMs: before }, "clock sync failed: the last offset stays");
+    }
+  }
+
+  /** Templates another process added: their rules keep the records they count (spec §7.6). */
+  async #refreshRuleWindows(): Promise<void> {
+    await this.#ruleWindows
+      .refresh(this.store)
+      .catch((error: unknown) => this.#emit("error", { where: "rules in force", error }));
+  }
+
+  /** Every minute: the clock offset and the rules in force. */
+  #armMinutely(): void {
+    this.#minutelyTimer = this.clock.setTimer(this.clock.now() + MINUTE_MS, () => {
+      Promise.all([this.#syncClock(), this.#refreshRuleWindows()]).finally(
+        () => this.#started && this.#armMinutely(),
+      );
+    });
   }
 
   /** The periodic sweep (`sweepEveryMs`): finds what other, dead processes left behind. */
@@ -508,8 +693,10 @@ function emptyStats(): DispatcherStats {
     placed: 0,
     heldUnknown: 0,
     deferred: {},
+    waiting: 0,
     finished: {},
     gates: { peek: 0, record: 0, recordRejected: 0, channelExhausted: 0, failOpen: 0 },
+    clock: { offsetMs: 0, syncedAt: null },
     alerts: 0,
   };
 }

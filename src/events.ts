@@ -22,14 +22,20 @@ export interface DispatcherEvents {
   "lead:dropped": { leadId: string };
   /** A gate decided without the store (peek or record failed open). */
   "gate:failOpen": { leadId: string; gate: "peek" | "record"; error: string };
+  /** The record failed and a rule of the lead fails closed: the lead defers instead of dialling. */
+  "gate:failClosed": { leadId: string; gate: "record"; error: string };
   /** A gate ran: peek/record with their verdicts, channel with exhaustion. */
   "gate:result": {
     leadId: string;
     gate: "peek" | "record" | "channel";
     verdict: "allowed" | "blocked" | "recorded" | "rejected" | "held" | "exhausted";
   };
-  /** No free line on the number: the lead waits (deferred) and is woken when a line is released. */
-  "channel:waiting": { leadId: string; numberId: string; dueAt: number };
+  /** No free line on any candidate number: the lead parks on that set until a released line wakes it. */
+  "channel:waiting": { leadId: string; numberIds: string[]; dueAt: number };
+  /** The lead is parked on a set of numbers (persisted): it waits, holding nothing, for a line. */
+  "lead:parked": { leadId: string; numberIds: string[] };
+  /** Parked leads were woken because lines of `numberId` came free (or the set check found one free). */
+  "channel:woken": { numberId: string; leadIds: string[] };
   /** A channel hold was given back. */
   "channel:released": { numberId: string; holder: string };
   /** An operator paused dispatch of a scope (for every process on the lead store). */

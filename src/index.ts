@@ -27,10 +27,15 @@ export { migrate } from "./infra/postgres/migrate.js";
 export {
   type CallbackHandlerOptions,
   createCallbackHandler,
+  type ReplayStore,
+  signExotelCallbackUrl,
+  twilioSignatureAlgorithm,
+  verifyExotelCallbackUrl,
   verifyPlivoSignatureV3,
   verifyTwilioSignature,
 } from "./infra/providers/callbacks.js";
 export { type ExotelOptions, ExotelProvider } from "./infra/providers/exotel.js";
+export { PacedProvider, type PacingOptions, type PacingStore } from "./infra/providers/paced.js";
 export { type PlivoOptions, PlivoProvider } from "./infra/providers/plivo.js";
 export { type SimPlan, SimulatedProvider } from "./infra/providers/simulated.js";
 export { type TwilioOptions, TwilioProvider } from "./infra/providers/twilio.js";

@@ -1,15 +1,19 @@
 -- Shared by rate-limit-peek-1 and rate-limit-record-1: the sliding windows of one phone (spec §7.5, §7.6).
 -- The sorted set holds one member per recorded attempt (the claim token), scored by the caller's `now`
 -- at record time. Rules arrive as ARGV pairs (maxCalls, windowMs) from ARGV[first] on.
+--
+-- `keepMs`: records are kept at least this long whatever the caller's rules (the largest window of
+-- every rule in force: other templates count the same phone's records). `marginMs` widens every
+-- window, so the cap also holds as the provider sees the calls, a moment after their records.
 
-local function readRules(first)
-  local rules, largest = {}, 0
+local function readRules(first, keepMs, marginMs)
+  local rules, largest = {}, keepMs
   for i = first, #ARGV, 2 do
-    local rule = { max = tonumber(ARGV[i]), window = tonumber(ARGV[i + 1]) }
+    local rule = { max = tonumber(ARGV[i]), window = tonumber(ARGV[i + 1]) + marginMs }
     rules[#rules + 1] = rule
     largest = math.max(largest, rule.window)
   end
-  return rules, largest
+  return rules, math.max(largest, keepMs + marginMs)
 end
 
 -- Exclusive score bound, printed exactly (Lua's tostring keeps only 14 digits).
@@ -18,7 +22,8 @@ local function above(score)
 end
 
 -- Windows are half-open (a record at t counts while now < t + W): a record at or before
--- now - largest counts for no rule. Never trim below the largest window: each rule counts its own.
+-- now - largest counts for no rule. Never trim below the largest window: each rule counts its own,
+-- and `largest` includes keepMs, the rules of every other template.
 local function trim(key, now, largest)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - largest)
 end

@@ -15,6 +15,7 @@ import type {
 import type { Alerter } from "./alerter.js";
 import { parseDialRef } from "./gates.js";
 import type { Outbox } from "./outbox.js";
+import { largestWindowMs, type RuleWindows } from "./rule-windows.js";
 
 export type CallEndResult =
   | { kind: "ended"; leadId: string; next: "finished" | "retry" }
@@ -65,6 +66,8 @@ export interface CallLifecycleDeps {
   emit: <K extends keyof DispatcherEvents>(name: K, payload: DispatcherEvents[K]) => void;
   /** Something became claimable. */
   poke: () => void;
+  /** How long a phone's records are kept (every rule in force); the config's rules alone by default. */
+  ruleWindows?: RuleWindows;
 }
 
 /**
@@ -201,12 +204,16 @@ export class CallLifecycle {
     const template = await this.#d.store.template(lead.templateId);
     const rules = template?.rateLimitRules ?? this.#d.config.rateLimit.rules;
     const key = phoneKey(this.#d.hmacSecret, lead.phone);
+    const options = {
+      keepMs: this.#d.ruleWindows?.keepMs ?? largestWindowMs(this.#d.config.rateLimit.rules),
+      marginMs: this.#d.config.rateLimit.marginMs,
+    };
     try {
-      await this.#d.gates.record(key, token, rules, at, false);
+      await this.#d.gates.record(key, token, rules, at, false, options);
     } catch {
       this.#d.outbox.add({
         what: `record ${token}`,
-        run: () => this.#d.gates.record(key, token, rules, at, false),
+        run: () => this.#d.gates.record(key, token, rules, at, false, options),
       });
     }
   }
@@ -326,7 +333,11 @@ export class CallLifecycle {
     } catch {
       this.#d.outbox.add({
         what: `release ${numberId} ${holder}`,
-        run: () => this.#d.gates.release(numberId, holder),
+        // Freed later is freed all the same: it wakes a lead parked for the line.
+        run: async () => {
+          if (await this.#d.gates.release(numberId, holder))
+            this.#d.emit("channel:released", { numberId, holder });
+        },
       });
     }
   }

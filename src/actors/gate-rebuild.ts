@@ -2,6 +2,7 @@ import { SystemClock } from "../infra/clock.js";
 import type { DispatcherConfig } from "../infra/config.js";
 import { phoneKey } from "../infra/phone-key.js";
 import type { Clock, GateStore, LeadStore } from "../machines/ports.js";
+import { largestWindowMs } from "./rule-windows.js";
 
 /**
  * Redis is a cache of what the lead store knows (spec §7.13): after a restart it has forgotten the
@@ -61,6 +62,8 @@ export interface GateStateSourceDeps {
   clock: Clock;
   config: DispatcherConfig;
   hmacSecret: string;
+  /** The largest window of every rule in force (RuleWindows); the config's rules alone by default. */
+  keepMs?: () => number;
 }
 
 /** Same as the margin of a hold taken at the channel gate (src/actors/gates.ts). */
@@ -81,7 +84,9 @@ const realTime = new SystemClock();
  */
 export function createGateStateSource(deps: GateStateSourceDeps): GateStateSource {
   const { store, clock, config } = deps;
-  const ruleWindowMs = Math.max(...config.rateLimit.rules.map((rule) => rule.windowSeconds * 1000));
+  /** Every rule in force and the margin: the records the gates will count again (spec §7.6). */
+  const ruleWindowMs = () =>
+    (deps.keepMs?.() ?? largestWindowMs(config.rateLimit.rules)) + config.rateLimit.marginMs;
   const leaseMs = config.maxCallMinutes * 60_000 + HOLD_MARGIN_MS;
   /**
    * CLAIM_POLL_MS on the dispatcher's clock or in real time, whichever ends first. Claims move on by
@@ -115,7 +120,7 @@ export function createGateStateSource(deps: GateStateSourceDeps): GateStateSourc
     }
 
     const now = clock.now();
-    const rows = await store.gateRebuildRows(now, ruleWindowMs);
+    const rows = await store.gateRebuildRows(now, ruleWindowMs());
     return {
       now,
       numberIds: rows.numberIds,

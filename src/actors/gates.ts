@@ -2,6 +2,7 @@ import { isValidPhoneNumber } from "libphonenumber-js";
 import { fromPromise } from "xstate";
 import type { DispatcherEvents } from "../events.js";
 import type { DispatcherConfig } from "../infra/config.js";
+import { decide } from "../infra/memory/gate-store.js";
 import { phoneKey } from "../infra/phone-key.js";
 import type {
   AcquireOutput,
@@ -25,11 +26,15 @@ import type {
   OutboundNumber,
   PreDialCheck,
   Provider,
+  RateDecision,
+  RateOptions,
+  RateRule,
   Template,
 } from "../machines/ports.js";
 import { windowDecision } from "./calling-window.js";
 import type { Outbox } from "./outbox.js";
 import { runPreDialChecks } from "./pre-dial-checks.js";
+import { RuleWindows } from "./rule-windows.js";
 
 export interface GateDeps {
   config: DispatcherConfig;
@@ -48,17 +53,39 @@ export interface GateDeps {
   lineCounts: PoolLineCounts;
   /** A provider's reply that came after dial.timeoutMs had made its dial unknown. */
   onLateDialResult?: (dialRef: string, result: DialResult) => void;
+  /** How long a phone's records are kept (every rule in force); the config's rules alone by default. */
+  ruleWindows?: RuleWindows;
+}
+
+/** A store error at the record step of a lead whose rules include one with `failMode: "closed"`. */
+export class RecordFailedClosedError extends Error {
+  override readonly name = "RecordFailedClosedError";
+  constructor(
+    readonly leadId: string,
+    readonly cause: unknown,
+  ) {
+    super(`rate-limit record of lead ${leadId} failed and a rule fails closed: ${String(cause)}`);
+  }
+}
+
+/** True when a store error must defer the dial: some rule of the lead fails closed (spec §7.6). */
+export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
+  return (rules ?? []).some((rule) => rule.failMode === "closed");
 }
 
 /**
  * Line counts of a pool, read once for every selection that starts while the read is in flight and
  * no line was taken or freed here since it was sent: the leads of one wave share one read, and none
- * sees counts older than this process's own last acquire or release (spec §7.9). The acquire stays
- * the authority.
+ * sees counts older than this process's own last acquire or release (spec §7.9). The selections that
+ * share a read also see each other's picks, so one wave spreads over the pool instead of all trying
+ * the same number. The acquire stays the authority.
  */
 export class PoolLineCounts {
   readonly #gates: GateStore;
-  readonly #reads = new Map<string, { read: Promise<Map<string, number>>; epoch: number }>();
+  readonly #reads = new Map<
+    string,
+    { read: Promise<Map<string, number>>; epoch: number; picked: Map<string, number> }
+  >();
   #epoch = 0;
 
   constructor(gates: GateStore) {
@@ -71,17 +98,39 @@ export class PoolLineCounts {
   }
 
   read(pool: OutboundNumber[], now: number): Promise<Map<string, number>> {
+    return this.#entry(pool, now).read;
+  }
+
+  /** The pool number with the most free lines, less those picked on the same read; ties by id. */
+  async pick(pool: OutboundNumber[], now: number): Promise<OutboundNumber> {
+    const entry = this.#entry(pool, now);
+    const used = await entry.read;
+    let best = pool[0] as OutboundNumber;
+    let bestFree = Number.NEGATIVE_INFINITY;
+    for (const n of pool) {
+      const free = n.maxChannels - (used.get(n.id) ?? 0) - (entry.picked.get(n.id) ?? 0);
+      if (free > bestFree) [best, bestFree] = [n, free];
+    }
+    entry.picked.set(best.id, (entry.picked.get(best.id) ?? 0) + 1);
+    return best;
+  }
+
+  #entry(pool: OutboundNumber[], now: number) {
     const ids = pool.map((n) => n.id);
     const key = ids.join("\n");
     const shared = this.#reads.get(key);
-    if (shared && shared.epoch === this.#epoch) return shared.read;
-    const entry = { read: this.#gates.inUse(ids, now), epoch: this.#epoch };
+    if (shared && shared.epoch === this.#epoch) return shared;
+    const entry = {
+      read: this.#gates.inUse(ids, now),
+      epoch: this.#epoch,
+      picked: new Map<string, number>(),
+    };
     this.#reads.set(key, entry);
     const forget = () => {
       if (this.#reads.get(key) === entry) this.#reads.delete(key);
     };
     entry.read.then(forget, forget);
-    return entry.read;
+    return entry;
   }
 }
 
@@ -104,8 +153,22 @@ export function createGateActors(deps: GateDeps) {
     return key;
   };
   const enforcing = config.rateLimit.mode === "block";
-  /** Tokens whose rate-limit record waits in the outbox (store failed at record time). */
-  const pendingRecords = new Set<string>();
+  const ruleWindows = deps.ruleWindows ?? new RuleWindows(config.rateLimit.rules);
+  const rateOptions = (): RateOptions => ({
+    keepMs: ruleWindows.keepMs,
+    marginMs: config.rateLimit.marginMs,
+  });
+  /**
+   * Records that wait in the outbox (the store failed at record time), by token: the phone key and the
+   * dial time. While the store is away they are this process's only memory of those dials, so a
+   * fail-open dial counts them first (spec §7.6).
+   */
+  const pendingRecords = new Map<string, { key: string; at: number }>();
+  /** What the pending records of a phone say about one more dial now. */
+  const pendingDecision = (key: string, rules: RateRule[], now: number): RateDecision => {
+    const records = [...pendingRecords.values()].filter((r) => r.key === key).sort((a, b) => a.at - b.at);
+    return decide(records, rules, now, config.rateLimit.marginMs);
+  };
   /**
    * When each token's rate-limit record was made: its dial row takes the same instant, so the dial
    * times in the store are exactly what the limiter counted (and what a rebuild restores).
@@ -123,6 +186,7 @@ export function createGateActors(deps: GateDeps) {
     const cached = store.cachedTemplate?.(lead.templateId);
     const template = cached === undefined ? await store.template(lead.templateId) : cached;
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
+    ruleWindows.widen(template.rateLimitRules);
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
     if (cached === undefined || lead.blocked === undefined) {
       const [blocked, current] = await Promise.all([store.isBlocked(lead.phone), store.get(lead.id)]);
@@ -165,7 +229,7 @@ export function createGateActors(deps: GateDeps) {
   });
 
   const peek = fromPromise<PeekOutput, GateInput>(async ({ input: { lead, rules } }) => {
-    const decision = await gates.peek(keyOf(lead), rules, clock.now());
+    const decision = await gates.peek(keyOf(lead), rules, clock.now(), rateOptions());
     deps.emit("gate:result", {
       leadId: lead.id,
       gate: "peek",
@@ -178,63 +242,91 @@ export function createGateActors(deps: GateDeps) {
   const selectNumber = fromPromise<SelectOutput, GateInput>(async ({ input: { template } }) => {
     if (template?.numberId) {
       const pinned = await store.number(template.numberId);
-      if (pinned?.status === "AVAILABLE") return { kind: "selected", number: pinned };
+      if (pinned?.status === "AVAILABLE") return { kind: "selected", number: pinned, candidates: [pinned] };
     }
     const pool = await store.poolNumbers(template?.provider);
     const number = await leastBusy(pool);
-    return number ? { kind: "selected", number } : { kind: "none" };
+    return number ? { kind: "selected", number, candidates: pool } : { kind: "none" };
   });
 
   /** The pool number with the most free lines, ties by id (spec §7.9). */
   async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
     if (pool.length <= 1) return pool[0];
-    let used: Map<string, number>;
     try {
-      used = await lineCounts.read(pool, clock.now());
+      return await lineCounts.pick(pool, clock.now());
     } catch {
       return pool[0]; // the channel gate meets the outage and fails closed there, with its alert
     }
-    let best = pool[0];
-    let bestFree = Number.NEGATIVE_INFINITY;
-    for (const n of pool) {
-      const free = n.maxChannels - (used.get(n.id) ?? 0);
-      if (free > bestFree) [best, bestFree] = [n, free];
-    }
-    return best;
   }
 
-  const acquire = fromPromise<AcquireOutput, GateInput>(async ({ input: { lead, number } }) => {
+  const acquire = fromPromise<AcquireOutput, GateInput>(async ({ input: { lead, number, candidates } }) => {
     if (!number || !lead.token) throw new Error("acquire needs a number and a claim token");
-    const now = clock.now();
-    const { channelWait } = config;
-    const result = await gates.acquire({
-      numberId: number.id,
-      maxChannels: number.maxChannels,
-      holder: lead.token,
-      now,
-      leaseUntil: now + config.maxCallMinutes * 60_000 + HOLD_MARGIN_MS,
-      waiter: lead.id,
-      waiterTtlMs: channelWait.pileDeferSeconds * 1000,
-    });
-    lineCounts.changed();
-    deps.emit("gate:result", {
-      leadId: lead.id,
-      gate: "channel",
-      verdict: result.held ? "held" : "exhausted",
-    });
-    if (result.held) return { kind: "held" };
-    deps.emit("channel:waiting", { leadId: lead.id, numberId: number.id, dueAt: lead.dueAt });
-    if (result.waiters >= channelWait.pileThreshold) {
-      return { kind: "full", pile: true, deferAt: now + channelWait.pileDeferSeconds * 1000 };
+    const token = lead.token;
+    const tryLine = async (n: OutboundNumber) => {
+      const now = clock.now();
+      const result = await gates.acquire({
+        numberId: n.id,
+        maxChannels: n.maxChannels,
+        holder: token,
+        now,
+        leaseUntil: now + config.maxCallMinutes * 60_000 + HOLD_MARGIN_MS,
+        waiter: lead.id,
+        waiterTtlMs: config.channelWait.maxParkSeconds * 1000,
+      });
+      lineCounts.changed();
+      deps.emit("gate:result", {
+        leadId: lead.id,
+        gate: "channel",
+        verdict: result.held ? "held" : "exhausted",
+      });
+      return result.held;
+    };
+    if (await tryLine(number)) return { kind: "held", number };
+    // The selection read shared counts that may be stale: before parking, look at the other
+    // candidates afresh and try those that show a free line, most free first.
+    const others = candidates.filter((n) => n.id !== number.id);
+    if (others.length > 0) {
+      const used = await gates.inUse(
+        others.map((n) => n.id),
+        clock.now(),
+      );
+      const free = others
+        .map((n) => ({ n, free: n.maxChannels - (used.get(n.id) ?? 0) }))
+        .filter((c) => c.free > 0)
+        .sort((a, b) => b.free - a.free || (a.n.id < b.n.id ? -1 : 1));
+      for (const { n } of free) {
+        try {
+          if (await tryLine(n)) return { kind: "held", number: n };
+        } catch (error) {
+          // The command may have run: give the line back by name before failing closed.
+          await gates.release(n.id, token).catch(() => {});
+          throw error;
+        }
+      }
     }
-    const seconds = 1 + deps.random() * (channelWait.maxBackoffSeconds - 1);
-    return { kind: "full", pile: false, deferAt: now + Math.round(seconds * 1000) };
+    const parkOn = (candidates.length > 0 ? candidates : [number]).map((n) => n.id).sort();
+    deps.emit("channel:waiting", { leadId: lead.id, numberIds: parkOn, dueAt: lead.dueAt });
+    return { kind: "full", parkOn };
   });
 
   const record = fromPromise<RecordOutput, GateInput>(async ({ input: { lead, rules } }) => {
     const token = lead.token as string;
     const now = clock.now();
-    const decision = await gates.record(keyOf(lead), token, rules, now, enforcing);
+    let decision: RateDecision;
+    try {
+      decision = await gates.record(keyOf(lead), token, rules, now, enforcing, rateOptions());
+    } catch (error) {
+      if (failsClosed(rules)) throw new RecordFailedClosedError(lead.id, error);
+      // Failing open: the store cannot count, but this process still knows the dials it made while
+      // it could not record them. Those alone at a rule's max: defer like a lost race.
+      const pending = pendingDecision(keyOf(lead), rules, now);
+      if (pending.allowed || !enforcing) throw error;
+      // The timed-out command may still have run: take its record back by name (spec §7.12).
+      const key = keyOf(lead);
+      deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
+      deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict: "rejected" });
+      return { kind: "rejected", deferAt: pending.retryAt + Math.floor(deps.random() * RACE_JITTER_MS) };
+    }
     const verdict = decision.allowed || !enforcing ? "recorded" : "rejected";
     if (verdict === "recorded") recordedAt.set(token, now);
     deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict });
@@ -331,13 +423,18 @@ export function createGateActors(deps: GateDeps) {
       } catch {
         deps.outbox.add({
           what: `release ${number.id} ${token}`,
-          run: () => gates.release(number.id, token),
+          // Freed later is freed all the same: it wakes a lead parked for the line.
+          run: async () => {
+            if (await gates.release(number.id, token))
+              deps.emit("channel:released", { numberId: number.id, holder: token });
+          },
         });
       }
     }
     const key = keyOf(lead);
     if (pendingRecords.has(token)) {
-      // The record is still queued: undo after it, in order.
+      // The record is still queued: undo after it, in order. The dial did not happen: stop counting it.
+      pendingRecords.delete(token);
       deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
     } else if (recorded) {
       try {
@@ -351,11 +448,12 @@ export function createGateActors(deps: GateDeps) {
   /** The record of a dial made while the store failed open, written when it is back (spec §7.6). */
   function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {
     const token = lead.token as string;
-    pendingRecords.add(token);
+    const key = keyOf(lead);
+    pendingRecords.set(token, { key, at });
     deps.outbox.add({
       what: `record ${token}`,
       run: async () => {
-        await gates.record(keyOf(lead), token, rules, at, false);
+        await gates.record(key, token, rules, at, false, rateOptions());
         pendingRecords.delete(token);
       },
     });

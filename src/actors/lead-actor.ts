@@ -12,6 +12,13 @@ export interface LeadActorDeps extends GateDeps {
   logger: Logger;
   /** Each lead's story in the log (gate results at debug); none when omitted. */
   leadLog?: LeadLog;
+  /**
+   * A lead was parked on this set. A line freed between the acquire and the park woke nobody: the
+   * host looks at the set once more.
+   */
+  onParked?: (numberIds: string[]) => void;
+  /** A lead woken for a line ended without taking one (another gate stopped it): pass the line on. */
+  onWakeUnused?: () => void;
 }
 
 export interface RunningLead {
@@ -80,6 +87,15 @@ export function createLeadRunner(deps: LeadActorDeps) {
         deps.emit("gate:failOpen", { leadId: context.lead.id, gate, error });
         void alerter.raise("store_unavailable", "gate-store", `Gate store unavailable: ${gate} failed open`);
       },
+      noteFailClosed: ({ context, event }) => {
+        const error = String((event as { error?: unknown }).error);
+        deps.emit("gate:failClosed", { leadId: context.lead.id, gate: "record", error });
+        void alerter.raise(
+          "store_unavailable",
+          "gate-store",
+          "Gate store unavailable: record fails closed (a rule with failMode closed)",
+        );
+      },
       recordLater: ({ context }) => recordLater(context.lead, context.rules, clock.now()),
       noteReleaseFailed: ({ context, event }) =>
         deps.emit("error", {
@@ -108,7 +124,11 @@ export function createLeadRunner(deps: LeadActorDeps) {
           const snapshot = actor.getSnapshot();
           const end = snapshot.output as LeadEnd;
           persist(lead, end, snapshot.context.precheckDefers).then(
-            () => resolve(end),
+            () => {
+              const tookLine = end.end === "dialled" || end.end === "heldUnknown" || end.end === "parked";
+              if (lead.parkedAt !== null && !tookLine) deps.onWakeUnused?.();
+              resolve(end);
+            },
             (error: unknown) => {
               deps.emit("error", { where: `persist ${lead.id}`, error });
               resolve(end);
@@ -148,6 +168,23 @@ export function createLeadRunner(deps: LeadActorDeps) {
         });
         if (settled?.status === "SCHEDULED") deps.emit("lead:deferred", { leadId, reason: end.reason, at });
         else if (settled) deps.emit("lead:finished", { leadId, outcome: settled.outcome ?? "" });
+        return;
+      }
+      case "parked": {
+        const settled = await settle(token, {
+          kind: "defer",
+          at: now,
+          deferReason: "channel",
+          parkOn: end.numberIds,
+          precheckDefers: precheckDefers === lead.precheckDefers ? undefined : precheckDefers,
+        });
+        if (settled?.status === "SCHEDULED") {
+          deps.emit("lead:parked", { leadId, numberIds: end.numberIds });
+          // `at`: when its set is looked at again at the latest, if no release wakes it before.
+          const at = now + config.channelWait.maxParkSeconds * 1000;
+          deps.emit("lead:deferred", { leadId, reason: "channel", at });
+          deps.onParked?.(end.numberIds);
+        } else if (settled) deps.emit("lead:finished", { leadId, outcome: settled.outcome ?? "" });
         return;
       }
       case "finished":

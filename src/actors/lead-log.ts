@@ -51,8 +51,8 @@ export class LeadLog {
       debug(leadId, { gate, error: maskPhoneLike(error) }, `gate ${gate} failed open`),
     );
     on("lead:prechecked", ({ leadId, verdict }) => debug(leadId, { verdict }, `pre-dial checks: ${verdict}`));
-    on("channel:waiting", ({ leadId, numberId, dueAt }) =>
-      info(leadId, { numberId, dueAt }, `parked: waiting for a line on ${numberId}`),
+    on("channel:waiting", ({ leadId, numberIds, dueAt }) =>
+      info(leadId, { numberIds, dueAt }, `parked: waiting for a line on ${numberIds.join(", ")}`),
     );
     on("lead:dialling", ({ leadId, numberId, dialRef }) =>
       info(leadId, { numberId, dialRef }, `dial from ${numberId}`),

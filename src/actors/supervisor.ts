@@ -13,6 +13,8 @@ export interface SupervisorOptions {
   run: (lead: LeadRecord) => RunningLead;
   onError: (where: string, error: unknown) => void;
   onClaimed?: (lead: LeadRecord) => void;
+  /** After each claim read (a claim may also have parked due leads behind their template's waiters). */
+  onClaimRound?: () => void;
 }
 
 /** Wait after a failed claim before trying again. */
@@ -99,6 +101,7 @@ export class Supervisor {
           free,
           this.#o.claimLeaseMs,
         );
+        this.#o.onClaimRound?.();
         for (const lead of claims) this.#spawn(lead);
         if (claims.length === free) this.#pumpAgain = true;
       } while (this.#pumpAgain && !this.#stopping);

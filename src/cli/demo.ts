@@ -130,7 +130,7 @@ async function showProgress(
   const bar = new cliProgress.SingleBar(
     {
       format:
-        "{bar} {value}/{total} finished | in call {inCall} | dials {dials} | waits for a line {waits} | {clock}",
+        "{bar} {value}/{total} finished | in call {inCall} | dials {dials} | waiting for a line {waits} | {clock}",
       hideCursor: true,
       noTTYOutput: !tty,
       notTTYSchedule: 5000,
@@ -155,7 +155,8 @@ function fields(dispatcher: Dispatcher, inCall: number, clock: ScaledClock) {
   return {
     inCall,
     dials: s.dials,
-    waits: s.gates.channelExhausted,
+    // How many are parked right now, not how often a lead found its lines busy.
+    waits: s.waiting,
     clock: new Date(clock.now()).toISOString().slice(11, 19),
   };
 }
@@ -179,6 +180,12 @@ function printSummary(
     ["gate: peeks", s.gates.peek],
     ["gate: records / rejected in race", `${s.gates.record} / ${s.gates.recordRejected}`],
     ["gate: channel exhausted", s.gates.channelExhausted],
+    [
+      "gate: channel rounds per dial",
+      s.dials === 0
+        ? "-"
+        : ((s.gates.record + s.gates.recordRejected + s.gates.channelExhausted) / s.dials).toFixed(2),
+    ],
     ["alerts sent (after throttle)", alerts.length],
     ["drained cleanly", drained ? "yes" : "no"],
   ];

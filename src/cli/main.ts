@@ -65,7 +65,9 @@ program
     "run the dispatcher on REDIS_URL + DATABASE_URL until SIGTERM/SIGINT (needs DIALGATE_HMAC_SECRET)",
   )
   .addOption(
-    new Option("--config <file>", "JSON: { config, numbers, templates, provider }").env("DIALGATE_CONFIG"),
+    new Option("--config <file>", "JSON: { config, numbers, templates, providers, http, provider }").env(
+      "DIALGATE_CONFIG",
+    ),
   )
   .addOption(schemaOption())
   .addOption(

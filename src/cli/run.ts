@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { z } from "zod";
@@ -24,6 +25,15 @@ import { type SimDial, SimulatedProvider, simPlanSchema } from "../infra/provide
 import type { AlertSink, Clock, DialRequest, DialResult, Provider } from "../machines/ports.js";
 import { EXIT_RUNTIME, EXIT_USAGE, UsageError } from "./errors.js";
 import { checkSchemaName, missingEnvironment, weakHmacSecret } from "./migrate.js";
+import {
+  apiToken,
+  buildProviders,
+  createServiceHandler,
+  httpSchema,
+  type ProviderSetup,
+  providerAccountSchema,
+  ServiceConfigError,
+} from "./service.js";
 
 /**
  * `dialgate run`: the long-running dispatcher on the shared stores (REDIS_URL + DATABASE_URL). Any
@@ -50,7 +60,11 @@ export const runFileSchema = z
     config: configSchema.prefault({}),
     numbers: z.array(numberSchema).default([]),
     templates: z.array(templateSchema).default([]),
-    /** The simulated provider "sim" (the only provider until real ones arrive). */
+    /** Real provider accounts (Twilio, Plivo, Exotel); their secrets come from the environment. */
+    providers: z.array(providerAccountSchema).default([]),
+    /** The HTTP server: status callbacks, the lead API, metrics and health. None when omitted. */
+    http: httpSchema.optional(),
+    /** The simulated provider "sim", for numbers whose provider is "sim". */
     provider: z
       .object({
         default: simPlanSchema.partial({ result: true }).optional(),
@@ -112,6 +126,26 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
   const file = parseRunFile(text, configFile ?? "(none)");
   const hmacSecret = env.DIALGATE_HMAC_SECRET as string;
   const logger = createLogger();
+  const clock = new SystemClock();
+  // The gate store exists only once connected; pacing asks it then (no dial runs before).
+  let gates: Backend["gateStore"] | undefined;
+  let token: string | null = null;
+  let setup: ProviderSetup;
+  try {
+    if (file.http) token = apiToken(file.http, env);
+    setup = buildProviders(file.providers, file.http, env, {
+      clock,
+      logger,
+      pacing: {
+        takePacingToken: (...args) => (gates as Backend["gateStore"]).takePacingToken(...args),
+      },
+    });
+  } catch (error) {
+    if (!(error instanceof ServiceConfigError)) throw error;
+    const where = configFile ?? "(no config file)";
+    console.error(error.problems.map((problem) => `dialgate: ${where}: ${problem}`).join("\n"));
+    return EXIT_USAGE;
+  }
   let alertSinks: AlertSink[];
   try {
     alertSinks = alertSinksOf(logger, options.slackWebhook ?? env.DIALGATE_SLACK_WEBHOOK_URL);
@@ -144,13 +178,14 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     return EXIT_RUNTIME;
   }
   if (backend.migrated.length > 0) logger.info({ migrations: backend.migrated }, "migrations applied");
+  gates = backend.gateStore;
 
   let dispatcher: Dispatcher | undefined;
   let unlisten: (() => Promise<void>) | undefined;
   let metrics: Server | undefined;
+  let service: Server | undefined;
   try {
     const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-    const clock = new SystemClock();
     const provider = new LoggedSimProvider(clock, file.provider, dialLog, (end) =>
       dispatcher?.callEnded(end),
     );
@@ -158,7 +193,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
       config: file.config,
       leadStore: backend.leadStore,
       gateStore: backend.gateStore,
-      providers: [provider],
+      providers: [provider, ...setup.providers],
       clock,
       logger,
       alertSinks,
@@ -170,6 +205,40 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     });
     dispatcher = running;
     running.on("error", ({ where, error }) => logger.warn({ where, err: error }, "dispatcher error"));
+    // Listening before the first claim: a call placed at once must find its callback endpoint.
+    if (file.http) {
+      const http = file.http;
+      try {
+        service = await listen(
+          createServer(
+            // Node's own bound on a whole request, a little past the body timeout the handlers apply.
+            {
+              requestTimeout: http.bodyTimeoutMs + 1000,
+              headersTimeout: Math.min(60_000, http.bodyTimeoutMs + 1000),
+            },
+            createServiceHandler({
+              dispatcher: running,
+              http,
+              token,
+              callbacks: setup.callbacks,
+              replayStore: backend.gateStore,
+              readiness: () => backend.readiness(),
+              clock,
+            }),
+          ),
+          http.port,
+          http.host,
+        );
+      } catch (error) {
+        console.error(`dialgate: cannot serve HTTP on ${http.host}:${http.port}: ${errorText(error)}`);
+        return EXIT_RUNTIME;
+      }
+      const { port } = service.address() as AddressInfo;
+      logger.info(
+        { host: http.host, port, api: token !== null, providers: [...setup.callbacks.keys()] },
+        "http served",
+      );
+    }
     unlisten = await backend.onLeadsAdded(() => running.poke());
     await running.start();
     if (options.metricsPort !== undefined) {
@@ -197,6 +266,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     return 0;
   } finally {
     if (metrics) await closeServer(metrics);
+    if (service) await closeServer(service);
     await dispatcher?.stop().catch(() => {});
     await unlisten?.().catch(() => {});
     await closeQuietly(backend, logger);
@@ -212,16 +282,18 @@ export function alertSinksOf(logger: Logger, slackWebhook: string | undefined): 
 }
 
 /** GET /metrics on `port` (all interfaces), resolved once listening. */
-async function serveMetrics(dispatcher: Dispatcher, port: number): Promise<Server> {
-  const server = createServer(createMetricsHandler(dispatcher));
-  await new Promise<void>((resolve, reject) => {
+function serveMetrics(dispatcher: Dispatcher, port: number): Promise<Server> {
+  return listen(createServer(createMetricsHandler(dispatcher)), port);
+}
+
+function listen(server: Server, port: number, host?: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, () => {
+    server.listen(port, host, () => {
       server.off("error", reject);
-      resolve();
+      resolve(server);
     });
   });
-  return server;
 }
 
 async function closeServer(server: Server): Promise<void> {

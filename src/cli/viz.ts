@@ -35,11 +35,14 @@ export const STATE_SPEC: Readonly<Record<string, string>> = {
     "§2 step 4: pinned AVAILABLE number, else the provider's shared pool (§7.9); none → finished " +
     "NUMBER_UNAVAILABLE + P1 alert, never a retry loop",
   acquiringChannel:
-    "§2 step 5: named channel hold with a lease; full → deferred by jitter or pile defer; store error → " +
-    "release by name, deferred (fail closed) + alert; a stop waits for the call to settle (§7.12)",
+    "§2 step 5: named channel hold with a lease, on the selected number or another candidate with a " +
+    "free line; every candidate full → parked (§7.11); store error → release by name, deferred (fail " +
+    "closed) + alert; a stop waits for the call to settle (§7.12)",
   recordingAttempt:
     "§2 step 6: atomic trim + count + add-if-under (one Lua call), after the hold and before makeCall; " +
-    "rejected → releasing → deferred + alert; store error → fail open, recorded later (§7.6)",
+    "rejected → releasing → deferred + alert; store error → fail open, recorded later, unless this " +
+    "process's own unrecorded dials fill a rule (→ rejected) or a rule has failMode closed (→ releasing " +
+    "→ deferred) (§7.6)",
   dialing: "§2 step 7: committed — a stop never cancels a dial that has started (§3)",
   "dialing.writingDialRow":
     "§2 step 7: write the dial row first (DIALING, dialRef); row lost → releasing → dropped, " +
@@ -54,6 +57,9 @@ export const STATE_SPEC: Readonly<Record<string, string>> = {
   deferred:
     "§2 rules: back to the schedule with nextAttemptAt = now + seconds, lease released; capacity and rate " +
     "deferrals do not grow the attempt counter",
+  parked:
+    "§7.11: every candidate line busy: waits on that set in the lead store, holding nothing, not claimed; " +
+    "a released line wakes the longest-waiting (fair by phone), a set check every maxParkSeconds",
   finished:
     "§2: FINISHED with an outcome (NO_CONFIG, INVALID_PHONE, BLACKLISTED, EXPIRED, PRECHECK_FAILED, " +
     "NUMBER_UNAVAILABLE, PROVIDER_REJECTED)",

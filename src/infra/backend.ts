@@ -4,7 +4,9 @@ import type { Logger } from "pino";
 import type { GateStore } from "../machines/ports.js";
 import { createLogger } from "./logger.js";
 import { type LeadsListener, PostgresLeadStore } from "./postgres/lead-store.js";
-import { migrate } from "./postgres/migrate.js";
+import { migrate, pendingMigrations } from "./postgres/migrate.js";
+import type { ReplayStore } from "./providers/callbacks.js";
+import type { PacingStore } from "./providers/paced.js";
 import { createRedisClient, RedisGateStore } from "./redis/gate-store.js";
 
 export interface BackendOptions {
@@ -26,14 +28,25 @@ export interface BackendOptions {
   logger?: Logger;
 }
 
+export interface Readiness {
+  ready: boolean;
+  redis: boolean;
+  postgres: boolean;
+  /** Migrations not applied to the schema; null when Postgres did not answer. */
+  pendingMigrations: string[] | null;
+}
+
 /** The shared stores of a multi-process deployment: Postgres for leads, Redis for the gates. */
 export interface Backend {
   readonly leadStore: PostgresLeadStore;
-  readonly gateStore: GateStore;
+  /** Also the callback handlers' replay store and the providers' pacing store. */
+  readonly gateStore: GateStore & ReplayStore & PacingStore;
   /** Migrations applied by this connect (empty when `migrate` was false or nothing was pending). */
   readonly migrated: string[];
   /** Calls `listener` when a lead becomes SCHEDULED in the schema, from any process (Postgres LISTEN). */
   onLeadsAdded(listener: LeadsListener): Promise<() => Promise<void>>;
+  /** Whether Redis and Postgres answer and the schema's migrations are current (GET /readyz). */
+  readiness(): Promise<Readiness>;
   /** Stops listeners, ends the pool, quits Redis. Idempotent. */
   close(): Promise<void>;
 }
@@ -71,6 +84,22 @@ export async function connectBackend(options: BackendOptions): Promise<Backend> 
       gateStore,
       migrated,
       onLeadsAdded: (listener) => store.onLeadsAdded(listener),
+      async readiness() {
+        const [redisUp, pending] = await Promise.all([
+          client.ping().then(
+            (reply) => reply === "PONG",
+            () => false,
+          ),
+          pendingMigrations(pool, { schema: options.schema }).catch(() => null),
+        ]);
+        const postgres = pending !== null;
+        return {
+          ready: redisUp && postgres && pending.length === 0,
+          redis: redisUp,
+          postgres,
+          pendingMigrations: pending,
+        };
+      },
       close() {
         closing ??= (async () => {
           await store.close();

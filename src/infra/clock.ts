@@ -31,6 +31,68 @@ export class ScaledClock implements Clock {
   }
 }
 
+/**
+ * A local clock offset-synchronised to a server's clock (Redis `TIME`, spec §7.7), so that processes
+ * whose clocks disagree still put one time into the scripts and statements that compare them: scores
+ * of the rate windows, channel and claim leases, dial times. `sync()` measures the offset over one
+ * round trip (its error is at most half of that round trip); a failed sync keeps the last offset, so
+ * a process whose server is away goes on with the time it last agreed on.
+ */
+export class SyncedClock implements Clock {
+  #offsetMs = 0;
+  #syncedAt: number | null = null;
+
+  constructor(
+    readonly local: Clock,
+    readonly serverTime: () => Promise<number>,
+  ) {}
+
+  /** Server time minus local time, as last measured (0 before the first sync). */
+  get offsetMs(): number {
+    return this.#offsetMs;
+  }
+
+  /** When the last sync succeeded (this clock's time), or null. */
+  get syncedAt(): number | null {
+    return this.#syncedAt;
+  }
+
+  now(): number {
+    return this.local.now() + this.#offsetMs;
+  }
+
+  /** Fires once `now() >= at`, re-armed when a sync moved the offset meanwhile. */
+  setTimer(at: number, fn: () => void): Timer {
+    let timer: Timer;
+    let cancelled = false;
+    const arm = () => {
+      timer = this.local.setTimer(at - this.#offsetMs, () => {
+        if (cancelled) return;
+        if (this.now() >= at) fn();
+        else arm();
+      });
+    };
+    arm();
+    return {
+      cancel: () => {
+        cancelled = true;
+        timer.cancel();
+      },
+    };
+  }
+
+  /** Measures the offset; rejects (keeping the last one) when the server does not answer. */
+  async sync(): Promise<number> {
+    const sent = this.local.now();
+    const server = await this.serverTime();
+    const received = this.local.now();
+    // The server read its clock somewhere in the round trip: assume the middle.
+    this.#offsetMs = Math.round(server - (sent + received) / 2);
+    this.#syncedAt = this.now();
+    return this.#offsetMs;
+  }
+}
+
 /** setTimeout caps its delay at 2^31 − 1 ms. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
 

@@ -110,6 +110,8 @@ export const rateRuleSchema = z.object({
     .int()
     .min(1)
     .max(31 * 86400),
+  /** When the gate store cannot count: dial and record later (open), or defer (closed), spec §7.6. */
+  failMode: z.enum(["open", "closed"]).optional(),
 });
 
 export const configSchema = z
@@ -121,14 +123,23 @@ export const configSchema = z
           .min(1)
           .default([{ maxCalls: 7, windowSeconds: 3600 }]),
         mode: z.enum(["block", "alertOnly"]).default("block"),
+        /**
+         * Added to every window (ms): the provider sees a call a dial-row write and a request after
+         * its record (40–90 ms p99 measured under load), so a record counts this much longer and the
+         * cap also holds as the provider counts.
+         */
+        marginMs: z.number().int().min(0).max(60_000).default(250),
       })
       .prefault({}),
     channelWait: z
       .object({
-        maxBackoffSeconds: z.number().min(1).default(3),
-        pileThreshold: z.number().int().min(1).default(50),
-        pileDeferSeconds: z.number().min(1).default(60),
+        /**
+         * A lead parked for a line is looked at again this long after it parked at the latest: its set
+         * is checked for a free line every maxParkSeconds (a wake-up lost to a crash strands nothing).
+         */
+        maxParkSeconds: z.number().min(1).default(60),
       })
+      .strict()
       .prefault({}),
     dial: z.object({ timeoutMs: z.number().int().min(1).default(15_000) }).prefault({}),
     unknownDial: z.object({ holdMinutes: z.number().positive().default(5) }).prefault({}),

@@ -14,7 +14,6 @@ const DEFER_REASONS = Object.keys({
   precheck: 1,
   rateLimit: 1,
   channel: 1,
-  pile: 1,
   notPlaced: 1,
   throttled: 1,
   store: 1,
@@ -136,6 +135,12 @@ function families(s: DispatcherStats): Family[] {
     counter("alerts_total", "Alerts that passed their throttle and went to the sinks.", one(s.alerts)),
     gauge("lead_actors_in_flight", "Lead actors running in this process.", s.inFlight),
     gauge("outbox_pending", "Releases, undos and records waiting in the outbox for a retry.", s.outbox),
+    gauge(
+      "clock_offset_ms",
+      "Gate store clock (Redis TIME) minus this process's clock, as last measured; 0 without a sync.",
+      s.clock.offsetMs,
+    ),
+    gauge("leads_waiting_for_line", "Leads parked for a line now (in the lead store).", s.waiting),
   ];
 }
 

@@ -7,6 +7,8 @@ export type { DeferReason } from "./ports.js";
  * One dispatch attempt of one lead (spec §2). Gates run in order:
  *   checking → window → prechecking → peekingRateLimit → selectingNumber → acquiringChannel →
  *   recordingAttempt → dialing
+ * When every candidate line is busy the attempt ends `parked`: the lead waits on that set's line in
+ * the lead store, holding nothing, until a released line wakes it (spec §7.11).
  * Every gate is an invoked actor with an explicit id, supplied by `provide`, so this file does no I/O.
  * Nothing is held before acquiringChannel; from there every reject, failure or stop goes through
  * `releasing`, the one place that gives back the line and undoes the rate-limit record.
@@ -27,8 +29,12 @@ export type PrecheckOutput =
   | { kind: "defer"; deferAt: number };
 /** `over`: at the limit in rateLimit.mode alertOnly: alert, but go on. */
 export type PeekOutput = { kind: "allowed" } | { kind: "blocked"; deferAt: number } | { kind: "over" };
-export type SelectOutput = { kind: "selected"; number: OutboundNumber } | { kind: "none" };
-export type AcquireOutput = { kind: "held" } | { kind: "full"; deferAt: number; pile: boolean };
+/** `candidates`: every number the lead may dial from (the pinned one, or the pool), `number` first. */
+export type SelectOutput =
+  | { kind: "selected"; number: OutboundNumber; candidates: OutboundNumber[] }
+  | { kind: "none" };
+/** `held`: a line of `number` (a candidate that had one free); `full`: every candidate's lines busy. */
+export type AcquireOutput = { kind: "held"; number: OutboundNumber } | { kind: "full"; parkOn: string[] };
 export type RecordOutput = { kind: "recorded" } | { kind: "rejected"; deferAt: number } | { kind: "over" };
 export type BeginDialOutput = { kind: "written"; dialRef: string } | { kind: "lost" };
 /** The provider's answer and the clock reading when it came. */
@@ -39,6 +45,7 @@ export interface GateInput {
   template: Template | null;
   rules: RateRule[];
   number: OutboundNumber | null;
+  candidates: OutboundNumber[];
   dialRef: string | null;
   recorded: boolean;
 }
@@ -56,6 +63,8 @@ export type LeadEnd =
   /** `reason`: why the pre-dial checks aborted (PRECHECK_FAILED). */
   | { end: "finished"; outcome: string; dialResult?: string; reason?: string }
   | { end: "dropped" }
+  /** Every candidate line was busy: the runner parks the lead on that set until a line comes free. */
+  | { end: "parked"; numberIds: string[] }
   | { end: "dialled"; callId: string; numberId: string; dialRef: string }
   | { end: "heldUnknown"; numberId: string; dialRef: string; reason: string };
 
@@ -67,6 +76,7 @@ export interface LeadContext {
   template: Template | null;
   rules: RateRule[];
   number: OutboundNumber | null;
+  candidates: OutboundNumber[];
   /** A channel hold may exist (set before the acquire result is known to be safe on errors). */
   held: boolean;
   recorded: boolean;
@@ -90,6 +100,7 @@ const gateInput = ({ context }: { context: LeadContext }): GateInput => ({
   template: context.template,
   rules: context.rules,
   number: context.number,
+  candidates: context.candidates,
   dialRef: context.dialRef,
   recorded: context.recorded,
 });
@@ -138,6 +149,7 @@ export const leadMachine = setup({
     isNoNumber: ({ event }) => out<SelectOutput>(event).kind === "none",
     isChannelFull: ({ event }) => out<AcquireOutput>(event).kind === "full",
     isRecordRejected: ({ event }) => out<RecordOutput>(event).kind === "rejected",
+    isFailClosed: ({ context }) => context.rules.some((rule) => rule.failMode === "closed"),
     isDialRowLost: ({ event }) => out<BeginDialOutput>(event).kind === "lost",
     isPlaced: ({ event }) => out<CallOutput>(event).kind === "placed",
     isUnknown: ({ event }) => out<CallOutput>(event).kind === "unknown",
@@ -154,6 +166,7 @@ export const leadMachine = setup({
     alertStoreUnavailable: () => {},
     alertProviderRejected: () => {},
     noteFailOpen: () => {},
+    noteFailClosed: () => {},
     recordLater: () => {},
     noteReleaseFailed: () => {},
     noteStop: assign({ stop: ({ event }) => (event as LeadEvent).reason }),
@@ -169,6 +182,7 @@ export const leadMachine = setup({
     template: null,
     rules: [],
     number: null,
+    candidates: [],
     held: false,
     recorded: false,
     dialRef: null,
@@ -305,7 +319,10 @@ export const leadMachine = setup({
           },
           {
             target: "acquiringChannel",
-            actions: assign({ number: ({ event }) => (event.output as { number: OutboundNumber }).number }),
+            actions: assign(({ event }) => {
+              const selected = event.output as Extract<SelectOutput, { kind: "selected" }>;
+              return { number: selected.number, candidates: selected.candidates };
+            }),
           },
         ],
         onError: { target: "deferred", actions: assign({ end: storeDefer }) },
@@ -320,21 +337,22 @@ export const leadMachine = setup({
         input: gateInput,
         onDone: [
           {
+            // No timed retry: the lead waits on the set, holding nothing, until a line comes free.
             guard: "isChannelFull",
-            target: "deferred",
+            target: "parked",
             actions: assign({
-              end: ({ event }) => {
-                const full = event.output as Extract<AcquireOutput, { kind: "full" }>;
-                return { end: "deferred", reason: full.pile ? "pile" : "channel", at: full.deferAt };
-              },
+              end: ({ event }) => ({
+                end: "parked",
+                numberIds: (event.output as Extract<AcquireOutput, { kind: "full" }>).parkOn,
+              }),
             }),
           },
           {
             guard: "isStopRequested",
             target: "releasing",
-            actions: assign({ held: true, end: ({ context }) => stopEnd(context.stop) }),
+            actions: assign({ held: true, number: heldNumber, end: ({ context }) => stopEnd(context.stop) }),
           },
-          { target: "recordingAttempt", actions: assign({ held: true }) },
+          { target: "recordingAttempt", actions: assign({ held: true, number: heldNumber }) },
         ],
         // Fail closed: capacity can't be proven. The command may still have run: release by name.
         onError: {
@@ -378,6 +396,13 @@ export const leadMachine = setup({
             guard: "isStopRequested",
             target: "releasing",
             actions: ["recordLater", assign({ end: ({ context }) => stopEnd(context.stop) })],
+          },
+          {
+            // A legal cap may prefer a missed call to an extra one (failMode closed, spec §7.6). The
+            // command may still have run: undo it by name.
+            guard: "isFailClosed",
+            target: "releasing",
+            actions: ["noteFailClosed", assign({ recorded: true, end: storeDefer })],
           },
           { target: "dialing", actions: ["noteFailOpen", "recordLater"] },
         ],
@@ -512,6 +537,7 @@ export const leadMachine = setup({
       },
     },
     deferred: { type: "final" },
+    parked: { type: "final" },
     finished: { type: "final" },
     dropped: { type: "final" },
     inCall: { type: "final" },
@@ -521,6 +547,11 @@ export const leadMachine = setup({
 
 function out<T>(event: unknown): T {
   return (event as { output: T }).output;
+}
+
+/** The number whose line the acquire took (another candidate when the selected one was full). */
+function heldNumber({ event }: { event: unknown }): OutboundNumber {
+  return out<Extract<AcquireOutput, { kind: "held" }>>(event).number;
 }
 
 /** The end of a gate that said "not now": deferred to the instant in its output (`deferAt`, or `opensAt`). */
@@ -548,7 +579,9 @@ function notPlacedDefer(context: LeadContext, at: number | null): LeadEnd {
 }
 
 function throttledDefer(context: LeadContext, output: CallOutput): LeadEnd {
-  const streak = context.lead.notPlacedStreak + 1;
+  // Waiting for our own pacing is no refusal by the provider: the streak stays.
+  const pacing = output.kind === "throttled" && output.pacing === true;
+  const streak = context.lead.notPlacedStreak + (pacing ? 0 : 1);
   const retryAfter = output.kind === "throttled" ? output.retryAfterSeconds : undefined;
   return {
     end: "deferred",

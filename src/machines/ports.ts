@@ -28,7 +28,6 @@ export type DeferReason =
   | "precheck"
   | "rateLimit"
   | "channel"
-  | "pile"
   | "notPlaced"
   | "throttled"
   | "store"
@@ -37,6 +36,11 @@ export type DeferReason =
 export interface RateRule {
   maxCalls: number;
   windowSeconds: number;
+  /**
+   * What a dial does when the gate store cannot count this rule (spec §7.6): `open` (the default)
+   * dials and records later; `closed` defers the lead (a legal cap may prefer a missed call).
+   */
+  failMode?: "open" | "closed";
 }
 
 export interface CallingWindow {
@@ -137,6 +141,17 @@ export interface LeadRecord {
   deferReason: DeferReason | null;
   /** Pre-dial check defers since the checks last let the lead proceed (capped by preDialCheck.maxDefers). */
   precheckDefers: number;
+  /**
+   * Parked: the candidate set (number ids, sorted) whose every line was busy. A parked lead holds
+   * nothing and is not claimed until a line of the set comes free and wakes it (or it expires). Null
+   * when it is not waiting for a line.
+   */
+  parkedOn: string[] | null;
+  /**
+   * When the lead first parked in this wait for a line: its place in the set's line, kept while it is
+   * woken and parks again, cleared by any other defer and by its dial.
+   */
+  parkedAt: number | null;
   /** Whether the phone is on the block list, read with the claim; absent on other reads. */
   blocked?: boolean;
 }
@@ -148,11 +163,13 @@ export interface LeadRecord {
 export type Settlement =
   /**
    * CLAIMED|DIALING → SCHEDULED at `at`, parked for `deferReason` (null when not given).
-   * `notPlacedStreak` / `precheckDefers` are written when given and kept otherwise.
+   * `notPlacedStreak` / `precheckDefers` are written when given and kept otherwise. With `parkOn` the
+   * lead is parked on that candidate set (deferReason "channel"; `at` is then ignored).
    */
   | {
       kind: "defer";
       at: number;
+      parkOn?: string[];
       deferReason?: DeferReason;
       notPlacedStreak?: number;
       precheckDefers?: number;
@@ -228,13 +245,18 @@ export interface LeadStore {
   get(id: string): Promise<LeadRecord | null>;
   /**
    * Claim up to `limit` due SCHEDULED leads (nextAttemptAt ≤ now), by dueAt then id: status CLAIMED,
-   * claimSeq + 1, a new token, owner and lease, deferReason cleared. Also takes over CLAIMED leads whose
-   * lease expired; a DIALING lead whose lease expired becomes a held unknown dial (never redialled
-   * blindly). Leads of a paused template or reseller, or every lead under a global pause, are skipped.
-   * Each claimed lead carries `blocked`, the block list's verdict on its phone.
+   * claimSeq + 1, a new token, owner and lease, deferReason and parkedOn cleared. Also takes over CLAIMED
+   * leads whose lease expired; a DIALING lead whose lease expired becomes a held unknown dial (never
+   * redialled blindly). Leads of a paused template or reseller, or every lead under a global pause, are
+   * skipped. Each claimed lead carries `blocked`, the block list's verdict on its phone.
+   *
+   * Parked leads are not claimed, except once their expiresAt has passed (to finish EXPIRED). A due lead
+   * that has not parked in this wait (parkedAt null), whose template has parked leads, joins their line
+   * instead of being claimed: parked on the same set at `now`, without meeting the gates (it would find
+   * the same lines busy). Joins are not limited by `limit` and are not returned.
    */
   claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]>;
-  /** Earliest nextAttemptAt of a SCHEDULED lead that is not paused, or null. */
+  /** Earliest nextAttemptAt of a SCHEDULED lead that is not paused (expiresAt for a parked one), or null. */
   nextDueAt(): Promise<number | null>;
   renewLeases(tokens: string[], leaseUntil: number): Promise<void>;
   /**
@@ -254,6 +276,19 @@ export interface LeadStore {
    * min(nextAttemptAt, at). Returns how many moved. A wake is a hint: each lead meets every gate again.
    */
   wakeParked(templateId: string, reason: DeferReason, at: number): Promise<number>;
+  /**
+   * Wakes up to `count` parked leads whose set contains `numberId`, and that no pause covers: each a
+   * compare-and-set on the waiting row (still parked) → parkedOn null, due now. Order: fair by phone,
+   * then parkedAt, dueAt, id. A phone's turn = its leads already served (woken and not yet dialled,
+   * claimed, dialling or in a call) + its waiters ahead of this one: a phone's second waiter goes after
+   * every other phone's first, also across wakes.
+   * Returns the ids woken. A wake is a hint: each lead meets every gate again.
+   */
+  wakeWaiters(numberId: string, count: number, now: number): Promise<string[]>;
+  /** How many leads are parked now. */
+  waitingCount(): Promise<number>;
+  /** The distinct sets leads are parked on, each with its count of waiters. */
+  waitingSets(): Promise<{ numberIds: string[]; waiters: number }[]>;
   /** Stops claims of the scope's leads, for every process on this store. False when already paused. */
   pause(scope: PauseScope, now: number): Promise<boolean>;
   /** Lifts a pause (and wakes the store's listeners). False when the scope was not paused. */
@@ -281,6 +316,8 @@ export interface LeadStore {
   gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows>;
 
   template(id: string): Promise<Template | null>;
+  /** The largest window (ms) of any stored template's own rules, 0 when none has rules of its own. */
+  templateWindowMs(): Promise<number>;
   /**
    * The template as `template(id)` would return it when that needs no I/O, else undefined. A store
    * without a cache leaves it out.
@@ -310,9 +347,24 @@ export type RateDecision =
   | { allowed: true; counts: number[] }
   | { allowed: false; counts: number[]; retryAt: number };
 
+/** How a rate-limit call keeps and counts a phone's records beyond its own rules. */
+export interface RateOptions {
+  /**
+   * Records younger than this stay, whatever `rules` says: the largest window of every rule in force
+   * (config and every template), since one phone's records serve every template that calls it
+   * (spec §7.6). Default: the largest window of `rules`.
+   */
+  keepMs?: number;
+  /**
+   * Added to every window: a record at t counts while now < t + W + marginMs, so the cap also holds
+   * as the provider sees the calls, a dial-row write after the record. Default 0.
+   */
+  marginMs?: number;
+}
+
 export interface RateLimiter {
-  /** Read-only apart from trimming records older than the largest window. */
-  peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision>;
+  /** Read-only apart from trimming records older than the largest window (and `keepMs`). */
+  peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision>;
   /**
    * Atomic trim + count every rule + add `member` only if every rule is under its max.
    * With `enforce: false` (rateLimit.mode alertOnly) the member is added regardless and the
@@ -324,6 +376,7 @@ export interface RateLimiter {
     rules: RateRule[],
     now: number,
     enforce?: boolean,
+    options?: RateOptions,
   ): Promise<RateDecision>;
   /** Removes exactly that member. True when it was there. */
   undo(phoneKey: string, member: string): Promise<boolean>;
@@ -362,7 +415,16 @@ export interface AlertThrottle {
   allow(key: string, windowMs: number, now: number): Promise<boolean>;
 }
 
-export type GateStore = RateLimiter & ChannelPool & AlertThrottle & { close(): Promise<void> };
+export type GateStore = RateLimiter &
+  ChannelPool &
+  AlertThrottle & {
+    close(): Promise<void>;
+    /**
+     * The store's own clock (epoch ms, Redis `TIME`), when it has one: the processes sharing the store
+     * offset-synchronise their clocks to it (spec §7.7). The in-memory store has none.
+     */
+    serverTime?(): Promise<number>;
+  };
 
 // ---------------------------------------------------------------------------------------------
 // Provider
@@ -382,7 +444,11 @@ export type DialResult =
   | { kind: "placed"; callId: string }
   /** Proved not placed: refused, 4xx, connect error. */
   | { kind: "notPlaced"; reason: string }
-  | { kind: "throttled"; retryAfterSeconds?: number; reason?: string }
+  /**
+   * 429, or no provider pacing token in time (`pacing`: never sent; the lead defers without the
+   * defer counting towards the notPlaced streak).
+   */
+  | { kind: "throttled"; retryAfterSeconds?: number; reason?: string; pacing?: boolean }
   /** Sent, but no usable reply: timeout after send, reset, broken body, 5xx, 2xx without call id. */
   | { kind: "unknown"; reason: string }
   /** Permanent refusal; `account` when the whole account is refused (P1 alert). */

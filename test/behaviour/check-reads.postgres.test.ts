@@ -71,6 +71,7 @@ async function world(phones: string[]) {
       template: null,
       rules: [],
       number: null,
+      candidates: [],
       dialRef: null,
       recorded: false,
     };

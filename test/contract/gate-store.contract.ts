@@ -90,6 +90,49 @@ export function gateStoreContract(name: string, factory: GateStoreFactory): void
         expect(await store.record("p1", "d", florida, T0 + DAY)).toEqual({ allowed: true, counts: [0, 0] });
       });
 
+      it("keepMs: a template's short rule keeps the records another template's longer rule counts", async () => {
+        const store = await openOne();
+        // Every rule in force: the default 7 per hour, and another template's 3 per 24 h.
+        const keep = { keepMs: DAY };
+        const daily: RateRule[] = [{ maxCalls: 3, windowSeconds: 86400 }];
+        for (const member of ["d1", "d2"])
+          expect((await store.record("p1", member, daily, T0, true, keep)).allowed).toBe(true);
+        // Hours later the hourly template calls the phone: its rule counts nothing, and trims nothing.
+        expect(await store.peek("p1", hourly, T0 + 2 * HOUR, keep)).toEqual({ allowed: true, counts: [0] });
+        expect(await store.record("p1", "h1", hourly, T0 + 2 * HOUR, true, keep)).toEqual({
+          allowed: true,
+          counts: [0],
+        });
+        expect(await store.record("p1", "d3", daily, T0 + 3 * HOUR, true, keep)).toEqual({
+          allowed: false,
+          counts: [3],
+          retryAt: T0 + DAY,
+        });
+        // Past keepMs the records go.
+        expect(await store.peek("p1", hourly, T0 + DAY + 2 * HOUR, keep)).toEqual({
+          allowed: true,
+          counts: [0],
+        });
+        expect(await store.peek("p1", daily, T0 + 2 * HOUR + 1)).toEqual({ allowed: true, counts: [0] });
+      });
+
+      it("marginMs widens every window: room returns at the oldest record + W + margin", async () => {
+        const store = await openOne();
+        const rule: RateRule[] = [{ maxCalls: 1, windowSeconds: 4 }];
+        const margin = { marginMs: 250 };
+        expect((await store.record("p1", "a", rule, T0, true, margin)).allowed).toBe(true);
+        expect(await store.record("p1", "b", rule, T0 + 4 * SECOND, true, margin)).toEqual({
+          allowed: false,
+          counts: [1],
+          retryAt: T0 + 4 * SECOND + 250,
+        });
+        expect(await store.peek("p1", rule, T0 + 4 * SECOND + 249, margin)).toMatchObject({ allowed: false });
+        expect(await store.record("p1", "b", rule, T0 + 4 * SECOND + 250, true, margin)).toEqual({
+          allowed: true,
+          counts: [0],
+        });
+      });
+
       it("record stops at the hourly maximum", async () => {
         const store = await openOne();
         const members = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];

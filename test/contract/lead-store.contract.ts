@@ -145,6 +145,8 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
           payload: { order: 42, tags: ["x"], nested: { ok: true } },
           deferReason: null,
           precheckDefers: 0,
+          parkedOn: null,
+          parkedAt: null,
         });
         expect(await store.get("a")).toEqual(created);
       });
@@ -608,6 +610,172 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         expect(await store.wakeParked("tpl", "window", T0 + 60)).toBe(0);
         expect((await store.get("a"))?.nextAttemptAt).toBe(T0 + 50);
         expect(await store.wakeParked("nope", "window", T0)).toBe(0);
+      });
+    });
+
+    describe("park and wake (waiting for a line)", () => {
+      /**
+       * Submits `id` (on a template of its own unless given: a lead of a template with waiters would
+       * join their line instead), claims it and parks it on `set` at `now`.
+       */
+      async function parked(id: string, set: string[], now: number, extra: Partial<LeadInput> = {}) {
+        await store.submit([lead(id, { templateId: `t-${id}`, ...extra })], T0);
+        const claims = await store.claimDue("w1", now, 10, LEASE);
+        const mine = claims.find((c) => c.id === id);
+        expect(mine?.token).toEqual(expect.any(String));
+        const settled = await store.settle(
+          mine?.token as string,
+          { kind: "defer", at: now, deferReason: "channel", parkOn: set },
+          now,
+        );
+        expect(settled).toEqual({ status: "SCHEDULED", outcome: null });
+      }
+
+      it("a parked lead holds its set and place, is not claimed and is not due", async () => {
+        await parked("a", ["n2", "n1"], T0 + 5);
+        expect(await store.get("a")).toMatchObject({
+          status: "SCHEDULED",
+          parkedOn: ["n1", "n2"],
+          parkedAt: T0 + 5,
+          deferReason: "channel",
+          owner: null,
+        });
+        expect(await store.claimDue("w1", T0 + 3_600_000, 10, LEASE)).toEqual([]);
+        expect(await store.nextDueAt()).toBeNull();
+        expect(await store.waitingCount()).toBe(1);
+        expect(await store.waitingSets()).toEqual([{ numberIds: ["n1", "n2"], waiters: 1 }]);
+      });
+
+      it("a wake makes the longest-waiting waiters of a number due now, as many as asked", async () => {
+        await parked("a", ["n1"], T0 + 3, { phone: "+14155550101" });
+        await parked("b", ["n1"], T0 + 1, { phone: "+14155550102" });
+        await parked("c", ["n1"], T0 + 2, { phone: "+14155550103" });
+        expect(await store.wakeWaiters("n1", 2, T0 + 10)).toEqual(["b", "c"]);
+        const b = await store.get("b");
+        expect(b?.parkedOn).toBeNull();
+        expect(b?.nextAttemptAt).toBeLessThanOrEqual(T0 + 10);
+        expect(await store.waitingCount()).toBe(1);
+        // Woken = claimable; the claim takes them by due time, then id.
+        expect((await store.claimDue("w1", T0 + 10, 10, LEASE)).map((c) => c.id)).toEqual(["b", "c"]);
+        expect(await store.wakeWaiters("n1", 0, T0 + 10)).toEqual([]);
+        expect(await store.wakeWaiters("n9", 5, T0 + 10)).toEqual([]);
+      });
+
+      it("ties of the park time go by due time, then id", async () => {
+        await store.submit(
+          [lead("z", { dueAt: T0 }), lead("y", { dueAt: T0 }), lead("x", { dueAt: T0 + 1 })],
+          T0,
+        );
+        const claims = await store.claimDue("w1", T0 + 1, 10, LEASE);
+        for (const c of claims)
+          await store.settle(
+            c.token as string,
+            { kind: "defer", at: T0, deferReason: "channel", parkOn: ["n1"] },
+            T0 + 1,
+          );
+        expect(await store.wakeWaiters("n1", 3, T0 + 2)).toEqual(["y", "z", "x"]);
+      });
+
+      it("is fair by phone: a phone's second waiter goes after every other phone's first", async () => {
+        await parked("p1a", ["n1"], T0 + 1, { phone: "+14155550101" });
+        await parked("p1b", ["n1"], T0 + 2, { phone: "+14155550101" });
+        await parked("p1c", ["n1"], T0 + 3, { phone: "+14155550101" });
+        await parked("p2a", ["n1"], T0 + 4, { phone: "+14155550102" });
+        await parked("p3a", ["n1"], T0 + 5, { phone: "+14155550103" });
+        expect(await store.wakeWaiters("n1", 1, T0 + 9)).toEqual(["p1a"]);
+        expect(await store.wakeWaiters("n1", 3, T0 + 9)).toEqual(["p2a", "p3a", "p1b"]);
+        expect(await store.wakeWaiters("n1", 5, T0 + 9)).toEqual(["p1c"]);
+      });
+
+      it("two sets that share a number: its line wakes either set's waiters; another number only its own", async () => {
+        await parked("a", ["n1", "n2"], T0 + 1, { phone: "+14155550101" });
+        await parked("b", ["n2", "n3"], T0 + 2, { phone: "+14155550102" });
+        await parked("c", ["n1"], T0 + 3, { phone: "+14155550103" });
+        expect(await store.waitingSets()).toEqual(
+          expect.arrayContaining([
+            { numberIds: ["n1"], waiters: 1 },
+            { numberIds: ["n1", "n2"], waiters: 1 },
+            { numberIds: ["n2", "n3"], waiters: 1 },
+          ]),
+        );
+        expect(await store.wakeWaiters("n3", 5, T0 + 9)).toEqual(["b"]);
+        expect(await store.wakeWaiters("n2", 5, T0 + 9)).toEqual(["a"]);
+        expect(await store.wakeWaiters("n1", 5, T0 + 9)).toEqual(["c"]);
+      });
+
+      it("a second wake of the same waiters finds them no longer parked (compare-and-set)", async () => {
+        await parked("a", ["n1"], T0 + 1);
+        const [first, second] = await Promise.all([
+          store.wakeWaiters("n1", 1, T0 + 9),
+          store.wakeWaiters("n1", 1, T0 + 9),
+        ]);
+        expect([...first, ...second]).toEqual(["a"]);
+      });
+
+      it("a waiter cancelled while parked finishes CANCELLED and is no longer woken", async () => {
+        await parked("a", ["n1"], T0 + 1);
+        expect(await store.cancel("a", T0 + 2)).toMatchObject({ status: "FINISHED", outcome: "CANCELLED" });
+        expect(await store.wakeWaiters("n1", 1, T0 + 9)).toEqual([]);
+        expect(await store.waitingCount()).toBe(0);
+      });
+
+      it("a parked lead is claimed when its expiresAt passes (to finish EXPIRED), not before", async () => {
+        await parked("a", ["n1"], T0 + 1, { expiresAt: T0 + 50_000 });
+        expect(await store.nextDueAt()).toBe(T0 + 50_000);
+        expect(await store.claimDue("w1", T0 + 49_999, 10, LEASE)).toEqual([]);
+        const [claim] = await store.claimDue("w1", T0 + 50_000, 10, LEASE);
+        expect(claim).toMatchObject({ id: "a", status: "CLAIMED", parkedOn: null });
+      });
+
+      it("a pause keeps parked leads parked: no wake, no claim; after the resume they wake", async () => {
+        await store.upsertTemplates([{ id: "tpl", resellerId: "r1" }]);
+        await parked("a", ["n1"], T0 + 1, { templateId: "tpl" });
+        await store.pause({ templateId: "tpl" }, T0 + 2);
+        expect(await store.wakeWaiters("n1", 1, T0 + 9)).toEqual([]);
+        expect(await store.get("a")).toMatchObject({ parkedOn: ["n1"] });
+        await store.resume({ templateId: "tpl" });
+        expect(await store.wakeWaiters("n1", 1, T0 + 9)).toEqual(["a"]);
+      });
+
+      it("a woken lead that parks again keeps its place; another defer or its dial clears it", async () => {
+        await parked("a", ["n1"], T0 + 1, { phone: "+14155550101" });
+        await parked("b", ["n1"], T0 + 2, { phone: "+14155550102" });
+        await store.wakeWaiters("n1", 1, T0 + 3);
+        const [again] = await store.claimDue("w1", T0 + 3, 1, LEASE);
+        expect(again.id).toBe("a");
+        await store.settle(
+          again.token as string,
+          { kind: "defer", at: T0, deferReason: "channel", parkOn: ["n1"] },
+          T0 + 4,
+        );
+        expect(await store.get("a")).toMatchObject({ parkedAt: T0 + 1 });
+        expect(await store.wakeWaiters("n1", 1, T0 + 5)).toEqual(["a"]);
+        const [third] = await store.claimDue("w1", T0 + 5, 1, LEASE);
+        await store.settle(
+          third.token as string,
+          { kind: "defer", at: T0 + 60_000, deferReason: "rateLimit" },
+          T0 + 6,
+        );
+        expect(await store.get("a")).toMatchObject({
+          parkedOn: null,
+          parkedAt: null,
+          deferReason: "rateLimit",
+        });
+      });
+
+      it("a due lead of a template with waiters joins their line instead of being claimed", async () => {
+        await parked("a", ["n1", "n2"], T0 + 1, { phone: "+14155550101", templateId: "tpl" });
+        await store.submit([lead("fresh", { phone: "+14155550102", dueAt: T0 + 2 })], T0);
+        await store.submit([lead("other", { templateId: "tpl-2", dueAt: T0 + 2 })], T0);
+        const claims = await store.claimDue("w1", T0 + 5, 10, LEASE);
+        expect(claims.map((c) => c.id)).toEqual(["other"]);
+        expect(await store.get("fresh")).toMatchObject({
+          status: "SCHEDULED",
+          parkedOn: ["n1", "n2"],
+          parkedAt: T0 + 5,
+          deferReason: "channel",
+        });
+        expect(await store.wakeWaiters("n2", 2, T0 + 9)).toEqual(["a", "fresh"]);
       });
     });
 

@@ -256,6 +256,7 @@ describe("migrate", () => {
       "002_controls.sql",
       "003_dial_time_index.sql",
       "004_config_notify.sql",
+      "005_park.sql",
     ]);
     expect(await migrate(pool, { schema })).toEqual([]);
     const { rows } = await pool.query(
@@ -266,6 +267,7 @@ describe("migrate", () => {
       { name: "002_controls.sql" },
       { name: "003_dial_time_index.sql" },
       { name: "004_config_notify.sql" },
+      { name: "005_park.sql" },
     ]);
   });
 
@@ -277,6 +279,7 @@ describe("migrate", () => {
       "002_controls.sql",
       "003_dial_time_index.sql",
       "004_config_notify.sql",
+      "005_park.sql",
     ]);
   });
 

@@ -37,11 +37,7 @@ const configArb = fc.record(
       { requiredKeys: [] },
     ),
     channelWait: fc.record(
-      {
-        maxBackoffSeconds: fc.double({ min: 1, max: 600, noNaN: true }),
-        pileThreshold: fc.integer({ min: 1, max: 10_000 }),
-        pileDeferSeconds: fc.double({ min: 1, max: 3600, noNaN: true }),
-      },
+      { maxParkSeconds: fc.double({ min: 1, max: 3600, noNaN: true }) },
       { requiredKeys: [] },
     ),
     dial: fc.record({ timeoutMs: fc.integer({ min: 1, max: 600_000 }) }, { requiredKeys: [] }),
@@ -62,8 +58,7 @@ const configArb = fc.record(
 const badConfig: [string[], fc.Arbitrary<unknown>][] = [
   [["rateLimit", "rules"], fc.constantFrom([], "7/h", null)],
   [["rateLimit", "mode"], fc.string().filter((m) => m !== "block" && m !== "alertOnly")],
-  [["channelWait", "maxBackoffSeconds"], fc.oneof(fc.double({ max: 0.999, noNaN: true }), fc.constant("3"))],
-  [["channelWait", "pileThreshold"], fc.oneof(fc.integer({ max: 0 }), fc.constant(2.5))],
+  [["channelWait", "maxParkSeconds"], fc.oneof(fc.double({ max: 0.999, noNaN: true }), fc.constant("60"))],
   [["dial", "timeoutMs"], fc.oneof(fc.integer({ max: 0 }), fc.constant(Number.NaN), fc.constant(null))],
   [["unknownDial", "holdMinutes"], fc.oneof(fc.double({ max: 0, noNaN: true }), fc.constant("5"))],
   [["maxCallMinutes"], fc.oneof(fc.double({ max: 0, noNaN: true }), fc.constant(true))],
@@ -143,7 +138,7 @@ describe("fuzz: createDispatcher options", () => {
             expect(dispatcher.config.dial.timeoutMs).toBe(config.dial.timeoutMs);
           if (config.rateLimit?.rules)
             expect(dispatcher.config.rateLimit.rules).toEqual(config.rateLimit.rules);
-          expect(dispatcher.config.channelWait.pileThreshold).toBe(config.channelWait?.pileThreshold ?? 50);
+          expect(dispatcher.config.channelWait.maxParkSeconds).toBe(config.channelWait?.maxParkSeconds ?? 60);
         },
       ),
       RUNS,

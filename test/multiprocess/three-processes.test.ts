@@ -138,7 +138,7 @@ async function startCampaign(
     JSON.stringify({
       config: {
         rateLimit: { rules: [RULE] },
-        channelWait: { maxBackoffSeconds: 1, pileThreshold: 10_000 },
+        channelWait: { maxParkSeconds: 2 },
         concurrency: 20,
         claimLeaseMs: CLAIM_LEASE_MS,
         unknownDial: { holdMinutes: HOLD_MINUTES },

@@ -61,7 +61,7 @@ describe("the lead log", () => {
       "gate precheck: proceed",
       "gate peek: allowed",
       "gate selectNumber: selected n1",
-      "gate acquire: held",
+      "gate acquire: held n1",
       "gate record: recorded",
       "gate beginDial: written",
       "dial from n1",

@@ -170,9 +170,11 @@ describe("prometheusText", () => {
       placed: 7,
       heldUnknown: 1,
       deferred: { channel: 4 },
+      waiting: 6,
       finished: { ANSWERED: 5 },
       gates: { peek: 9, record: 8, recordRejected: 1, channelExhausted: 4, failOpen: 2 },
       alerts: 2,
+      clock: { offsetMs: -4998, syncedAt: 1 },
     };
     const text = prometheusText({ stats: () => stats });
     expect(text).toContain(
@@ -191,6 +193,8 @@ describe("prometheusText", () => {
         "",
       ].join("\n"),
     );
+    expect(text).toContain("# TYPE dialgate_clock_offset_ms gauge\ndialgate_clock_offset_ms -4998\n");
+    expect(text).toContain("dialgate_leads_waiting_for_line 6\n");
     expect(text).toContain('dialgate_leads_deferred_total{reason="channel"} 4\n');
     expect(text).toContain('dialgate_leads_deferred_total{reason="window"} 0\n');
     parseExposition(text);

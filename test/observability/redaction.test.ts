@@ -150,9 +150,12 @@ const EVENT_NAMES = [
   "lead:finished",
   "lead:dropped",
   "gate:failOpen",
+  "gate:failClosed",
   "gate:result",
   "channel:waiting",
   "channel:released",
+  "lead:parked",
+  "channel:woken",
   "alert",
 ] as const satisfies readonly DispatcherEventName[];
 

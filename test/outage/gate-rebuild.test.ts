@@ -387,7 +387,8 @@ describe("createGateStateSource", () => {
     expect(state).toMatchObject({
       holds: [{ numberId: "n1", holder: token, leaseUntil: T0 + 1000 + 20 * 60_000 }],
       records: [{ phoneKey: phoneKey("s", PHONE), member: token, at: T0 + 1000 }],
-      windowMs: HOUR,
+      // The largest rule plus the margin the gates add to every window.
+      windowMs: HOUR + config.rateLimit.marginMs,
     });
   });
 

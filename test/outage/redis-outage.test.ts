@@ -55,6 +55,11 @@ const LEADS = Array.from({ length: 40 }, (_, i) => ({
   phone: `+9198765${String(43200 + (i % 20)).padStart(5, "0")}`,
   templateId: "tpl",
 }));
+const LATE_LEADS = Array.from({ length: 4 }, (_, i) => ({
+  id: `late-${i}`,
+  phone: `+9198765${String(43300 + i).padStart(5, "0")}`,
+  templateId: "tpl-late",
+}));
 
 let server: RedisServer;
 let admin: Redis;
@@ -81,7 +86,7 @@ it("a Redis outage fails the gates fast, and after an empty restart the rebuilt 
       store: { commandTimeoutMs: COMMAND_TIMEOUT_MS },
       // Wall-clock test: store-error and channel defers short enough to see the recovery in seconds.
       storeErrorDeferSeconds: { min: 0.2, max: 0.8 },
-      channelWait: { maxBackoffSeconds: 1 },
+      channelWait: { maxParkSeconds: 1 },
       dial: { timeoutMs: 2000 },
     },
     leadStore: leads,
@@ -93,7 +98,10 @@ it("a Redis outage fails the gates fast, and after an empty restart the rebuilt 
     owner: "outage-test",
     random: seededRandom(3),
     numbers: NUMBERS,
-    templates: [{ id: "tpl", resellerId: "res-1" }],
+    templates: [
+      { id: "tpl", resellerId: "res-1" },
+      { id: "tpl-late", resellerId: "res-1" },
+    ],
   });
   created = dispatcher;
   const events = recordEvents(dispatcher);
@@ -112,6 +120,8 @@ it("a Redis outage fails the gates fast, and after an empty restart the rebuilt 
     );
     const killedAt = Date.now();
     await server.kill();
+    // The leads of "tpl" wait parked for lines; these fall due during the outage and meet its gates.
+    await dispatcher.submit(LATE_LEADS);
     await delay(OUTAGE_MS);
     const restartedAt = Date.now();
     await server.restart();
@@ -145,7 +155,7 @@ it("a Redis outage fails the gates fast, and after an empty restart the rebuilt 
     await dispatcher.stop();
 
     const all = await leads.list();
-    expect(all.map((l) => l.outcome)).toEqual(LEADS.map(() => "ANSWERED"));
+    expect(all.map((l) => l.outcome)).toEqual([...LEADS, ...LATE_LEADS].map(() => "ANSWERED"));
     for (const number of NUMBERS)
       expect(await admin.zrange(`${PREFIX}{n:${number.id}}:holds`, "0", "-1"), number.id).toEqual([]);
 
@@ -153,7 +163,9 @@ it("a Redis outage fails the gates fast, and after an empty restart the rebuilt 
     expect(Math.max(...provider.peak.values())).toBe(LINES);
     for (const [numberId, peak] of provider.peak) expect(peak, numberId).toBeLessThanOrEqual(LINES);
     // One dial per lead: no attempt rang twice.
-    expect(provider.dials.map((d) => d.leadId).sort()).toEqual(LEADS.map((l) => l.id));
+    expect(provider.dials.map((d) => d.leadId).sort()).toEqual(
+      [...LEADS, ...LATE_LEADS].map((l) => l.id).sort(),
+    );
 
     // No dial without a hold: each makeCall comes after its own claim passed the channel gate.
     const held = new Map<string, { token: string; held: boolean }>();

@@ -1,22 +1,29 @@
 import { createHmac } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type CallbackHandlerOptions,
   type CallEndSignal,
   createCallbackHandler,
+  signExotelCallbackUrl,
+  twilioSignatureAlgorithm,
   verifyPlivoSignatureV3,
   verifyTwilioSignature,
 } from "../../src/infra/providers/callbacks.js";
 import { withDialRef } from "../../src/infra/providers/http.js";
 
 // Signatures are computed here from each provider's documented scheme, apart from the code under test.
-function twilioSign(url: string, params: Record<string, string>, token: string): string {
+function twilioSign(
+  url: string,
+  params: Record<string, string>,
+  token: string,
+  algorithm: "sha1" | "sha256" = "sha1",
+): string {
   const data = Object.keys(params)
     .sort()
     .reduce((acc, name) => acc + name + params[name], url);
-  return createHmac("sha1", token).update(data).digest("base64");
+  return createHmac(algorithm, token).update(data).digest("base64");
 }
 
 function plivoSign(signedUrl: string, nonce: string, token: string): string {
@@ -53,6 +60,29 @@ describe("verifyTwilioSignature", () => {
   it("accepts a signature made over the URL with its default port spelled out", () => {
     const signed = twilioSign("https://mycompany.com:443/myapp.php?foo=1&bar=2", params, "12345");
     expect(verifyTwilioSignature(url, params, signed, "12345")).toBe(true);
+  });
+
+  it("on a URL with a non-default port, accepts a signature made with or without that port", () => {
+    // twilio-node validateRequest: addPort (the URL as given) or removePort (no port at all).
+    const ported = "https://mycompany.com:8443/myapp.php?foo=1&bar=2";
+    expect(verifyTwilioSignature(ported, params, twilioSign(ported, params, "12345"), "12345")).toBe(true);
+    expect(verifyTwilioSignature(ported, params, documented, "12345")).toBe(true);
+    const otherPort = twilioSign("https://mycompany.com:9443/myapp.php?foo=1&bar=2", params, "12345");
+    expect(verifyTwilioSignature(ported, params, otherPort, "12345")).toBe(false);
+  });
+
+  it("checks HMAC-SHA256 signatures (Webhooks SharedKey) when asked, and only then", () => {
+    const sha256 = twilioSign(url, params, "shared-key-secret", "sha256");
+    expect(verifyTwilioSignature(url, params, sha256, "shared-key-secret", "sha256")).toBe(true);
+    expect(verifyTwilioSignature(url, params, sha256, "shared-key-secret")).toBe(false);
+    expect(verifyTwilioSignature(url, params, documented, "12345", "sha256")).toBe(false);
+  });
+
+  it("reads the algorithm of X-Twilio-Webhooks-Signature-Settings", () => {
+    expect(twilioSignatureAlgorithm("key=KS123,algorithm=HMAC_SHA256")).toBe("sha256");
+    expect(twilioSignatureAlgorithm("algorithm=HMAC_SHA1, key=KS123")).toBe("sha1");
+    expect(twilioSignatureAlgorithm("key=KS123,algorithm=HMAC_MD5")).toBeUndefined();
+    expect(twilioSignatureAlgorithm("key=KS123")).toBeUndefined();
   });
 });
 
@@ -122,11 +152,14 @@ const DIAL_REF = "lead-7:2:1767225600000";
 
 interface Harness {
   ends: CallEndSignal[];
-  clock: { now(): number; setTimer(): { cancel(): void } };
+  clock: { now(): number; setTimer(at: number, fn: () => void): { cancel(): void } };
   advance(ms: number): void;
   post(path: string, form: Record<string, string>, headers: Record<string, string>): Promise<Response>;
   get(path: string, headers: Record<string, string>): Promise<Response>;
   failNext(): void;
+  port: number;
+  /** Resolves with the next timer the handler sets, to fire it by hand. */
+  nextTimer(): Promise<() => void>;
 }
 
 let server: Server | undefined;
@@ -141,7 +174,14 @@ async function harness(options: Partial<CallbackHandlerOptions> & Pick<CallbackH
   let now = 1_767_225_600_000;
   let fail = false;
   const ends: CallEndSignal[] = [];
-  const clock = { now: () => now, setTimer: () => ({ cancel() {} }) };
+  let onTimer: ((fire: () => void) => void) | undefined;
+  const clock = {
+    now: () => now,
+    setTimer: (_at: number, fn: () => void) => {
+      onTimer?.(fn);
+      return { cancel() {} };
+    },
+  };
   const handler = createCallbackHandler({
     authToken: TOKEN,
     publicBaseUrl: PUBLIC,
@@ -177,6 +217,11 @@ async function harness(options: Partial<CallbackHandlerOptions> & Pick<CallbackH
     failNext: () => {
       fail = true;
     },
+    port,
+    nextTimer: () =>
+      new Promise((resolve) => {
+        onTimer = resolve;
+      }),
   };
   return h;
 }
@@ -319,6 +364,102 @@ describe("createCallbackHandler for Twilio", () => {
     expect(h.ends).toEqual([]);
   });
 
+  it("a body announced over the limit is refused 413 before any of it is sent", async () => {
+    const h = await harness({ provider: "twilio", maxBodyBytes: 512 });
+    const form = twilioForm("completed");
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: h.port,
+          path: twilioPath,
+          method: "POST",
+          headers: {
+            ...signedTwilio(form),
+            "content-type": "application/x-www-form-urlencoded",
+            "content-length": String(10_000_000),
+          },
+        },
+        (res) => resolve(res.statusCode ?? 0),
+      );
+      req.on("error", reject);
+      req.flushHeaders(); // headers only: the 10 MB never leave
+    });
+    expect(status).toBe(413);
+    expect(h.ends).toEqual([]);
+  });
+
+  it("a chunked body that grows past the limit is refused 413 while it is still being sent", async () => {
+    const h = await harness({ provider: "twilio", maxBodyBytes: 512 });
+    const form = twilioForm("completed");
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: h.port,
+          path: twilioPath,
+          method: "POST",
+          headers: { ...signedTwilio(form), "content-type": "application/x-www-form-urlencoded" },
+        },
+        (res) => resolve(res.statusCode ?? 0),
+      );
+      req.on("error", reject);
+      req.write("Pad=".padEnd(1024, "x")); // no Content-Length: chunked, and never ended
+    });
+    expect(status).toBe(413);
+    expect(h.ends).toEqual([]);
+  });
+
+  it("a body that does not arrive in time is answered 408 and ends nothing", async () => {
+    const h = await harness({ provider: "twilio", bodyTimeoutMs: 5_000 });
+    const form = twilioForm("completed");
+    const body = new URLSearchParams(form).toString();
+    const timer = h.nextTimer();
+    const answered = new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: h.port,
+          path: twilioPath,
+          method: "POST",
+          headers: {
+            ...signedTwilio(form),
+            "content-type": "application/x-www-form-urlencoded",
+            "content-length": String(body.length),
+          },
+        },
+        (res) => resolve(res.statusCode ?? 0),
+      );
+      req.on("error", reject);
+      req.write(body.slice(0, 10)); // and the rest never comes
+    });
+    (await timer)();
+    expect(await answered).toBe(408);
+    expect(h.ends).toEqual([]);
+  });
+
+  it("an X-Twilio-Webhooks-Signature-Settings callback is checked with the SharedKey and its algorithm", async () => {
+    const h = await harness({ provider: "twilio", sharedKeySecret: "shared-key-secret" });
+    const form = twilioForm("completed");
+    const settings = { "x-twilio-webhooks-signature-settings": "key=KS42,algorithm=HMAC_SHA256" };
+    const sha256 = twilioSign(twilioCallbackUrl, form, "shared-key-secret", "sha256");
+    expect((await h.post(twilioPath, form, { ...settings, "x-twilio-signature": sha256 })).status).toBe(200);
+    // The auth token's SHA-1 signature does not pass under a SharedKey header.
+    const other = twilioForm("completed", "9");
+    expect((await h.post(twilioPath, other, { ...settings, ...signedTwilio(other) })).status).toBe(403);
+    expect(h.ends).toEqual([{ callId: "CA42", dialRef: DIAL_REF, outcome: "ANSWERED" }]);
+  });
+
+  it("a SharedKey-signed callback is refused when no SharedKey secret is configured", async () => {
+    const h = await harness({ provider: "twilio" });
+    const form = twilioForm("completed");
+    const headers = {
+      "x-twilio-webhooks-signature-settings": "key=KS42,algorithm=HMAC_SHA256",
+      "x-twilio-signature": twilioSign(twilioCallbackUrl, form, TOKEN, "sha256"),
+    };
+    expect((await h.post(twilioPath, form, headers)).status).toBe(403);
+  });
+
   it("a terminal status with neither a dialRef nor a call id is 400", async () => {
     const h = await harness({ provider: "twilio" });
     const { CallSid: _, ...form } = twilioForm("completed");
@@ -384,5 +525,43 @@ describe("createCallbackHandler for Plivo", () => {
     await h.post(path, form, signed("33333333333333333333"));
     await h.post(path, form, signed("44444444444444444444"));
     expect(h.ends).toHaveLength(2);
+  });
+});
+
+describe("createCallbackHandler for Exotel", () => {
+  const signedUrl = signExotelCallbackUrl(withDialRef(`${PUBLIC}/exotel/status`, DIAL_REF), TOKEN);
+  const path = signedUrl.slice(PUBLIC.length);
+  const form = {
+    CallSid: "80bfbec2d78bbbf10fb851f4fa165211",
+    DateUpdated: "2026-01-01 00:00:12",
+    Status: "no-answer",
+    RecordingUrl: "",
+  };
+
+  it("a terminal Status ends the call by CallSid and dialRef", async () => {
+    const h = await harness({ provider: "exotel" });
+    expect((await h.post(path, form, {})).status).toBe(200);
+    expect(h.ends).toEqual([{ callId: form.CallSid, dialRef: DIAL_REF, outcome: "NO_ANSWER" }]);
+  });
+
+  it.each([
+    ["completed", "ANSWERED"],
+    ["busy", "BUSY"],
+    ["failed", "FAILED"],
+  ])("%s becomes %s", async (status, outcome) => {
+    const h = await harness({ provider: "exotel" });
+    expect((await h.post(path, { ...form, Status: status }, {})).status).toBe(200);
+    expect(h.ends.map((e) => e.outcome)).toEqual([outcome]);
+  });
+
+  it("a URL without sig is 401, a sig for another dialRef 403, the same delivery again 409", async () => {
+    const h = await harness({ provider: "exotel" });
+    const unsigned = withDialRef(`${PUBLIC}/exotel/status`, DIAL_REF).slice(PUBLIC.length);
+    expect((await h.post(unsigned, form, {})).status).toBe(401);
+    const forged = path.replace(encodeURIComponent(DIAL_REF), encodeURIComponent("lead-8:1:1"));
+    expect((await h.post(forged, form, {})).status).toBe(403);
+    expect((await h.post(path, form, {})).status).toBe(200);
+    expect((await h.post(path, form, {})).status).toBe(409);
+    expect(h.ends).toHaveLength(1);
   });
 });

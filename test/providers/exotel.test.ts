@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { verifyExotelCallbackUrl } from "../../src/infra/providers/callbacks.js";
 import { type ExotelOptions, ExotelProvider } from "../../src/infra/providers/exotel.js";
 import { dialRequest, EXOTEL_KEY, EXOTEL_SID, EXOTEL_TOKEN } from "./adapters.js";
 import { FakeProvider, json } from "./fake-provider.js";
@@ -21,6 +22,17 @@ describe("Exotel adapter", () => {
   });
   afterEach(async () => {
     await fake.close();
+  });
+
+  it("with a callbackSecret, signs each callback URL so the callback handler can check it", async () => {
+    fake.plays(json(200, { Call: { Sid: "b6cfaf0a2f1b4c1e" } }));
+    const secret = "exotel-callback-secret-1234";
+    const req = dialRequest();
+    await new ExotelProvider({ ...base(fake.url), callbackSecret: secret }).makeCall(req);
+    const callback = fake.requests[0]?.form.get("StatusCallback") as string;
+    expect(new URL(callback).searchParams.get("sig")).toBeTruthy();
+    expect(verifyExotelCallbackUrl(callback, secret)).toBe(true);
+    expect(verifyExotelCallbackUrl(callback, "another-secret-123456")).toBe(false);
   });
 
   it("posts a form to Calls/connect.json: the callee as From, the flow as Url, our number as CallerId", async () => {

@@ -47,6 +47,8 @@ function stored(over: Partial<LeadRecord>): LeadRecord {
     payload: {},
     deferReason: null,
     precheckDefers: 0,
+    parkedOn: null,
+    parkedAt: null,
     ...over,
   };
 }

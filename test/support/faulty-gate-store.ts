@@ -12,6 +12,7 @@ import type {
   Clock,
   GateStore,
   RateDecision,
+  RateOptions,
   RateRule,
 } from "../../src/machines/ports.js";
 import { type GateInspector, memoryInspector } from "./backends.js";
@@ -105,8 +106,8 @@ export class FaultyGateStore implements GateStore {
     return this.calls.filter((c) => c.op === op && (subject === undefined || c.subject === subject)).length;
   }
 
-  async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
-    return this.#run({ op: "peek", subject: phoneKey }, () => this.inner.peek(phoneKey, rules, now));
+  async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
+    return this.#run({ op: "peek", subject: phoneKey }, () => this.inner.peek(phoneKey, rules, now, options));
   }
 
   async record(
@@ -115,10 +116,11 @@ export class FaultyGateStore implements GateStore {
     rules: RateRule[],
     now: number,
     enforce?: boolean,
+    options?: RateOptions,
   ): Promise<RateDecision> {
     return this.#run({ op: "record", subject: phoneKey, name: member }, async () => {
       const had = (await this.inspect.members(phoneKey)).includes(member);
-      const decision = await this.inner.record(phoneKey, member, rules, now, enforce);
+      const decision = await this.inner.record(phoneKey, member, rules, now, enforce, options);
       if (!had && (await this.inspect.members(phoneKey)).includes(member)) bump(this.recordsAdded, member);
       return decision;
     });

@@ -4,6 +4,7 @@ import type {
   AcquireResult,
   GateStore,
   RateDecision,
+  RateOptions,
   RateRule,
 } from "../../machines/ports.js";
 import type { Fault } from "./scenario.js";
@@ -55,8 +56,8 @@ export class FaultInjectingGateStore implements GateStore {
     this.#isDown = isDown;
   }
 
-  peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
-    return this.#guard("peek", () => this.#inner.peek(phoneKey, rules, now));
+  peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
+    return this.#guard("peek", () => this.#inner.peek(phoneKey, rules, now, options));
   }
 
   record(
@@ -65,8 +66,9 @@ export class FaultInjectingGateStore implements GateStore {
     rules: RateRule[],
     now: number,
     enforce?: boolean,
+    options?: RateOptions,
   ): Promise<RateDecision> {
-    return this.#guard("record", () => this.#inner.record(phoneKey, member, rules, now, enforce));
+    return this.#guard("record", () => this.#inner.record(phoneKey, member, rules, now, enforce, options));
   }
 
   undo(phoneKey: string, member: string): Promise<boolean> {

@@ -28,6 +28,7 @@ const LEAD_READS: ReadonlySet<PropertyKey> = new Set([
   "list",
   "gateRebuildRows",
   "template",
+  "templateWindowMs",
   "number",
   "poolNumbers",
   "isBlocked",

@@ -3,6 +3,7 @@ import type {
   AcquireResult,
   GateStore,
   RateDecision,
+  RateOptions,
   RateRule,
 } from "../../machines/ports.js";
 
@@ -10,6 +11,8 @@ interface Hold {
   holder: string;
   leaseUntil: number;
 }
+
+const PACING_WINDOW_MS = 1000;
 
 /**
  * Rate limits, channel holds and alert throttle in one process: the embedded default.
@@ -24,9 +27,13 @@ export class MemoryGateStore implements GateStore {
   #waiters = new Map<string, Map<string, number>>();
   /** throttle key → allowed again at. */
   #throttle = new Map<string, number>();
+  /** provider account → pacing tokens taken (ms), oldest first. */
+  #pacing = new Map<string, number[]>();
+  /** replay key → refused until. */
+  #replays = new Map<string, number>();
 
-  async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
-    return decide(this.#trim(phoneKey, rules, now), rules, now);
+  async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
+    return decide(this.#trim(phoneKey, rules, now, options), rules, now, options?.marginMs);
   }
 
   async record(
@@ -35,9 +42,10 @@ export class MemoryGateStore implements GateStore {
     rules: RateRule[],
     now: number,
     enforce = true,
+    options?: RateOptions,
   ): Promise<RateDecision> {
-    const records = this.#trim(phoneKey, rules, now);
-    const decision = decide(records, rules, now);
+    const records = this.#trim(phoneKey, rules, now, options);
+    const decision = decide(records, rules, now, options?.marginMs);
     // A retried record that had already run is the same record: allowed, counted once.
     if (records.some((r) => r.member === member)) return { allowed: true, counts: decision.counts };
     if (decision.allowed || !enforce) {
@@ -105,6 +113,36 @@ export class MemoryGateStore implements GateStore {
     return true;
   }
 
+  /** PacingStore (PacedProvider): as lua/provider-pacing-1.lua, in one process. */
+  async takePacingToken(
+    account: string,
+    callsPerSecond: number,
+    now: number,
+    _member: string,
+  ): Promise<number> {
+    const taken = (this.#pacing.get(account) ?? []).filter((at) => now < at + PACING_WINDOW_MS);
+    this.#pacing.set(account, taken);
+    if (taken.length < callsPerSecond) {
+      taken.push(now);
+      return 0;
+    }
+    const freeing = taken[taken.length - callsPerSecond] ?? now;
+    return Math.max(1, Math.ceil(freeing + PACING_WINDOW_MS - now));
+  }
+
+  /** ReplayStore (callback handler): the alert throttle's rule, in its own space. */
+  async claimOnce(key: string, windowMs: number, now: number): Promise<boolean> {
+    for (const [old, until] of this.#replays) if (until <= now) this.#replays.delete(old);
+    const until = this.#replays.get(key);
+    if (until !== undefined && now < until) return false;
+    this.#replays.set(key, now + windowMs);
+    return true;
+  }
+
+  async forget(key: string): Promise<void> {
+    this.#replays.delete(key);
+  }
+
   async close(): Promise<void> {}
 
   /** Holders of a number right now (tests and invariants). */
@@ -123,25 +161,39 @@ export class MemoryGateStore implements GateStore {
     return live;
   }
 
-  /** Drops records older than the largest window (never below it: each rule counts its own window). */
-  #trim(phoneKey: string, rules: RateRule[], now: number) {
-    const largest = Math.max(0, ...rules.map((r) => r.windowSeconds * 1000));
+  /**
+   * Drops records older than the largest window, or `keepMs` when longer (never below it: each rule
+   * counts its own window, and other templates' rules count the same records), plus the margin.
+   */
+  #trim(phoneKey: string, rules: RateRule[], now: number, options: RateOptions = {}) {
+    const largest = keptForMs(rules, options);
     const kept = (this.#records.get(phoneKey) ?? []).filter((r) => now < r.at + largest);
     this.#records.set(phoneKey, kept);
     return kept;
   }
 }
 
+/** How long a phone's records must stay: the largest window of `rules` or `keepMs`, plus the margin. */
+export function keptForMs(rules: RateRule[], options: RateOptions = {}): number {
+  const largest = Math.max(options.keepMs ?? 0, ...rules.map((r) => r.windowSeconds * 1000));
+  return largest + (options.marginMs ?? 0);
+}
+
 /**
- * Counts each rule over its own half-open window (a record at t counts while now < t + W).
+ * Counts each rule over its own half-open window (a record at t counts while now < t + W + margin).
  * For each rule at its max, room returns at the (count − max + 1)-th oldest record + W; the
  * decision waits for the latest of those (spec §7.5).
  */
-export function decide(records: { at: number }[], rules: RateRule[], now: number): RateDecision {
+export function decide(
+  records: { at: number }[],
+  rules: RateRule[],
+  now: number,
+  marginMs = 0,
+): RateDecision {
   const counts: number[] = [];
   let retryAt = -1;
   for (const rule of rules) {
-    const windowMs = rule.windowSeconds * 1000;
+    const windowMs = rule.windowSeconds * 1000 + marginMs;
     const inWindow = records.filter((r) => now < r.at + windowMs);
     counts.push(inWindow.length);
     if (inWindow.length >= rule.maxCalls) {

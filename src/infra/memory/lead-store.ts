@@ -25,6 +25,12 @@ export class MemoryLeadStore implements LeadStore {
   #byDial = new Map<string, string>();
   /** Every dial ever begun (a lead row keeps only its last): the rate-limit rebuild counts them all. */
   #dials: { leadId: string; token: string; dial: DialInfo }[] = [];
+  /** Ids of the parked leads (parkedOn set). */
+  #parked = new Set<string>();
+  /** The parked leads by each number of their set. */
+  #parkedOn = new Map<string, Set<string>>();
+  /** Every lead of a phone. */
+  #byPhone = new Map<string, LeadRecord[]>();
   /** Pauses in force, by `pauseKey`. */
   #pauses = new Map<string, Pause>();
 
@@ -53,8 +59,13 @@ export class MemoryLeadStore implements LeadStore {
         payload: input.payload ?? {},
         deferReason: null,
         precheckDefers: 0,
+        parkedOn: null,
+        parkedAt: null,
       };
       this.#leads.set(lead.id, lead);
+      const ofPhone = this.#byPhone.get(lead.phone);
+      if (ofPhone) ofPhone.push(lead);
+      else this.#byPhone.set(lead.phone, [lead]);
       return structuredClone(lead);
     });
   }
@@ -68,22 +79,40 @@ export class MemoryLeadStore implements LeadStore {
     for (const lead of this.#leads.values()) {
       if (lead.status === "DIALING" && (lead.leaseUntil ?? 0) <= now) this.#toUnknown(lead);
     }
+    // The set each template's leads wait on (its latest park), for the leads that join their line.
+    const waitingOn = new Map<string, { set: string[]; at: number }>();
+    for (const id of this.#parked) {
+      const l = this.#leads.get(id) as LeadRecord;
+      const seen = waitingOn.get(l.templateId);
+      if (!seen || (l.parkedAt ?? 0) > seen.at)
+        waitingOn.set(l.templateId, { set: l.parkedOn as string[], at: l.parkedAt ?? 0 });
+    }
     const due = [...this.#leads.values()]
       .filter(
         (l) =>
-          ((l.status === "SCHEDULED" && l.nextAttemptAt <= now) ||
+          ((l.status === "SCHEDULED" &&
+            (l.parkedOn === null ? l.nextAttemptAt <= now : l.expiresAt !== null && l.expiresAt <= now)) ||
             (l.status === "CLAIMED" && (l.leaseUntil ?? 0) <= now)) &&
           !this.#isPaused(l),
       )
-      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1))
-      .slice(0, Math.max(0, limit));
-    return due.map((lead) => {
+      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1));
+    const claims: LeadRecord[] = [];
+    for (const lead of due) {
+      const waiting = waitingOn.get(lead.templateId);
+      if (lead.status === "SCHEDULED" && lead.parkedOn === null && lead.parkedAt === null && waiting) {
+        this.#park(lead, waiting.set, now);
+        continue;
+      }
+      if (claims.length < limit) claims.push(lead);
+    }
+    return claims.map((lead) => {
       lead.claimSeq += 1;
       lead.token = `${lead.id}:${lead.claimSeq}`;
       lead.status = "CLAIMED";
       lead.owner = owner;
       lead.leaseUntil = now + leaseMs;
       lead.deferReason = null;
+      this.#unpark(lead);
       return { ...structuredClone(lead), blocked: this.#blocked.has(lead.phone) };
     });
   }
@@ -91,12 +120,9 @@ export class MemoryLeadStore implements LeadStore {
   async nextDueAt(): Promise<number | null> {
     let next: number | null = null;
     for (const lead of this.#leads.values()) {
-      if (
-        lead.status === "SCHEDULED" &&
-        (next === null || lead.nextAttemptAt < next) &&
-        !this.#isPaused(lead)
-      )
-        next = lead.nextAttemptAt;
+      if (lead.status !== "SCHEDULED" || this.#isPaused(lead)) continue;
+      const at = lead.parkedOn === null ? lead.nextAttemptAt : lead.expiresAt;
+      if (at !== null && (next === null || at < next)) next = at;
     }
     return next;
   }
@@ -113,6 +139,7 @@ export class MemoryLeadStore implements LeadStore {
     if (lead?.status !== "CLAIMED") return false;
     lead.status = "DIALING";
     lead.precheckDefers = 0;
+    lead.parkedAt = null;
     lead.dial = { ...row, callId: null, unknown: false };
     // The same object as the lead's: settles that mark it placed or unknown show here too.
     this.#dials.push({ leadId: lead.id, token, dial: lead.dial });
@@ -120,7 +147,7 @@ export class MemoryLeadStore implements LeadStore {
     return true;
   }
 
-  async settle(token: string, s: Settlement, _now: number): Promise<Settled | null> {
+  async settle(token: string, s: Settlement, now: number): Promise<Settled | null> {
     const lead = this.#byToken(token);
     if (!lead || !SETTLES_FROM[s.kind].includes(lead.status)) return null;
     if (s.kind === "unknown" && !lead.dial) return null;
@@ -132,6 +159,8 @@ export class MemoryLeadStore implements LeadStore {
         }
         this.#schedule(lead, s.at);
         lead.deferReason = s.deferReason ?? null;
+        if (s.parkOn) this.#park(lead, s.parkOn, now);
+        else lead.parkedAt = null;
         if (s.notPlacedStreak !== undefined) lead.notPlacedStreak = s.notPlacedStreak;
         if (s.precheckDefers !== undefined) lead.precheckDefers = s.precheckDefers;
         break;
@@ -181,6 +210,66 @@ export class MemoryLeadStore implements LeadStore {
       woken += 1;
     }
     return woken;
+  }
+
+  async wakeWaiters(numberId: string, count: number, now: number): Promise<string[]> {
+    if (count <= 0) return [];
+    // Each phone's waiters in park order; a phone's turn = its leads woken or being dialled (they
+    // went first) + its waiters ahead of this one.
+    const byPhone = new Map<string, LeadRecord[]>();
+    for (const id of this.#parkedOn.get(numberId) ?? []) {
+      const lead = this.#leads.get(id) as LeadRecord;
+      if (this.#isPaused(lead)) continue;
+      const list = byPhone.get(lead.phone);
+      if (!list) byPhone.set(lead.phone, [lead]);
+      // One line (the common case) needs each phone's first waiter only.
+      else if (count > 1) list.push(lead);
+      else if (byParkOrder(lead, list[0] as LeadRecord) < 0) list[0] = lead;
+    }
+    const turn = new Map<string, number>();
+    for (const phone of byPhone.keys()) {
+      let served = 0;
+      for (const lead of this.#byPhone.get(phone) ?? []) if (isServed(lead)) served += 1;
+      turn.set(phone, served);
+    }
+    if (count > 1) for (const list of byPhone.values()) list.sort(byParkOrder);
+    const picked: LeadRecord[] = [];
+    while (picked.length < count) {
+      let best: { phone: string; lead: LeadRecord; turn: number } | undefined;
+      for (const [phone, list] of byPhone) {
+        const head = list[0] as LeadRecord;
+        const t = turn.get(phone) ?? 0;
+        if (!best || t < best.turn || (t === best.turn && byParkOrder(head, best.lead) < 0))
+          best = { phone, lead: head, turn: t };
+      }
+      if (!best) break;
+      picked.push(best.lead);
+      const list = byPhone.get(best.phone) as LeadRecord[];
+      list.shift();
+      if (list.length === 0) byPhone.delete(best.phone);
+      turn.set(best.phone, best.turn + 1);
+    }
+    return picked.map((lead) => {
+      this.#unpark(lead);
+      lead.nextAttemptAt = Math.min(lead.nextAttemptAt, now);
+      return lead.id;
+    });
+  }
+
+  async waitingCount(): Promise<number> {
+    return this.#parked.size;
+  }
+
+  async waitingSets(): Promise<{ numberIds: string[]; waiters: number }[]> {
+    const sets = new Map<string, { numberIds: string[]; waiters: number }>();
+    for (const id of this.#parked) {
+      const set = (this.#leads.get(id) as LeadRecord).parkedOn as string[];
+      const key = set.join("\n");
+      const entry = sets.get(key) ?? { numberIds: [...set], waiters: 0 };
+      entry.waiters += 1;
+      sets.set(key, entry);
+    }
+    return [...sets.values()];
   }
 
   async pause(scope: PauseScope, now: number): Promise<boolean> {
@@ -246,9 +335,7 @@ export class MemoryLeadStore implements LeadStore {
     const numberIds = [...this.#numbers.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     if (windowMs === null) return { numberIds, claims, liveDials, countedDials: [], windowMs: 0 };
 
-    let window = windowMs;
-    for (const t of this.#templates.values())
-      for (const rule of t.rateLimitRules ?? []) window = Math.max(window, rule.windowSeconds * 1000);
+    const window = Math.max(windowMs, this.#templateWindowMs());
     const countedDials = this.#dials
       .filter(({ leadId, dial }) => {
         if (dial.at <= now - window) return false;
@@ -262,6 +349,17 @@ export class MemoryLeadStore implements LeadStore {
         at: dial.at,
       }));
     return { numberIds, claims, liveDials, countedDials, windowMs: window };
+  }
+
+  async templateWindowMs(): Promise<number> {
+    return this.#templateWindowMs();
+  }
+
+  #templateWindowMs(): number {
+    let window = 0;
+    for (const t of this.#templates.values())
+      for (const rule of t.rateLimitRules ?? []) window = Math.max(window, rule.windowSeconds * 1000);
+    return window;
   }
 
   async template(id: string): Promise<Template | null> {
@@ -330,7 +428,28 @@ export class MemoryLeadStore implements LeadStore {
     lead.leaseUntil = null;
   }
 
+  /** Parked on `set`; a lead woken earlier in this wait keeps its place (parkedAt). */
+  #park(lead: LeadRecord, set: string[], now: number): void {
+    this.#unpark(lead);
+    lead.parkedOn = [...set].sort();
+    for (const n of lead.parkedOn) {
+      const waiting = this.#parkedOn.get(n);
+      if (waiting) waiting.add(lead.id);
+      else this.#parkedOn.set(n, new Set([lead.id]));
+    }
+    lead.parkedAt ??= now;
+    lead.deferReason = "channel";
+    this.#parked.add(lead.id);
+  }
+
+  #unpark(lead: LeadRecord): void {
+    for (const n of lead.parkedOn ?? []) this.#parkedOn.get(n)?.delete(lead.id);
+    lead.parkedOn = null;
+    this.#parked.delete(lead.id);
+  }
+
   #finish(lead: LeadRecord, outcome: string): void {
+    this.#unpark(lead);
     lead.status = "FINISHED";
     lead.outcome = outcome;
     lead.owner = null;
@@ -343,6 +462,19 @@ export class MemoryLeadStore implements LeadStore {
     lead.leaseUntil = null;
     if (lead.dial) lead.dial.unknown = true;
   }
+}
+
+/** Woken from a park and not yet dialled, claimed, or dialling or in a call: its phone was served. */
+function isServed(lead: LeadRecord): boolean {
+  if (lead.status === "SCHEDULED") return lead.parkedOn === null && lead.parkedAt !== null;
+  return lead.status === "CLAIMED" || lead.status === "DIALING" || lead.status === "PROCESSING";
+}
+
+/** Longest-waiting first: by parkedAt, then dueAt, then id. */
+function byParkOrder(a: LeadRecord, b: LeadRecord): number {
+  return (
+    (a.parkedAt ?? 0) - (b.parkedAt ?? 0) || a.dueAt - b.dueAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
 }
 
 /** Sorts global first, then resellers, then templates, each by id (as the Postgres store lists them). */

@@ -162,6 +162,22 @@ export class PostgresLeadStore implements LeadStore {
     return rowCount ?? 0;
   }
 
+  async wakeWaiters(numberId: string, count: number, now: number): Promise<string[]> {
+    if (count <= 0) return [];
+    const rows = await this.#rows<{ id: string }>(this.#sql.wakeWaiters, [numberId, count, now]);
+    return rows.map((r) => r.id);
+  }
+
+  async waitingCount(): Promise<number> {
+    const [row] = await this.#rows<{ n: string }>(this.#sql.waitingCount, []);
+    return Number(row?.n ?? 0);
+  }
+
+  async waitingSets(): Promise<{ numberIds: string[]; waiters: number }[]> {
+    const rows = await this.#rows<{ park_set: string[]; waiters: string }>(this.#sql.waitingSets, []);
+    return rows.map((r) => ({ numberIds: r.park_set, waiters: Number(r.waiters) }));
+  }
+
   async pause(scope: PauseScope, now: number): Promise<boolean> {
     const { rowCount } = await this.#query(this.#sql.pause, [...pauseRow(scope), now]);
     return rowCount === 1;
@@ -240,6 +256,11 @@ export class PostgresLeadStore implements LeadStore {
       // A lost connection is dropped from the pool, not handed to the next caller.
       client.release(lost);
     }
+  }
+
+  async templateWindowMs(): Promise<number> {
+    const [row] = await this.#rows<{ ms: string | null }>(this.#sql.gateRebuild.templateWindowMs, []);
+    return Number(row?.ms ?? 0);
   }
 
   template(id: string): Promise<Template | null> {
@@ -467,26 +488,41 @@ function statements(s: string) {
       ), held_dials AS (
         UPDATE ${s}.dial_attempts d SET unknown = true, result = 'unknown', result_at = $2
         FROM held WHERE d.dial_ref = held.dial_ref
+      ), waiting AS (
+        SELECT DISTINCT ON (template_id) template_id, park_set FROM ${s}.leads
+        WHERE status = 'SCHEDULED' AND park_set IS NOT NULL
+        ORDER BY template_id, parked_at DESC
+      ), joining AS (
+        SELECT l.id, w.park_set FROM ${s}.leads l JOIN waiting w ON w.template_id = l.template_id
+        WHERE l.status = 'SCHEDULED' AND l.park_set IS NULL AND l.parked_at IS NULL AND l.next_attempt_at <= $2
+          AND NOT ${paused("l")}
+        FOR UPDATE OF l SKIP LOCKED
+      ), joined AS (
+        UPDATE ${s}.leads l SET park_set = j.park_set, parked_at = $2, defer_reason = 'channel'
+        FROM joining j WHERE l.id = j.id
       ), due AS (
         SELECT id FROM ${s}.leads l
-        WHERE ((status = 'SCHEDULED' AND next_attempt_at <= $2)
+        WHERE ((status = 'SCHEDULED' AND park_set IS NULL AND next_attempt_at <= $2)
+               OR (status = 'SCHEDULED' AND park_set IS NOT NULL AND expires_at <= $2)
                OR (status = 'CLAIMED' AND COALESCE(lease_until, 0) <= $2))
           AND NOT ${paused("l")}
+          AND l.id NOT IN (SELECT id FROM joining)
         ORDER BY due_at, id
         LIMIT $3
         FOR UPDATE OF l SKIP LOCKED
       ), claimed AS (
         UPDATE ${s}.leads l
         SET status = 'CLAIMED', claim_seq = l.claim_seq + 1, token = l.id || ':' || (l.claim_seq + 1),
-            owner = $1, lease_until = $4, defer_reason = NULL
+            owner = $1, lease_until = $4, defer_reason = NULL, park_set = NULL
         FROM due WHERE l.id = due.id
         RETURNING l.*
       )
       ${selectLeads("claimed l", `EXISTS (SELECT 1 FROM ${s}.blocked_phones b WHERE b.phone = l.phone) AS blocked,`)}
       ORDER BY l.due_at, l.id`,
 
+    // A parked lead is due only when it expires.
     nextDueAt: `
-      SELECT min(next_attempt_at) AS at FROM ${s}.leads l
+      SELECT min(CASE WHEN park_set IS NULL THEN next_attempt_at ELSE expires_at END) AS at FROM ${s}.leads l
       WHERE status = 'SCHEDULED' AND NOT ${paused("l")}`,
 
     // A token names its lead, so matching both lists pairs them. Locked in id order, as in settle.
@@ -509,7 +545,7 @@ function statements(s: string) {
         ON l.id = x.lead AND l.token = x.claim AND l.status = 'CLAIMED'
         WHERE l.id = ANY($1::text[]) ORDER BY l.id FOR NO KEY UPDATE OF l
       ), began AS (
-        UPDATE ${s}.leads l SET status = 'DIALING', dial_ref = x.dial_ref, precheck_defers = 0
+        UPDATE ${s}.leads l SET status = 'DIALING', dial_ref = x.dial_ref, precheck_defers = 0, parked_at = NULL
         FROM locked x WHERE l.id = ANY($1::text[]) AND l.id = x.lead AND l.token = x.claim AND l.status = 'CLAIMED'
         RETURNING x.*
       )
@@ -527,6 +563,9 @@ function statements(s: string) {
          next_attempt_at = x.at, ${release},
          not_placed_streak = COALESCE(x.streak, not_placed_streak),
          defer_reason = x.reason,
+         park_set = CASE WHEN x.park IS NULL THEN NULL
+                    ELSE ARRAY(SELECT jsonb_array_elements_text(x.park::jsonb) ORDER BY 1) END,
+         parked_at = CASE WHEN x.park IS NULL THEN NULL ELSE COALESCE(parked_at, x.now) END,
          precheck_defers = COALESCE(x.prechecks, precheck_defers)`,
         { dialSet: "result = x.result, result_at = x.now", dialWhen: "x.result IS NOT NULL" },
       ),
@@ -574,6 +613,40 @@ function statements(s: string) {
     wakeParked: `
       UPDATE ${s}.leads SET next_attempt_at = $3
       WHERE template_id = $1 AND status = 'SCHEDULED' AND defer_reason = $2 AND next_attempt_at > $3`,
+
+    // Fair by phone, then longest-waiting first: a phone's turn is its leads already served (woken and
+    // not yet dialled, claimed, dialling or in a call) plus its waiters ahead in line. SKIP LOCKED: two processes freeing lines at once wake different waiters; the update checks
+    // the row is still parked (the compare-and-set), and the leads trigger notifies every supervisor.
+    wakeWaiters: `
+      WITH waiters AS (
+        SELECT id, phone, parked_at, due_at FROM ${s}.leads l
+        WHERE status = 'SCHEDULED' AND park_set @> ARRAY[$1::text] AND NOT ${paused("l")}
+        FOR UPDATE OF l SKIP LOCKED
+      ), served AS (
+        SELECT phone, count(*) AS n FROM ${s}.leads
+        WHERE phone IN (SELECT phone FROM waiters)
+          AND (status IN ('CLAIMED', 'DIALING', 'PROCESSING')
+               OR (status = 'SCHEDULED' AND park_set IS NULL AND parked_at IS NOT NULL))
+        GROUP BY phone
+      ), ranked AS (
+        SELECT w.id, w.parked_at, w.due_at,
+               COALESCE(served.n, 0)
+                 + row_number() OVER (PARTITION BY w.phone ORDER BY w.parked_at, w.due_at, w.id) AS turn
+        FROM waiters w LEFT JOIN served ON served.phone = w.phone
+      ), picked AS (
+        SELECT id, row_number() OVER (ORDER BY turn, parked_at, due_at, id) AS ord FROM ranked
+        ORDER BY turn, parked_at, due_at, id LIMIT $2
+      ), woken AS (
+        UPDATE ${s}.leads l SET park_set = NULL, next_attempt_at = LEAST(l.next_attempt_at, $3)
+        FROM picked WHERE l.id = picked.id AND l.status = 'SCHEDULED' AND l.park_set IS NOT NULL
+        RETURNING l.id, picked.ord
+      )
+      SELECT id FROM woken ORDER BY ord`,
+    waitingCount: `SELECT count(*) AS n FROM ${s}.leads WHERE status = 'SCHEDULED' AND park_set IS NOT NULL`,
+    waitingSets: `
+      SELECT park_set, count(*) AS waiters FROM ${s}.leads
+      WHERE status = 'SCHEDULED' AND park_set IS NOT NULL
+      GROUP BY park_set ORDER BY park_set`,
 
     pause: `INSERT INTO ${s}.pauses (scope, id, paused_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
     resume: `DELETE FROM ${s}.pauses WHERE scope = $1 AND id = $2`,
@@ -703,14 +776,24 @@ const SETTLE_INPUT: {
   [K in Kind]: { columns: string[]; values(s: Extract<Settlement, { kind: K }>, now: number): unknown[] };
 } = {
   defer: {
-    columns: ["at bigint", "streak int", "result text", "now bigint", "reason text", "prechecks int"],
+    columns: [
+      "at bigint",
+      "streak int",
+      "result text",
+      "now bigint",
+      "reason text",
+      "prechecks int",
+      // The set as a JSON array: unnest cannot carry an array per row.
+      "park text",
+    ],
     values: (s, now) => [
       s.at,
       s.notPlacedStreak ?? null,
       s.dialResult ?? null,
       now,
-      s.deferReason ?? null,
+      s.parkOn ? "channel" : (s.deferReason ?? null),
       s.precheckDefers ?? null,
+      s.parkOn ? JSON.stringify(s.parkOn) : null,
     ],
   },
   finish: {
@@ -749,6 +832,8 @@ interface LeadRow {
   payload: Record<string, unknown>;
   defer_reason: DeferReason | null;
   precheck_defers: number;
+  park_set: string[] | null;
+  parked_at: string | null;
   dial_number_id: string;
   dial_at: string;
   dial_call_id: string | null;
@@ -808,6 +893,8 @@ function toLead(row: LeadRow): LeadRecord {
     payload: row.payload,
     deferReason: row.defer_reason,
     precheckDefers: row.precheck_defers,
+    parkedOn: row.park_set,
+    parkedAt: toMs(row.parked_at),
     ...(row.blocked !== undefined && { blocked: row.blocked }),
   };
 }

@@ -95,6 +95,28 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions): Promise<s
   }
 }
 
+/**
+ * Migrations of MIGRATIONS_DIR (or `dir`) not applied to `schema`, or applied with other contents:
+ * empty when the schema is current. Read-only (for readiness checks).
+ */
+export async function pendingMigrations(pool: pg.Pool, options: MigrateOptions): Promise<string[]> {
+  assertSchemaName(options.schema);
+  const migrations = await readMigrations(options.dir ?? MIGRATIONS_DIR);
+  const table = `${pg.escapeIdentifier(options.schema)}.schema_migrations`;
+  let applied: Map<string, string>;
+  try {
+    const { rows } = await pool.query<{ name: string; checksum: string }>(
+      `SELECT name, checksum FROM ${table}`,
+    );
+    applied = new Map(rows.map((row) => [row.name, row.checksum]));
+  } catch (error) {
+    // 42P01 undefined_table: never migrated, so every migration is pending.
+    if ((error as { code?: string }).code !== "42P01") throw error;
+    applied = new Map();
+  }
+  return migrations.filter((m) => applied.get(m.name) !== m.checksum).map((m) => m.name);
+}
+
 async function readMigrations(dir: string): Promise<Migration[]> {
   const names = (await readdir(dir)).filter((name) => /^\d+_.+\.sql$/.test(name)).sort();
   return Promise.all(

@@ -3,38 +3,67 @@
  * turns a provider's terminal call status into `dispatcher.callEnded`. The dialRef comes back in the
  * callback URL's query (the adapters put it there), so an end finds its dial even without a call id.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
 import type { Clock } from "../../machines/ports.js";
+import { CLOSE_CONNECTION, readBodyWithin } from "../http-body.js";
 import { httpUrl, parseProviderOptions } from "./http.js";
 
 /** Form parameters of a callback; a repeated name carries every value. */
 export type CallbackParams = Record<string, string | readonly string[]>;
 
+/** The digest of a Twilio signature: SHA-1 with the auth token, SHA-256 with a Webhooks SharedKey. */
+export type TwilioSignatureAlgorithm = "sha1" | "sha256";
+
 /**
- * Twilio's X-Twilio-Signature: base64 HMAC-SHA1, keyed with the auth token, of the full URL (query
- * included) followed by every POST parameter as name+value, sorted by name. Compared in constant time;
- * the URL is also tried with and without its default port, as twilio's own validator does.
+ * Twilio's X-Twilio-Signature: base64 HMAC, keyed with the auth token (SHA-1) or a Webhooks SharedKey
+ * secret (SHA-256, announced by X-Twilio-Webhooks-Signature-Settings), of the full URL (query
+ * included) followed by every POST parameter as name+value, sorted by name. Compared in constant
+ * time. Like twilio's own validateRequest, the URL is tried with its port (the default one added when
+ * none is given) and without any port, since Twilio signs either form.
  */
 export function verifyTwilioSignature(
   url: string,
   params: CallbackParams,
   header: string | undefined,
   authToken: string,
+  algorithm: TwilioSignatureAlgorithm = "sha1",
 ): boolean {
   if (!header || !authToken) return false;
   return urlVariants(url).some((candidate) =>
-    safeEqual(header, twilioSignature(candidate, params, authToken)),
+    safeEqual(header, twilioSignature(candidate, params, authToken, algorithm)),
   );
 }
 
-function twilioSignature(url: string, params: CallbackParams, authToken: string): string {
+/**
+ * The algorithm named by X-Twilio-Webhooks-Signature-Settings (`key=<name>,algorithm=HMAC_SHA256`);
+ * undefined for an algorithm this verifier does not know.
+ */
+export function twilioSignatureAlgorithm(settings: string): TwilioSignatureAlgorithm | undefined {
+  const fields = new Map(
+    settings.split(",").map((part) => {
+      const [name = "", ...value] = part.split("=");
+      return [name.trim().toLowerCase(), value.join("=").trim()] as const;
+    }),
+  );
+  const named = fields.get("algorithm")?.toUpperCase();
+  if (named === "HMAC_SHA256") return "sha256";
+  if (named === "HMAC_SHA1") return "sha1";
+  return undefined;
+}
+
+function twilioSignature(
+  url: string,
+  params: CallbackParams,
+  key: string,
+  algorithm: TwilioSignatureAlgorithm,
+): string {
   let data = url;
   for (const name of Object.keys(params).sort()) {
     for (const value of sortedValues(params[name])) data += name + value;
   }
-  return createHmac("sha1", authToken).update(data, "utf8").digest("base64");
+  return createHmac(algorithm, key).update(data, "utf8").digest("base64");
 }
 
 function urlVariants(url: string): string[] {
@@ -44,15 +73,13 @@ function urlVariants(url: string): string[] {
   } catch {
     return [url];
   }
-  const variants = new Set([url, parsed.href]);
-  if (parsed.port === "") {
-    const port = parsed.protocol === "https:" ? "443" : "80";
-    const auth = parsed.username ? `${parsed.username}${parsed.password ? `:${parsed.password}` : ""}@` : "";
-    variants.add(
-      `${parsed.protocol}//${auth}${parsed.hostname}:${port}${parsed.pathname}${parsed.search}${parsed.hash}`,
-    );
-  }
-  return [...variants];
+  const auth = parsed.username ? `${parsed.username}${parsed.password ? `:${parsed.password}` : ""}@` : "";
+  const rest = `${parsed.pathname}${parsed.search}${parsed.hash}`;
+  const defaultPort = parsed.protocol === "https:" ? "443" : "80";
+  // WHATWG URL drops a default port it is given, so both forms are spelled out by hand.
+  const withPort = `${parsed.protocol}//${auth}${parsed.hostname}:${parsed.port || defaultPort}${rest}`;
+  const withoutPort = `${parsed.protocol}//${auth}${parsed.hostname}${rest}`;
+  return [...new Set([url, withPort, withoutPort])];
 }
 
 export interface PlivoSignatureInput {
@@ -108,6 +135,35 @@ function plivoSignedUrl(url: string, method: "POST" | "GET", params: CallbackPar
   return signed;
 }
 
+/**
+ * Exotel signs none of its callbacks, so the adapter signs the URL it hands out: `sig` in the query is
+ * base64url HMAC-SHA256, keyed with a secret of ours, of the dialRef next to it. A callback that
+ * carries a valid `sig` came from a URL only we (and Exotel) know.
+ */
+export function signExotelCallbackUrl(url: string, secret: string): string {
+  const parsed = new URL(url);
+  const dialRef = parsed.searchParams.get("dialRef") ?? "";
+  parsed.searchParams.set("sig", exotelSignature(dialRef, secret));
+  return parsed.href;
+}
+
+export function verifyExotelCallbackUrl(url: string, secret: string): boolean {
+  if (!secret) return false;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  const sig = parsed.searchParams.get("sig");
+  const dialRef = parsed.searchParams.get("dialRef");
+  return !!sig && !!dialRef && safeEqual(sig, exotelSignature(dialRef, secret));
+}
+
+function exotelSignature(dialRef: string, secret: string): string {
+  return createHmac("sha256", secret).update(dialRef, "utf8").digest("base64url");
+}
+
 function sortedValues(value: string | readonly string[] | undefined): string[] {
   if (value === undefined) return [];
   return typeof value === "string" ? [value] : [...new Set(value)].sort();
@@ -123,7 +179,7 @@ function safeEqual(given: string, expected: string): boolean {
 // ---------------------------------------------------------------------------------------------
 // The handler
 
-export type CallbackProvider = "twilio" | "plivo";
+export type CallbackProvider = "twilio" | "plivo" | "exotel";
 
 /** What a provider's terminal status becomes, by provider (override through `outcomes`). */
 export const DEFAULT_OUTCOMES: Record<CallbackProvider, Record<string, string>> = {
@@ -144,6 +200,20 @@ export const DEFAULT_OUTCOMES: Record<CallbackProvider, Record<string, string>> 
     timeout: "FAILED",
     cancel: "FAILED",
   },
+  // developer.exotel.com/api/statuscallback: the terminal `Status` of the call
+  exotel: {
+    completed: "ANSWERED",
+    busy: "BUSY",
+    "no-answer": "NO_ANSWER",
+    failed: "FAILED",
+  },
+};
+
+/** Where each provider puts the call status and the call id in its callback form. */
+const FIELDS: Record<CallbackProvider, { status: string; callIds: string[] }> = {
+  twilio: { status: "CallStatus", callIds: ["CallSid"] },
+  plivo: { status: "CallStatus", callIds: ["RequestUUID", "ALegRequestUUID"] },
+  exotel: { status: "Status", callIds: ["CallSid"] },
 };
 
 export interface CallEndSignal {
@@ -152,10 +222,28 @@ export interface CallEndSignal {
   outcome: string;
 }
 
+/**
+ * Where seen callbacks are remembered. The gate stores implement it (MemoryGateStore,
+ * RedisGateStore): on Redis a replay sent to another process is refused the same way.
+ */
+export interface ReplayStore {
+  /** True the first time `key` is claimed within `windowMs` of the caller's `now`. */
+  claimOnce(key: string, windowMs: number, now: number): Promise<boolean>;
+  /** Drops a claim, so the provider's retry of a callback that failed gets through. */
+  forget(key: string): Promise<void>;
+}
+
 const handlerSchema = z
   .object({
-    provider: z.enum(["twilio", "plivo"]),
+    provider: z.enum(["twilio", "plivo", "exotel"]),
+    /** Twilio's or Plivo's auth token; for Exotel the secret its adapter signs callback URLs with. */
     authToken: z.string().min(1, "must not be empty"),
+    /**
+     * Twilio only: the secret of a Webhooks SharedKey. A callback carrying
+     * X-Twilio-Webhooks-Signature-Settings is checked with it and the algorithm named there
+     * (HMAC_SHA256); without the header the auth token and HMAC-SHA1 apply.
+     */
+    sharedKeySecret: z.string().min(1, "must not be empty").optional(),
     /**
      * Scheme, host and any path prefix a proxy strips, as the provider calls it: the signature covers
      * the full public URL, which the request behind a proxy no longer shows.
@@ -166,22 +254,35 @@ const handlerSchema = z
       "must have a callEnded function",
     ),
     clock: z.custom<Clock>(
-      (v) => typeof (v as { now?: unknown } | null)?.now === "function",
+      (v) =>
+        typeof (v as { now?: unknown } | null)?.now === "function" &&
+        typeof (v as { setTimer?: unknown }).setTimer === "function",
       "must be a Clock",
     ),
-    /** How long a seen signature (Twilio) or nonce (Plivo) is refused again. */
+    /** Seen callbacks, shared by every process on it; in this process only when omitted. */
+    replayStore: z
+      .custom<ReplayStore>(
+        (v) =>
+          typeof (v as { claimOnce?: unknown } | null)?.claimOnce === "function" &&
+          typeof (v as { forget?: unknown }).forget === "function",
+        "must have claimOnce and forget functions",
+      )
+      .optional(),
+    /** How long a seen signature (Twilio), nonce (Plivo) or callback (Exotel) is refused again. */
     replayWindowMs: z
       .number()
       .int()
       .min(1)
       .default(10 * 60_000),
-    /** Bound on the remembered signatures: past it the oldest are forgotten first. */
+    /** Bound on the signatures remembered in process (no replayStore): past it the oldest go first. */
     maxRemembered: z.number().int().min(1).default(10_000),
     maxBodyBytes: z
       .number()
       .int()
       .min(1)
       .default(64 * 1024),
+    /** Longest wait for the whole body (a slow sender is answered 408 and cut off). */
+    bodyTimeoutMs: z.number().int().min(1).default(10_000),
     /** Provider status → outcome, over DEFAULT_OUTCOMES; a status listed here is terminal. */
     outcomes: z.record(z.string(), z.string().min(1).max(50)).default({}),
   })
@@ -192,61 +293,100 @@ export type CallbackHandlerOptions = z.input<typeof handlerSchema>;
 interface Reply {
   status: number;
   text: string;
+  /** The body was not read whole: the connection closes after the answer. */
+  close?: boolean;
 }
 
 /**
  * A node:http request listener for status callbacks: 401 unsigned, 403 bad signature, 409 replayed
- * (same signature or nonce within the window), 503 when the end could not be applied, 200 for
- * everything else it accepts. A terminal status
- * calls `callEnded({ callId, dialRef, outcome })`; a duplicate end just calls it again (it is
- * idempotent). A failing callEnded (its store is away) answers 503 and forgets the signature, so the
- * provider's retry gets through.
+ * (same signature, nonce or callback within the window), 413 body too large, 408 body too slow, 200
+ * for everything else it accepts. A terminal status calls `callEnded({ callId, dialRef, outcome })`; a
+ * duplicate end just calls it again (it is idempotent). A failing callEnded (its store is away)
+ * answers 503 and forgets the signature, so the provider's retry gets through.
  */
 export function createCallbackHandler(
   options: CallbackHandlerOptions,
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const o = parseProviderOptions(handlerSchema, options, "CallbackHandlerOptions", ["authToken"]);
+  const o = parseProviderOptions(handlerSchema, options, "CallbackHandlerOptions", [
+    "authToken",
+    "sharedKeySecret",
+  ]);
   const outcomes = { ...DEFAULT_OUTCOMES[o.provider], ...o.outcomes };
-  const seen = new ReplayGuard(o.replayWindowMs, o.maxRemembered);
+  const fields = FIELDS[o.provider];
+  const seen: ReplayStore = o.replayStore ?? new ReplayGuard(o.maxRemembered);
   const base = o.publicBaseUrl.replace(/\/+$/, "");
 
   async function handle(req: IncomingMessage): Promise<Reply> {
     if (req.method !== "POST") return { status: 405, text: "POST only" };
-    const signature = header(req, o.provider === "twilio" ? "x-twilio-signature" : "x-plivo-signature-v3");
+    const url = `${base}${req.url ?? "/"}`;
+    const signature =
+      o.provider === "twilio"
+        ? header(req, "x-twilio-signature")
+        : o.provider === "plivo"
+          ? header(req, "x-plivo-signature-v3")
+          : (new URL(url).searchParams.get("sig") ?? undefined);
     const nonce = o.provider === "plivo" ? header(req, "x-plivo-signature-v3-nonce") : undefined;
     if (!signature || (o.provider === "plivo" && !nonce)) return { status: 401, text: "unsigned" };
-    const body = await readBody(req, o.maxBodyBytes);
-    if (body === null) return { status: 413, text: "body too large" };
+    const read = await readBodyWithin(req, {
+      maxBytes: o.maxBodyBytes,
+      timeoutMs: o.bodyTimeoutMs,
+      clock: o.clock,
+    });
+    if (read.kind === "tooLarge") return { status: 413, text: "body too large", close: true };
+    if (read.kind === "timeout") return { status: 408, text: "body too slow", close: true };
+    const body = read.text;
     if (body !== "" && !/^application\/x-www-form-urlencoded\b/i.test(req.headers["content-type"] ?? "")) {
       return { status: 415, text: "form-encoded bodies only" };
     }
-    const url = `${base}${req.url ?? "/"}`;
     const params = formParams(body);
-    const valid =
-      o.provider === "twilio"
-        ? verifyTwilioSignature(url, params, signature, o.authToken)
-        : verifyPlivoSignatureV3({ url, method: "POST", params, nonce, signature, authToken: o.authToken });
-    if (!valid) return { status: 403, text: "bad signature" };
-    const key = `${o.provider}:${nonce ?? signature}`;
-    if (!seen.claim(key, o.clock.now())) return { status: 409, text: "replayed" };
+    if (!verify(req, url, params, signature, nonce)) return { status: 403, text: "bad signature" };
+    // Exotel's `sig` repeats on every callback of a dial: the delivery is the URL and its body.
+    const seenAs =
+      o.provider === "exotel" ? createHash("sha256").update(`${url}\n${body}`).digest("hex") : signature;
+    const key = `${o.provider}:${nonce ?? seenAs}`;
+    if (!(await seen.claimOnce(key, o.replayWindowMs, o.clock.now())))
+      return { status: 409, text: "replayed" };
     try {
       return await end(url, params);
     } catch {
       // The store is away (a Postgres outage): 503 has the provider retry, which must then get in.
-      seen.forget(key);
+      await seen.forget(key).catch(() => {});
       return { status: 503, text: "call end not applied, retry later" };
     }
   }
 
+  function verify(
+    req: IncomingMessage,
+    url: string,
+    params: CallbackParams,
+    signature: string,
+    nonce: string | undefined,
+  ): boolean {
+    if (o.provider === "plivo") {
+      return verifyPlivoSignatureV3({
+        url,
+        method: "POST",
+        params,
+        nonce,
+        signature,
+        authToken: o.authToken,
+      });
+    }
+    if (o.provider === "exotel") return verifyExotelCallbackUrl(url, o.authToken);
+    const settings = header(req, "x-twilio-webhooks-signature-settings");
+    if (settings === undefined) return verifyTwilioSignature(url, params, signature, o.authToken, "sha1");
+    const algorithm = twilioSignatureAlgorithm(settings);
+    if (!algorithm || !o.sharedKeySecret) return false;
+    return verifyTwilioSignature(url, params, signature, o.sharedKeySecret, algorithm);
+  }
+
   async function end(url: string, params: CallbackParams): Promise<Reply> {
-    const status = first(params.CallStatus);
+    const status = first(params[fields.status]);
     const outcome = status !== undefined && Object.hasOwn(outcomes, status) ? outcomes[status] : undefined;
     if (outcome === undefined) return { status: 200, text: "acknowledged" };
     const dialRef = new URL(url).searchParams.get("dialRef") || undefined;
-    const callId =
-      o.provider === "twilio"
-        ? first(params.CallSid)
-        : (first(params.RequestUUID) ?? first(params.ALegRequestUUID));
+    let callId: string | undefined;
+    for (const name of fields.callIds) callId ??= first(params[name]);
     if (!dialRef && !callId) return { status: 400, text: "no dialRef or call id" };
     const signal: CallEndSignal = { outcome };
     if (callId) signal.callId = callId;
@@ -263,21 +403,24 @@ export function createCallbackHandler(
       reply = { status: 500, text: "callback failed" };
     }
     if (res.headersSent) return;
-    res.writeHead(reply.status, { "content-type": "text/plain; charset=utf-8", ...allow(reply.status) });
+    res.writeHead(reply.status, {
+      "content-type": "text/plain; charset=utf-8",
+      ...allow(reply.status),
+      ...(reply.close ? CLOSE_CONNECTION : {}),
+    });
     res.end(reply.text);
   };
 }
 
-/** Signatures (or nonces) seen within the window; insertion order is time order, so expiry trims the head. */
-class ReplayGuard {
+/**
+ * Claims remembered in this process only; insertion order is time order for one window, so expiry
+ * trims the head.
+ */
+class ReplayGuard implements ReplayStore {
   readonly #until = new Map<string, number>();
-  constructor(
-    readonly windowMs: number,
-    readonly max: number,
-  ) {}
+  constructor(readonly max: number) {}
 
-  /** True the first time `key` is seen within the window. */
-  claim(key: string, now: number): boolean {
+  async claimOnce(key: string, windowMs: number, now: number): Promise<boolean> {
     for (const [old, until] of this.#until) {
       if (until > now) break;
       this.#until.delete(old);
@@ -285,7 +428,7 @@ class ReplayGuard {
     const until = this.#until.get(key);
     if (until !== undefined && until > now) return false;
     this.#until.delete(key);
-    this.#until.set(key, now + this.windowMs);
+    this.#until.set(key, now + windowMs);
     if (this.#until.size > this.max) {
       const oldest = this.#until.keys().next().value;
       if (oldest !== undefined) this.#until.delete(oldest);
@@ -293,7 +436,7 @@ class ReplayGuard {
     return true;
   }
 
-  forget(key: string): void {
+  async forget(key: string): Promise<void> {
     this.#until.delete(key);
   }
 }
@@ -318,20 +461,6 @@ function formParams(body: string): CallbackParams {
     else params[name] = typeof earlier === "string" ? [earlier, value] : [...earlier, value];
   }
   return params;
-}
-
-/** The body as text, or null past `max` bytes (the rest is drained so the reply can still be sent). */
-function readBody(req: IncomingMessage, max: number): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= max) chunks.push(chunk);
-    });
-    req.on("end", () => resolve(size > max ? null : Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
-  });
 }
 
 function allow(status: number): Record<string, string> {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { CallStatus, Clock, DialRequest, DialResult, Provider } from "../../machines/ports.js";
+import { signExotelCallbackUrl } from "./callbacks.js";
 import {
   apiUrl,
   basicAuth,
@@ -31,6 +32,11 @@ export const exotelOptionsSchema = z
       .optional(),
     /** Posted when the call ends; every dial adds its `dialRef` to the query. */
     statusCallbackUrl: httpUrl,
+    /**
+     * Exotel signs no callback: with this secret every dial also adds `sig` (an HMAC of its dialRef)
+     * to the callback URL, which createCallbackHandler({ provider: "exotel", authToken: secret }) checks.
+     */
+    callbackSecret: z.string().min(16, "must be at least 16 characters").optional(),
     statusCallbackEvents: z
       .array(z.enum(["terminal", "answered"]))
       .min(1)
@@ -94,7 +100,11 @@ export class ExotelProvider implements Provider {
   readonly #auth: string;
 
   constructor(options: ExotelOptions, name = "exotel") {
-    this.#o = parseProviderOptions(exotelOptionsSchema, options, "ExotelOptions", ["apiKey", "apiToken"]);
+    this.#o = parseProviderOptions(exotelOptionsSchema, options, "ExotelOptions", [
+      "apiKey",
+      "apiToken",
+      "callbackSecret",
+    ]);
     this.#auth = basicAuth(this.#o.apiKey, this.#o.apiToken);
     this.name = name;
   }
@@ -112,7 +122,11 @@ export class ExotelProvider implements Provider {
     }
     form.set("CallerId", req.from);
     form.set("CallType", o.callType);
-    form.set("StatusCallback", withDialRef(o.statusCallbackUrl, req.dialRef));
+    const callback = withDialRef(o.statusCallbackUrl, req.dialRef);
+    form.set(
+      "StatusCallback",
+      o.callbackSecret ? signExotelCallbackUrl(callback, o.callbackSecret) : callback,
+    );
     for (const [i, event] of o.statusCallbackEvents.entries()) form.set(`StatusCallbackEvents[${i}]`, event);
     if (req.dialRef.length <= CUSTOM_FIELD_MAX) form.set("CustomField", req.dialRef);
     if (o.timeLimitSeconds !== undefined) form.set("TimeLimit", String(o.timeLimitSeconds));

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type Cluster, Redis } from "ioredis";
 import type {
@@ -7,7 +7,13 @@ import type {
   RebuildableGateStore,
   RebuildReport,
 } from "../../actors/gate-rebuild.js";
-import type { AcquireRequest, AcquireResult, RateDecision, RateRule } from "../../machines/ports.js";
+import type {
+  AcquireRequest,
+  AcquireResult,
+  RateDecision,
+  RateOptions,
+  RateRule,
+} from "../../machines/ports.js";
 import { SystemClock } from "../clock.js";
 
 /** Client command name → script in lua/, named `<name>-<numKeys>.lua`. */
@@ -22,6 +28,7 @@ const SCRIPTS = {
   dialgateChannelReap: "channel-reap-1",
   dialgateAlertThrottle: "alert-throttle-1",
   dialgateRebuildUnlock: "rebuild-unlock-1",
+  dialgateProviderPacing: "provider-pacing-1",
 } as const;
 
 type ScriptCommand = keyof typeof SCRIPTS;
@@ -135,13 +142,9 @@ export class RedisGateStore implements RebuildableGateStore {
     return store;
   }
 
-  async peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
-    const reply = await this.#run(
-      "dialgateRateLimitPeek",
-      [this.#phone(phoneKey)],
-      [now, ...ruleArgs(rules)],
-    );
-    return toDecision(reply);
+  async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
+    const args = [now, ...keepArgs(options), ...ruleArgs(rules)];
+    return toDecision(await this.#run("dialgateRateLimitPeek", [this.#phone(phoneKey)], args));
   }
 
   async record(
@@ -150,8 +153,9 @@ export class RedisGateStore implements RebuildableGateStore {
     rules: RateRule[],
     now: number,
     enforce = true,
+    options?: RateOptions,
   ): Promise<RateDecision> {
-    const args = [now, member, enforce ? 1 : 0, ...ruleArgs(rules)];
+    const args = [now, member, enforce ? 1 : 0, ...keepArgs(options), ...ruleArgs(rules)];
     return toDecision(await this.#run("dialgateRateLimitRecord", [this.#phone(phoneKey)], args));
   }
 
@@ -213,6 +217,35 @@ export class RedisGateStore implements RebuildableGateStore {
       this.#offlineThrottle.set(key, now + windowMs);
       throw error;
     }
+  }
+
+  /**
+   * ReplayStore (callback handler): the alert throttle's script on a key of its own, so a callback
+   * replayed to another process is refused the same way. The key is hashed: signatures are long.
+   */
+  async claimOnce(key: string, windowMs: number, now: number): Promise<boolean> {
+    return (await this.#run("dialgateAlertThrottle", [this.#replay(key)], [now, windowMs])) === 1;
+  }
+
+  async forget(key: string): Promise<void> {
+    await this.#client.del(this.#replay(key));
+  }
+
+  /** PacingStore (PacedProvider): one sliding second per provider account, for every process. */
+  async takePacingToken(
+    account: string,
+    callsPerSecond: number,
+    now: number,
+    member: string,
+  ): Promise<number> {
+    return Number(
+      await this.#run("dialgateProviderPacing", [this.#pacing(account)], [now, callsPerSecond, member]),
+    );
+  }
+
+  async serverTime(): Promise<number> {
+    const [seconds, micros] = await this.#client.time();
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 
   rebuildFrom(source: GateStateSource, report: (report: RebuildReport) => void = () => {}): void {
@@ -373,6 +406,14 @@ export class RedisGateStore implements RebuildableGateStore {
     return `${this.#prefix}{rebuild}:lock`;
   }
 
+  #pacing(account: string): string {
+    return `${this.#prefix}{c:${account}}:pacing`;
+  }
+
+  #replay(key: string): string {
+    return `${this.#prefix}{r:${createHash("sha256").update(key).digest("hex")}}:replay`;
+  }
+
   #throttle(key: string): string {
     return `${this.#prefix}{a:${key}}:throttle`;
   }
@@ -396,6 +437,11 @@ async function inBatches<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise
     results.push(...(await Promise.all(items.slice(i, i + RESTORE_BATCH).map(fn))));
   }
   return results;
+}
+
+/** keepMs and marginMs as the rate-limit scripts read them (0 = only the rules decide). */
+function keepArgs(options: RateOptions = {}): number[] {
+  return [options.keepMs ?? 0, options.marginMs ?? 0];
 }
 
 /** Rules as the scripts read them: (maxCalls, windowMs) pairs. */

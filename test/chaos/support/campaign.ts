@@ -55,7 +55,7 @@ export const CONFIG: DispatcherConfigInput = {
   rateLimit: { rules: [RULE] },
   concurrency: 20,
   claimLeaseMs: 2000,
-  channelWait: { maxBackoffSeconds: 1, pileThreshold: 10_000 },
+  channelWait: { maxParkSeconds: 2 },
   unknownDial: { holdMinutes: 0.05 },
   maxCallMinutes: 0.2,
   drainTimeoutMs: 3000,
@@ -81,6 +81,11 @@ export interface Campaign {
   dispatchers: Dispatcher[];
   /** Failures the dispatchers absorbed ("error" events: outbox retries, persist and claim failures). */
   absorbedErrors(): number;
+  /**
+   * Actors that found their claimed lead taken over by another process (lead:dropped): with no
+   * cancels in a campaign, only a claim lease judged expired while its owner still ran it does that.
+   */
+  droppedClaims(): number;
   /** Reads the leads from the first backend's store. */
   list(): Promise<LeadRecord[]>;
   /** Stops the dispatchers, closes their backends and the provider's HTTP server. */
@@ -94,6 +99,19 @@ export interface CampaignOptions {
   dispatchers: number;
   provider: ProviderOptions;
   config?: DispatcherConfigInput;
+  /** How far each dispatcher's own clock is off the true time (ms), by index; none by default. */
+  clockSkewMs?: number[];
+}
+
+/** The wall clock, `skewMs` off: a host whose clock is wrong. */
+export class SkewedClock extends SystemClock {
+  constructor(readonly skewMs: number) {
+    super();
+  }
+
+  override now(): number {
+    return super.now() + this.skewMs;
+  }
 }
 
 const silent = pino({ level: "silent" });
@@ -105,6 +123,7 @@ export async function startCampaign(o: CampaignOptions): Promise<Campaign> {
   const unlisten: (() => Promise<void>)[] = [];
   let next = 0;
   let errors = 0;
+  let dropped = 0;
   const provider = new ChaosProvider(o.provider, () => {
     if (dispatchers.length === 0) return undefined;
     const d = dispatchers[next++ % dispatchers.length];
@@ -127,7 +146,7 @@ export async function startCampaign(o: CampaignOptions): Promise<Campaign> {
       leadStore: backend.leadStore,
       gateStore: backend.gateStore,
       providers: [provider.adapter(k)],
-      clock: new SystemClock(),
+      clock: new SkewedClock(o.clockSkewMs?.[k] ?? 0),
       logger: silent,
       hmacSecret: SECRET,
       owner: `chaos-${k}-${randomUUID().slice(0, 8)}`,
@@ -139,6 +158,9 @@ export async function startCampaign(o: CampaignOptions): Promise<Campaign> {
     dispatcher.on("error", () => {
       errors += 1;
     });
+    dispatcher.on("lead:dropped", () => {
+      dropped += 1;
+    });
     unlisten.push(await backend.onLeadsAdded(() => dispatcher.poke()));
     await dispatcher.start();
     dispatchers.push(dispatcher);
@@ -149,6 +171,7 @@ export async function startCampaign(o: CampaignOptions): Promise<Campaign> {
     provider,
     dispatchers,
     absorbedErrors: () => errors,
+    droppedClaims: () => dropped,
     list: () => backends[0].leadStore.list(),
     async close() {
       await Promise.all(dispatchers.map((d) => d.stop().catch(() => {})));
@@ -213,9 +236,15 @@ export function measure(
   leads: LeadRecord[],
   submitted: number,
   faultEndedAt: number,
+  /**
+   * `dialRef`: per-phone windows on the dial time each request carries; `provider`: on when the
+   * requests reached the provider (the truth when the dispatchers' clocks disagree).
+   */
+  windowsBy: "dialRef" | "provider" = "dialRef",
 ): ChaosReport {
   const placed = dials.filter((d) => d.result === "placed");
-  const stamped = dials.map((d) => ({ ...d, at: parseDialRef(d.dialRef).at }));
+  const stamped =
+    windowsBy === "provider" ? dials : dials.map((d) => ({ ...d, at: parseDialRef(d.dialRef).at }));
   const worstPhone = maxPlacedPerPhoneInWindow(stamped, RULE.windowSeconds * 1000 - STORE_SLACK_MS);
   let overChannel = 0;
   for (const [numberId, most] of maxConcurrentByNumber(dials, 0)) {
