@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { Alerter } from "./actors/alerter.js";
 import { type CallEndResult, CallLifecycle } from "./actors/call-lifecycle.js";
-import { createGateStateSource, isRebuildable } from "./actors/gate-rebuild.js";
+import { createGateStateSource } from "./actors/gate-rebuild.js";
 import { PoolLineCounts } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
 import { Outbox } from "./actors/outbox.js";
@@ -40,6 +40,7 @@ import type {
   Template,
   Timer,
 } from "./machines/ports.js";
+import { isRebuildable } from "./machines/rebuild-ports.js";
 
 export interface DispatcherOptions {
   /** Validated; every field has a default (spec §6). */

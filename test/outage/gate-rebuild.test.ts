@@ -7,11 +7,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { Cluster, type Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import {
-  createGateStateSource,
-  type GateState,
-  type GateStateSource,
-} from "../../src/actors/gate-rebuild.js";
+import { createGateStateSource } from "../../src/actors/gate-rebuild.js";
 import { runVirtual, VirtualClock } from "../../src/infra/clock.js";
 import { configSchema, parseOrThrow } from "../../src/infra/config.js";
 import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
@@ -22,6 +18,7 @@ import {
   RedisGateStore,
 } from "../../src/infra/redis/gate-store.js";
 import type { AcquireRequest, RateRule } from "../../src/machines/ports.js";
+import type { GateState, GateStateSource } from "../../src/machines/rebuild-ports.js";
 import { type RedisServer, startRedis, startRedisCluster } from "../harness/redis.js";
 
 const T0 = Date.UTC(2031, 0, 1);

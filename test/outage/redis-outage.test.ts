@@ -8,7 +8,6 @@ import { setTimeout as delay } from "node:timers/promises";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { GateStateSource, RebuildableGateStore, RebuildReport } from "../../src/actors/gate-rebuild.js";
 import { createDispatcher, type Dispatcher } from "../../src/dispatcher.js";
 import type { DispatcherEventName, DispatcherEvents } from "../../src/events.js";
 import { SystemClock } from "../../src/infra/clock.js";
@@ -25,6 +24,11 @@ import type {
   RateDecision,
   RateRule,
 } from "../../src/machines/ports.js";
+import type {
+  GateStateSource,
+  RebuildableGateStore,
+  RebuildReport,
+} from "../../src/machines/rebuild-ports.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { seededRandom } from "../support/harness.js";
 

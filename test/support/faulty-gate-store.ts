@@ -4,7 +4,7 @@
  * at hooks. It also keeps the ledger the model-based tests check "released exactly once" against:
  * which holds and records really came to exist, and which release/undo really freed them.
  */
-import { isRebuildable, type RebuildableGateStore } from "../../src/actors/gate-rebuild.js";
+
 import { MemoryGateStore } from "../../src/infra/memory/gate-store.js";
 import type {
   AcquireRequest,
@@ -14,6 +14,7 @@ import type {
   RateDecision,
   RateRule,
 } from "../../src/machines/ports.js";
+import { isRebuildable, type RebuildableGateStore } from "../../src/machines/rebuild-ports.js";
 import { type GateInspector, memoryInspector } from "./backends.js";
 
 export type GateOp = "peek" | "record" | "undo" | "acquire" | "release" | "inUse" | "reap" | "allow";

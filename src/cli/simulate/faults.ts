@@ -1,4 +1,3 @@
-import { isRebuildable } from "../../actors/gate-rebuild.js";
 import type {
   AcquireRequest,
   AcquireResult,
@@ -6,6 +5,7 @@ import type {
   RateDecision,
   RateRule,
 } from "../../machines/ports.js";
+import { isRebuildable } from "../../machines/rebuild-ports.js";
 import type { Fault } from "./scenario.js";
 
 /** What a gate-store command gets while a `storeDown` fault is active. */

@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type Cluster, Redis } from "ioredis";
+import type { AcquireRequest, AcquireResult, RateDecision, RateRule } from "../../machines/ports.js";
 import type {
   GateState,
   GateStateSource,
   RebuildableGateStore,
   RebuildReport,
-} from "../../actors/gate-rebuild.js";
-import type { AcquireRequest, AcquireResult, RateDecision, RateRule } from "../../machines/ports.js";
+} from "../../machines/rebuild-ports.js";
 import { SystemClock } from "../clock.js";
 
 /** Client command name → script in lua/, named `<name>-<numKeys>.lua`. */
