@@ -41,6 +41,7 @@ import type {
   Timer,
 } from "./machines/ports.js";
 import { isRebuildable } from "./machines/rebuild-ports.js";
+import type { DispatcherStats } from "./machines/stats-ports.js";
 
 export interface DispatcherOptions {
   /** Validated; every field has a default (spec §6). */
@@ -94,18 +95,7 @@ export class LeadNotDispatchableError extends Error {
   }
 }
 
-export interface DispatcherStats {
-  inFlight: number;
-  outbox: number;
-  claimed: number;
-  dials: number;
-  placed: number;
-  heldUnknown: number;
-  deferred: Record<string, number>;
-  finished: Record<string, number>;
-  gates: { peek: number; record: number; recordRejected: number; channelExhausted: number; failOpen: number };
-  alerts: number;
-}
+export type { DispatcherStats };
 
 const pauseScopeSchema = z.union(
   [
