@@ -44,7 +44,7 @@ import { isRebuildable } from "./machines/rebuild-ports.js";
 import type { DispatcherStats } from "./machines/stats-ports.js";
 
 export interface DispatcherOptions {
-  /** Validated; every field has a default (spec §6). */
+  /** Validated; every field has a default (design §6). */
   config?: DispatcherConfigInput;
   /** Durable leads; in-memory by default. */
   leadStore?: LeadStore;
@@ -132,7 +132,7 @@ export class Dispatcher {
   readonly #calls: CallLifecycle;
   #sweepTimer: Timer | null = null;
   readonly #sweepEveryMs: number;
-  /** Leads waiting for a line: number → lead → due time (spec §7.11). */
+  /** Leads waiting for a line: number → lead → due time (design §7.11). */
   readonly #waiters = new Map<string, Map<string, number>>();
   #started = false;
 
@@ -354,7 +354,7 @@ export class Dispatcher {
     return this.#calls.sweep();
   }
 
-  /** Channel holds that no live lead owns, released (spec §7.10). */
+  /** Channel holds that no live lead owns, released (design §7.10). */
   releaseOrphanHolds(): Promise<number> {
     return this.#calls.releaseOrphanHolds();
   }
@@ -417,7 +417,7 @@ export class Dispatcher {
 
   /**
    * A gate store that can forget (Redis restarted empty) gets its live holds and rate-limit records
-   * back from the lead store before its channel gate opens again (spec §7.13).
+   * back from the lead store before its channel gate opens again (design §7.13).
    */
   #rebuildGatesFromStore(): void {
     if (!isRebuildable(this.gates)) return;

@@ -13,7 +13,7 @@ export type CallEndResult =
   | { kind: "duplicate"; leadId: string }
   /** Nobody dialled it: an orphan_call_end alert went out (throttled). */
   | { kind: "orphan" }
-  /** The dial is still committing: the signal is kept and applied right after (spec §7.15). */
+  /** The dial is still committing: the signal is kept and applied right after (design §7.15). */
   | { kind: "pending"; leadId: string };
 
 export const callEndSchema = z
@@ -42,7 +42,7 @@ export interface CallLifecycleDeps {
 }
 
 /**
- * A call's life after its dial committed (spec §7.15, §7.16), handled from the store so that any
+ * A call's life after its dial committed (design §7.15, §7.16), handled from the store so that any
  * process may receive the end signal or find what a dead process left: call ends and the retry
  * policy, unknown dials whose hold expired, calls past maxCallMinutes, and orphan channel holds.
  */
@@ -55,7 +55,7 @@ export class CallLifecycle {
     this.#d = deps;
   }
 
-  /** Deadlines count from the dial row's time (spec §7.16), not from when the reply came. */
+  /** Deadlines count from the dial row's time (design §7.16), not from when the reply came. */
   watchUnknownDial(leadId: string, dialRef: string): void {
     this.#armDeadline(leadId, parseDialRef(dialRef).at + this.#d.config.unknownDial.holdMinutes * 60_000);
   }
@@ -179,7 +179,7 @@ export class CallLifecycle {
   }
 
   /**
-   * Channel holds that no live lead owns, released (spec §7.10): a process died between its acquire and
+   * Channel holds that no live lead owns, released (design §7.10): a process died between its acquire and
    * its dial, or between a call's end and its release. Holders are listed before the leads are read,
    * so a hold taken meanwhile belongs to a claim the read still sees.
    */

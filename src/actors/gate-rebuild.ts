@@ -5,7 +5,7 @@ import type { Clock, LeadStore } from "../machines/ports.js";
 import type { GateState, GateStateSource } from "../machines/rebuild-ports.js";
 
 /**
- * Redis is a cache of what the lead store knows (spec §7.13): after a restart it has forgotten the
+ * Redis is a cache of what the lead store knows (design §7.13): after a restart it has forgotten the
  * holds of live calls and the rate-limit records, and its gates stay closed until they are written
  * back. This module reads them from the lead store; the gate store (src/infra/redis) decides when a
  * rebuild is needed, makes sure one process runs it, and writes the result.
@@ -41,7 +41,7 @@ export function createGateStateSource(deps: GateStateSourceDeps): GateStateSourc
   /**
    * CLAIM_POLL_MS on the dispatcher's clock or in real time, whichever ends first. Claims move on by
    * their actors' store calls, not by the clock: a virtual clock stands still while a port call (the
-   * acquire that waits for this rebuild) is outstanding (spec §7.7), and must not stall the read. A
+   * acquire that waits for this rebuild) is outstanding (design §7.7), and must not stall the read. A
    * lease still runs out on the dispatcher's clock.
    */
   const sleep = (ms: number) =>

@@ -51,7 +51,7 @@ export interface GateDeps {
 /**
  * Line counts of a pool, read once for every selection that starts while the read is in flight and
  * no line was taken or freed here since it was sent: the leads of one wave share one read, and none
- * sees counts older than this process's own last acquire or release (spec §7.9). The acquire stays
+ * sees counts older than this process's own last acquire or release (design §7.9). The acquire stays
  * the authority.
  */
 export class PoolLineCounts {
@@ -85,10 +85,10 @@ export class PoolLineCounts {
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
 const HOLD_MARGIN_MS = 10 * 60_000;
-/** Spread for actors that lost one race, so they do not return as a herd (spec §7.5). */
+/** Spread for actors that lost one race, so they do not return as a herd (design §7.5). */
 const RACE_JITTER_MS = 1000;
 
-/** The gate actors of the lead machine, over the ports. Each one is a single step of spec §2. */
+/** The gate actors of the lead machine, over the ports. Each one is a single step of design §2. */
 export function createGateActors(deps: GateDeps) {
   const { config, store, gates, clock } = deps;
   const { lineCounts } = deps;
@@ -183,7 +183,7 @@ export function createGateActors(deps: GateDeps) {
     return number ? { kind: "selected", number } : { kind: "none" };
   });
 
-  /** The pool number with the most free lines, ties by id (spec §7.9). */
+  /** The pool number with the most free lines, ties by id (design §7.9). */
   async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
     if (pool.length <= 1) return pool[0];
     let used: Map<string, number>;
@@ -320,7 +320,7 @@ export function createGateActors(deps: GateDeps) {
     }
   });
 
-  /** The record of a dial made while the store failed open, written when it is back (spec §7.6). */
+  /** The record of a dial made while the store failed open, written when it is back (design §7.6). */
   function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {
     const token = lead.token as string;
     pendingRecords.add(token);
@@ -339,7 +339,7 @@ export function createGateActors(deps: GateDeps) {
   };
 }
 
-/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (spec §7.1). */
+/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (design §7.1). */
 export function dialRefOf(token: string, at: number): string {
   return `${token}@${at}`;
 }

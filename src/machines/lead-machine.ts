@@ -4,7 +4,7 @@ import type { DeferReason, DialResult, LeadRecord, OutboundNumber, RateRule, Tem
 export type { DeferReason } from "./ports.js";
 
 /**
- * One dispatch attempt of one lead (spec §2). Gates run in order:
+ * One dispatch attempt of one lead (design §2). Gates run in order:
  *   checking → window → prechecking → peekingRateLimit → selectingNumber → acquiringChannel →
  *   recordingAttempt → dialing
  * Every gate is an invoked actor with an explicit id, supplied by `provide`, so this file does no I/O.
@@ -77,7 +77,7 @@ export interface LeadContext {
   precheckDefers: number;
 }
 
-/** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (spec §7.2). */
+/** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (design §7.2). */
 export const MAX_NOT_PLACED_IN_A_ROW = 10;
 
 const notProvided = <O, I>(id: string) =>
@@ -312,7 +312,7 @@ export const leadMachine = setup({
       },
     },
     acquiringChannel: {
-      // A stop waits for the store call to settle, then releases what it took (spec §7.12).
+      // A stop waits for the store call to settle, then releases what it took (design §7.12).
       on: { STOP: { actions: "noteStop" } },
       invoke: {
         id: "acquire",
@@ -384,7 +384,7 @@ export const leadMachine = setup({
       },
     },
     dialing: {
-      // Committed: a stop never cancels a dial that has started (spec §3).
+      // Committed: a stop never cancels a dial that has started (design §3).
       initial: "writingDialRow",
       states: {
         writingDialRow: {

@@ -7,7 +7,7 @@
 // ---------------------------------------------------------------------------------------------
 // Domain
 
-/** Lifecycle of a lead row (spec §7.3). */
+/** Lifecycle of a lead row (design §7.3). */
 export type LeadStatus = "SCHEDULED" | "CLAIMED" | "DIALING" | "PROCESSING" | "FINISHED";
 
 /** Outcomes written by the dispatcher itself; call outcomes are free-form template words. */
@@ -111,7 +111,7 @@ export interface LeadRecord {
   templateId: string;
   status: LeadStatus;
   outcome: string | null;
-  /** Retry counter: placed calls that ended and were retried (spec §7.2). */
+  /** Retry counter: placed calls that ended and were retried (design §7.2). */
   attempt: number;
   /** Consecutive notPlaced results. */
   notPlacedStreak: number;
@@ -194,7 +194,7 @@ export interface DialRow {
 
 /**
  * What a gate store that lost its data (a Redis restart) must be told again, as the lead store knows
- * it (spec §7.13).
+ * it (design §7.13).
  */
 export interface GateRebuildRows {
   /** Every outbound number, whatever its status. */
@@ -206,7 +206,7 @@ export interface GateRebuildRows {
   /**
    * Dials that count for the rate limit, made after `now − windowMs`: placed, sent without a usable
    * reply (unknown, even once expired: it may have rung), or still dialling. Recorded or not: a dial
-   * that failed open is recorded later anyway (spec §7.6).
+   * that failed open is recorded later anyway (design §7.6).
    */
   countedDials: { token: string; phone: string; at: number }[];
   /** The window used: the caller's, or the largest window of a template's own rules when that is longer. */
@@ -244,7 +244,7 @@ export interface LeadStore {
   beginDial(token: string, row: DialRow): Promise<boolean>;
   /**
    * Compare-and-set on the token (see Settlement): the lead as it now is, or null when it had moved on.
-   * A defer of a lead whose cancel was requested finishes it CANCELLED instead (spec §7.16).
+   * A defer of a lead whose cancel was requested finishes it CANCELLED instead (design §7.16).
    */
   settle(token: string, settlement: Settlement, now: number): Promise<Settled | null>;
   /** SCHEDULED → nextAttemptAt = min(nextAttemptAt, at): wakes a waiting lead early. False otherwise. */
@@ -271,7 +271,7 @@ export interface LeadStore {
   /** Every lead (for reports and invariants). */
   list(): Promise<LeadRecord[]>;
   /**
-   * The gate state to rebuild after a gate store restart (spec §7.13), read in one consistent
+   * The gate state to rebuild after a gate store restart (design §7.13), read in one consistent
    * snapshot. `windowMs`: the largest window of the dispatcher's rules (templates' own rules may widen
    * it); null reads no counted dials (a cheap look at numbers, claims and live dials).
    */
@@ -301,7 +301,7 @@ export interface LeadStore {
 // ---------------------------------------------------------------------------------------------
 // Gate store (Redis with Lua, or memory). Phones appear only as `phoneKey` (HMAC of the E.164).
 
-/** Per rule count, and when blocked the instant the blocking rules have room again (spec §7.5). */
+/** Per rule count, and when blocked the instant the blocking rules have room again (design §7.5). */
 export type RateDecision =
   | { allowed: true; counts: number[] }
   | { allowed: false; counts: number[]; retryAt: number };

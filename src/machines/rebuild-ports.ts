@@ -2,7 +2,7 @@ import type { GateStore } from "./ports.js";
 
 /**
  * The port between a gate store that can forget (Redis) and the lead store it is rebuilt from
- * (spec §7.13). Shared by the Redis adapter and the rebuild actor, so it lives beside the machine.
+ * (design §7.13). Shared by the Redis adapter and the rebuild actor, so it lives beside the machine.
  */
 
 /** What a gate store that forgot its data writes back. */
@@ -34,7 +34,7 @@ export type RebuildReport =
   | { kind: "rebuilt"; numbers: number; holds: number; records: number; tookMs: number }
   | { kind: "failed"; error: unknown };
 
-/** A gate store that can forget (Redis, spec §7.13). The memory store never does: it is always ready. */
+/** A gate store that can forget (Redis, design §7.13). The memory store never does: it is always ready. */
 export interface RebuildableGateStore extends GateStore {
   /** From now on a forgotten number is rebuilt from `source` before its channel gate opens. */
   rebuildFrom(source: GateStateSource, report?: (report: RebuildReport) => void): void;

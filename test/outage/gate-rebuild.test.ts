@@ -1,5 +1,5 @@
 /**
- * The gate store after Redis forgot everything (spec §7.13): the channel gate of a forgotten number
+ * The gate store after Redis forgot everything (design §7.13): the channel gate of a forgotten number
  * stays closed until the live calls and the rate-limit records are written back from the lead store,
  * one process rebuilds, and nothing released or undone meanwhile comes back. Real Redis servers of the
  * test's own (they are flushed and killed).
@@ -263,7 +263,7 @@ describe("RedisGateStore rebuild after Redis forgot its data", () => {
     try {
       const store = new RedisGateStore(await connect(own.url), { prefix: PREFIX });
       await own.kill();
-      // The alerter lets this one through in process (spec §7.14) ...
+      // The alerter lets this one through in process (design §7.14) ...
       await expect(store.allow("store_unavailable:gate-store", 60_000, T0)).rejects.toThrow();
       await own.restart();
       await expect

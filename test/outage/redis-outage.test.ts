@@ -1,5 +1,5 @@
 /**
- * A Redis outage under load, end to end (spec §2 matrix "store (Redis) down at peek or record / at
+ * A Redis outage under load, end to end (design §2 matrix "store (Redis) down at peek or record / at
  * channel gate", §7.12–7.14, §7.20): a real dispatcher on a RedisGateStore over the test's own
  * redis-server, the in-memory lead store, the wall clock and a provider that keeps the calls going.
  * The server is SIGKILLed mid-run and restarted empty. Nothing is restarted on the dispatcher's side.

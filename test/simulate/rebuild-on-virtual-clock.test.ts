@@ -1,5 +1,5 @@
 /**
- * The simulator moves its virtual clock only when no port call is outstanding (dispatcher.md §7.7).
+ * The simulator moves its virtual clock only when no port call is outstanding (design §7.7).
  * A Redis rebuild runs inside the acquire that found a forgotten number, so while it waits for claims
  * to move on the clock stands still: that wait must end without virtual time passing.
  */

@@ -21,7 +21,7 @@ export type GateOp = "peek" | "record" | "undo" | "acquire" | "release" | "inUse
 
 /**
  * `before`: the command never reached the store. `after`: it ran, and its reply was lost (a timed-out
- * command may still have run, spec §7.12).
+ * command may still have run, design §7.12).
  */
 export type FaultMode = "before" | "after";
 

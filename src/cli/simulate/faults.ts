@@ -28,7 +28,7 @@ export function faultActive(faults: readonly Fault[], kind: Fault["kind"], start
 }
 
 /**
- * `inner` behind a FaultInjectingGateStore. A store that can forget (Redis, spec §7.13) keeps its
+ * `inner` behind a FaultInjectingGateStore. A store that can forget (Redis, design §7.13) keeps its
  * `rebuildFrom` and `ensureReady`, so the dispatcher still wires the rebuild through the wrapper and
  * rebuilds a fresh Redis at start, before the clock runs, rather than inside the first acquires.
  */

@@ -135,7 +135,7 @@ export class MemoryGateStore implements GateStore {
 /**
  * Counts each rule over its own half-open window (a record at t counts while now < t + W).
  * For each rule at its max, room returns at the (count − max + 1)-th oldest record + W; the
- * decision waits for the latest of those (spec §7.5).
+ * decision waits for the latest of those (design §7.5).
  */
 export function decide(records: { at: number }[], rules: RateRule[], now: number): RateDecision {
   const counts: number[] = [];

@@ -1,5 +1,5 @@
 /**
- * The one HTTP exchange every REST provider adapter makes, and what its outcome proves (spec §2 step 7,
+ * The one HTTP exchange every REST provider adapter makes, and what its outcome proves (design §2 step 7,
  * §7.16, §7.19): a dial is `notPlaced` only when the provider cannot have acted on it, `unknown` whenever
  * it might have. One POST, no retries: a second POST could ring the callee twice.
  */
