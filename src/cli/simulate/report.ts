@@ -215,7 +215,7 @@ export function duplicateDials(dials: readonly SimDial[]): number {
 
 /**
  * Submitted leads that at the end are in none of the statuses, or are CLAIMED/DIALING with no live
- * owner and no lease that will expire (dispatcher.md §7.4).
+ * owner and no lease that will expire (design §7.4).
  */
 export function lostLeads(
   submitted: string[],

@@ -33,9 +33,9 @@ export interface PostgresLeadStoreOptions {
 export type LeadsListener = () => void;
 
 /**
- * The durable lead store (spec §4). Every state change is a compare-and-set on the lead's id, claim
+ * The durable lead store (design §4). Every state change is a compare-and-set on the lead's id, claim
  * token and status, so concurrent processes, late end signals and stale actors can only lose, never
- * overwrite (spec §7.1). Times are the caller's epoch ms; NOW() is never used.
+ * overwrite (design §7.1). Times are the caller's epoch ms; NOW() is never used.
  *
  * The hot calls of a dial are batched (batch.ts): the beginDials, the settlements of one kind, the
  * gets, isBlocked and findByDial calls made in one turn of the event loop, or while the previous batch
@@ -458,7 +458,7 @@ function statements(s: string) {
     leadsByIds: `${selectLeads(`${s}.leads l`)} WHERE l.id = ANY($1::text[])`,
     listLeads: `${selectLeads(`${s}.leads l`)} ORDER BY l.seq`,
 
-    // ON CONFLICT DO NOTHING: a second submit of an id keeps the existing lead (spec §7.17).
+    // ON CONFLICT DO NOTHING: a second submit of an id keeps the existing lead (design §7.17).
     insertLeads: `
       INSERT INTO ${s}.leads
         (id, phone, template_id, status, next_attempt_at, due_at, expires_at, time_zone, payload)
@@ -469,13 +469,13 @@ function statements(s: string) {
 
     // One round trip per claim:
     // - A DIALING lead whose owner stopped renewing may have rung: hold it as an unknown dial, never
-    //   redial it blindly (spec §3, §7.16). SKIP LOCKED: a row being settled right now is left to that
+    //   redial it blindly (design §3, §7.16). SKIP LOCKED: a row being settled right now is left to that
     //   settle (or to the next claim), so claimers never queue behind actors. (Data-modifying WITH
     //   parts run whether or not the query reads them; they touch rows the claim does not.)
     // - Oldest due first, not earliest nextAttemptAt: a lead deferred for a line keeps its place.
     //   SKIP LOCKED: concurrent claimers take disjoint leads instead of queueing on the same rows.
     //   Paused leads are left where they are: no claim, no re-queue, no churn.
-    // - Each claimed lead comes with the block list's verdict, the check gate's read (spec §2 step 1).
+    // - Each claimed lead comes with the block list's verdict, the check gate's read (design §2 step 1).
     claimDue: `
       WITH expired AS (
         SELECT id FROM ${s}.leads
@@ -536,7 +536,7 @@ function statements(s: string) {
       FROM locked WHERE l.id = locked.id
         AND l.token = ANY($2::text[]) AND l.status IN ('CLAIMED', 'DIALING')`,
 
-    // The dial row exists iff the lead moved to DIALING: one statement (spec §2 step 7). One input
+    // The dial row exists iff the lead moved to DIALING: one statement (design §2 step 7). One input
     // row per lead; returns the tokens that won. Locked in id order, as in settle.
     beginDial: `
       WITH locked AS MATERIALIZED (
@@ -554,7 +554,7 @@ function statements(s: string) {
       RETURNING token`,
 
     settle: {
-      // A cancel requested while dialling wins over the defer (spec §7.16). A null streak or
+      // A cancel requested while dialling wins over the defer (design §7.16). A null streak or
       // prechecks keeps the lead's; a dial result is written when given.
       defer: settle(
         "defer",
@@ -581,7 +581,7 @@ function statements(s: string) {
         where: "AND l.dial_ref IS NOT NULL",
         dialSet: "unknown = true, result = 'unknown', result_at = x.now",
       }),
-      // A requested cancel wins over the retry policy (spec §7.16).
+      // A requested cancel wins over the retry policy (design §7.16).
       ended: settle(
         "ended",
         `status = CASE WHEN ${retries} THEN 'SCHEDULED' ELSE 'FINISHED' END,
@@ -667,7 +667,7 @@ function statements(s: string) {
       ${selectLeads(`found JOIN ${s}.leads l ON l.id = found.lead_id`, "found.n,")}`,
 
     // Before the dial: finished now. Dialing or in a call: flagged, finished CANCELLED when it ends
-    // (spec §7.16). Every CASE reads the row as it was before this statement.
+    // (design §7.16). Every CASE reads the row as it was before this statement.
     cancel: `
       WITH cancelled AS (
         UPDATE ${s}.leads SET
@@ -691,7 +691,7 @@ function statements(s: string) {
       WHERE l.status = 'PROCESSING' AND NOT d.unknown AND d.at <= $1
       ORDER BY l.seq`,
 
-    // The gate rebuild after a Redis restart (spec §7.13), read in one REPEATABLE READ snapshot.
+    // The gate rebuild after a Redis restart (design §7.13), read in one REPEATABLE READ snapshot.
     gateRebuild: {
       numberIds: `SELECT id FROM ${s}.numbers ORDER BY id`,
       claims: `SELECT token, lease_until FROM ${s}.leads WHERE status = 'CLAIMED'`,
@@ -704,7 +704,7 @@ function statements(s: string) {
         FROM ${s}.templates t,
           jsonb_array_elements(CASE WHEN jsonb_typeof(t.rate_limit_rules) = 'array' THEN t.rate_limit_rules END) r`,
       // Placed (a call id), sent without a usable reply (unknown), or the lead's dial still in progress.
-      // $1: dials at or before it count for no window (half-open, spec §7.5).
+      // $1: dials at or before it count for no window (half-open, design §7.5).
       countedDials: `
         SELECT d.token, l.phone, d.at FROM ${s}.dial_attempts d
         JOIN ${s}.leads l ON l.id = d.lead_id
