@@ -7,6 +7,7 @@ import { type CallEndResult, CallLifecycle } from "./actors/call-lifecycle.js";
 import { createGateStateSource } from "./actors/gate-rebuild.js";
 import { PoolLineCounts } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
+import { LeadLog } from "./actors/lead-log.js";
 import { Outbox } from "./actors/outbox.js";
 import { RuleWindows } from "./actors/rule-windows.js";
 import { Supervisor } from "./actors/supervisor.js";
@@ -186,6 +187,8 @@ export class Dispatcher {
     this.#events.setMaxListeners(100);
     this.#stats = emptyStats();
     this.#countEvents();
+    const leadLog = new LeadLog(this.logger);
+    leadLog.attach((name, listener) => this.#events.on(name, listener));
 
     const emit = this.#emit.bind(this);
     const onError = (where: string, error: unknown) => emit("error", { where, error });
@@ -211,6 +214,7 @@ export class Dispatcher {
       emit,
       alerter: this.#alerter,
       logger: this.logger,
+      leadLog,
       preDialChecks,
       lineCounts: this.#lineCounts,
       onLateDialResult: (dialRef, result) =>

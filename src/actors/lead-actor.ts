@@ -5,10 +5,13 @@ import { type LeadEnd, leadMachine, type StopReason } from "../machines/lead-mac
 import type { LeadRecord, Settled, Settlement } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
 import { createGateActors, type GateDeps } from "./gates.js";
+import type { LeadLog } from "./lead-log.js";
 
 export interface LeadActorDeps extends GateDeps {
   alerter: Alerter;
   logger: Logger;
+  /** Each lead's story in the log (gate results at debug); none when omitted. */
+  leadLog?: LeadLog;
   /**
    * A lead was parked on this set. A line freed between the acquire and the park woke nobody: the
    * host looks at the set once more.
@@ -105,14 +108,16 @@ export function createLeadRunner(deps: LeadActorDeps) {
   // The parent of every lead actor: they join its actor system instead of each building one of its
   // own (about 1 KB less per parked lead in bench/heap.ts). It ignores the done/error events they send
   // it; each runner below observes its own actor.
+  // Inspecting it sees every lead actor of its system: the gate results at debug.
   const parent = createActor(
     fromCallback(() => {}),
-    { id: "leads" },
+    { id: "leads", inspect: deps.leadLog?.inspector() },
   ).start();
 
   return function run(lead: LeadRecord): RunningLead {
     const token = lead.token as string;
     const actor = createActor(machine, { input: { lead }, parent });
+    deps.leadLog?.track(actor, lead.id);
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({
         complete: () => {

@@ -23,7 +23,8 @@ import { createMetricsHandler } from "../infra/metrics.js";
 import { phoneKey } from "../infra/phone-key.js";
 import { type SimDial, SimulatedProvider, simPlanSchema } from "../infra/providers/simulated.js";
 import type { AlertSink, Clock, DialRequest, DialResult, Provider } from "../machines/ports.js";
-import { checkSchemaName, missingEnvironment } from "./migrate.js";
+import { EXIT_RUNTIME, EXIT_USAGE, UsageError } from "./errors.js";
+import { checkSchemaName, missingEnvironment, weakHmacSecret } from "./migrate.js";
 import {
   apiToken,
   buildProviders,
@@ -77,30 +78,36 @@ export const runFileSchema = z
 
 export type RunFile = z.output<typeof runFileSchema>;
 
-/** Parses the JSON text of a run file; errors name the file and the field path. */
+/** Parses the JSON text of a run file; errors name the file and the path of every bad field. */
 export function parseRunFile(text: string, file: string): RunFile {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new ValidationError(`config file ${file}`, text.slice(0, 40), `is not JSON (${errorText(error)})`);
+    throw new UsageError(`${file}: is not valid JSON: ${errorText(error)}`);
   }
   try {
     return parseOrThrow(runFileSchema, json, "");
   } catch (error) {
     if (!(error instanceof ValidationError)) throw error;
-    // "config file run.json: config.concurrency must be ≥ 1, got 0"
-    const path = error.path.replace(/^\./, "");
-    throw new ValidationError(`config file ${file}${path ? `: ${path}` : ""}`, error.value, error.problem);
+    // "run.json: config.concurrency must be ≥ 1, got 0", one per bad field
+    throw ValidationError.of(
+      error.issues.map((issue) => {
+        const path = issue.path.replace(/^\./, "");
+        return { ...issue, path: path ? `${file}: ${path}` : `${file}:` };
+      }),
+    );
   }
 }
 
 /** Runs until SIGTERM or SIGINT; resolves with the exit code. */
 export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const refusal = missingEnvironment(env, ["DIALGATE_HMAC_SECRET", "REDIS_URL", "DATABASE_URL"]);
+  const refusal =
+    missingEnvironment(env, ["DIALGATE_HMAC_SECRET", "REDIS_URL", "DATABASE_URL"]) ??
+    weakHmacSecret(env.DIALGATE_HMAC_SECRET as string);
   if (refusal) {
     console.error(refusal);
-    return 2;
+    return EXIT_USAGE;
   }
   checkSchemaName(options.schema);
   const configFile = options.config ?? env.DIALGATE_CONFIG;
@@ -109,8 +116,11 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     try {
       text = await readFile(configFile, "utf8");
     } catch (error) {
-      console.error(`dialgate: cannot read config file ${configFile}: ${errorText(error)}`);
-      return 2;
+      // Worded as simulate words an unreadable scenario.
+      console.error(
+        `dialgate: ${configFile}: cannot read (${(error as NodeJS.ErrnoException).code ?? error})`,
+      );
+      return EXIT_USAGE;
     }
   }
   const file = parseRunFile(text, configFile ?? "(none)");
@@ -132,16 +142,16 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
     });
   } catch (error) {
     if (!(error instanceof ServiceConfigError)) throw error;
-    const where = `config file ${configFile ?? "(none)"}`;
+    const where = configFile ?? "(no config file)";
     console.error(error.problems.map((problem) => `dialgate: ${where}: ${problem}`).join("\n"));
-    return 2;
+    return EXIT_USAGE;
   }
   let alertSinks: AlertSink[];
   try {
     alertSinks = alertSinksOf(logger, options.slackWebhook ?? env.DIALGATE_SLACK_WEBHOOK_URL);
   } catch (error) {
     console.error(`dialgate: --slack-webhook: ${errorText(error)}`);
-    return 2;
+    return EXIT_USAGE;
   }
   const shutdown = shutdownSignal(logger);
   const dialLog = env.DIALGATE_SIM_LOG ? new DialLog(env.DIALGATE_SIM_LOG, hmacSecret) : null;
@@ -165,7 +175,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
         ? ` (run \`dialgate migrate --schema ${options.schema}\` first, or pass --migrate)`
         : "";
     console.error(`dialgate: cannot connect to Redis and Postgres: ${errorText(error)}${hint}`);
-    return 1;
+    return EXIT_RUNTIME;
   }
   if (backend.migrated.length > 0) logger.info({ migrations: backend.migrated }, "migrations applied");
   gates = backend.gateStore;
@@ -221,7 +231,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
         );
       } catch (error) {
         console.error(`dialgate: cannot serve HTTP on ${http.host}:${http.port}: ${errorText(error)}`);
-        return 1;
+        return EXIT_RUNTIME;
       }
       const { port } = service.address() as AddressInfo;
       logger.info(
@@ -236,7 +246,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
         metrics = await serveMetrics(running, options.metricsPort);
       } catch (error) {
         console.error(`dialgate: cannot serve metrics on port ${options.metricsPort}: ${errorText(error)}`);
-        return 1;
+        return EXIT_RUNTIME;
       }
       logger.info({ port: options.metricsPort }, "metrics served on /metrics");
     }

@@ -1,6 +1,6 @@
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { AnyStateMachine, AnyStateNode } from "xstate";
 import { leadMachine } from "../machines/lead-machine.js";
 
@@ -547,9 +547,18 @@ ${dot}${DOT_SCRIPT_CLOSE}
 }
 
 async function renderSvg(dot: string): Promise<string> {
-  // Loaded only when a page is written: `--check` compares text and needs no WASM.
-  const { Graphviz } = await import("@hpcc-js/wasm-graphviz");
-  const graphviz = await Graphviz.load();
+  // Loaded only when a page is written: `--check` compares text and needs no WASM. An optional
+  // dependency: an install without it (--omit=optional) still dispatches, only this page needs it.
+  let wasm: typeof import("@hpcc-js/wasm-graphviz");
+  try {
+    wasm = await import("@hpcc-js/wasm-graphviz");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw error;
+    throw new Error(
+      "viz needs the optional dependency @hpcc-js/wasm-graphviz to lay out the SVG page: npm install @hpcc-js/wasm-graphviz",
+    );
+  }
+  const graphviz = await wasm.Graphviz.load();
   return graphviz.dot(dot, "svg");
 }
 
@@ -588,7 +597,7 @@ export function embeddedDot(html: string): string | null {
 export interface VizOptions {
   /** Compare with the files in `outDir` instead of writing them. */
   check?: boolean;
-  /** Default: the package's docs/ folder, wherever the command runs from. */
+  /** Default: `defaultVizDir()`. */
   outDir?: string;
 }
 
@@ -599,10 +608,26 @@ export interface VizResult {
   written: string[];
 }
 
-const DEFAULT_OUT_DIR = fileURLToPath(new URL("../../docs/", import.meta.url));
+/**
+ * Where the diagrams go unless told: the current directory, as other generators do, never the
+ * installed package's own folder under node_modules. At the root of a dialgate source checkout it is
+ * docs/, where the committed diagrams live (`viz --check` in CI compares those).
+ */
+export function defaultVizDir(cwd: string = process.cwd()): string {
+  return isDialgateCheckout(cwd) ? path.join(cwd, "docs") : cwd;
+}
+
+function isDialgateCheckout(dir: string): boolean {
+  if (!existsSync(path.join(dir, "src", "machines", "lead-machine.ts"))) return false;
+  try {
+    return JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8")).name === "dialgate";
+  } catch {
+    return false;
+  }
+}
 
 export async function viz(options: { check?: boolean; outDir?: string } = {}): Promise<VizResult> {
-  const outDir = path.resolve(options.outDir ?? DEFAULT_OUT_DIR);
+  const outDir = path.resolve(options.outDir ?? defaultVizDir());
   const mdPath = path.join(outDir, MD_FILE);
   const htmlPath = path.join(outDir, HTML_FILE);
   const shown = (file: string) => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 /** Not the project's: installed, generated or local. */
-const SKIP = new Set(["node_modules", ".git", "coverage", ".tmp"]);
+const SKIP = new Set(["node_modules", ".git", "coverage", ".tmp", "dist"]);
 
 /** Folders (relative, with a trailing slash) that directly hold at least one file. */
 function foldersWithFiles(dir = ""): string[] {

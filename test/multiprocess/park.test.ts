@@ -17,7 +17,7 @@ import { type RedisServer, startRedis } from "../harness/redis.js";
 import { dialgate, RunProcess, waitFor } from "./run-process.js";
 import { isPlaced, maxConcurrentByNumber, readDials } from "./sim-log.js";
 
-const SECRET = "multiprocess-park-secret-0123456789";
+const SECRET = "multiprocess-park-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
 const HOLD_MINUTES = 0.1;
 const HOLD_MS = HOLD_MINUTES * 60_000;
 const STORE_SLACK_MS = 250;

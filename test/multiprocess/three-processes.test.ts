@@ -28,7 +28,7 @@ import {
   readDials,
 } from "./sim-log.js";
 
-const SECRET = "multiprocess-test-secret-0123456789";
+const SECRET = "multiprocess-test-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
 const RULE = { maxCalls: 4, windowSeconds: 5 };
 const NUMBERS = 4;
 const CHANNELS = 6;

@@ -340,6 +340,11 @@ describe("no phone number leaks", () => {
     expect(lines.length).toBeGreaterThan(500);
     expect(log).toContain("[redacted]");
     expect(log).toContain('"event":"lead:dialled"');
+    // The dispatcher's own story of each lead is among the lines grepped.
+    expect(log).toContain('"msg":"gate peek: allowed"');
+    expect(log).toContain('"msg":"dial from num-');
+    expect(log).toContain('"msg":"parked: waiting for a line on num-');
+    expect(log).toContain('"msg":"dial unknown: line held"');
     expect(leaks(log), "log lines").toEqual([]);
     expect(leaks(JSON.stringify(alerts)), "alerts").toEqual([]);
     expect(leaks(metrics), "metrics").toEqual([]);

@@ -237,12 +237,17 @@ export function parseProviderOptions<S extends z.ZodType>(
     return parseOrThrow(schema, value, root);
   } catch (error) {
     if (!(error instanceof ValidationError)) throw error;
-    const leaf = error.path.split(/[.[]/).at(-1) ?? "";
-    const risky =
-      secrets.includes(leaf) ||
-      /url$/i.test(leaf) ||
-      (typeof error.value === "object" && error.value !== null);
-    throw risky ? new ValidationError(error.path, REDACTED, error.problem) : error;
+    // Each issue on its own: a bad secret may be the second of several.
+    throw ValidationError.of(
+      error.issues.map((issue) => {
+        const leaf = issue.path.split(/[.[]/).at(-1) ?? "";
+        const risky =
+          secrets.includes(leaf) ||
+          /url$/i.test(leaf) ||
+          (typeof issue.value === "object" && issue.value !== null);
+        return risky ? { ...issue, value: REDACTED } : issue;
+      }),
+    );
   }
 }
 
