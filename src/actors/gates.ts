@@ -68,7 +68,7 @@ export class RecordFailedClosedError extends Error {
   }
 }
 
-/** True when a store error must defer the dial: some rule of the lead fails closed (spec §7.6). */
+/** True when a store error must defer the dial: some rule of the lead fails closed (design §7.6). */
 export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
   return (rules ?? []).some((rule) => rule.failMode === "closed");
 }
@@ -76,7 +76,7 @@ export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
 /**
  * Line counts of a pool, read once for every selection that starts while the read is in flight and
  * no line was taken or freed here since it was sent: the leads of one wave share one read, and none
- * sees counts older than this process's own last acquire or release (spec §7.9). The selections that
+ * sees counts older than this process's own last acquire or release (design §7.9). The selections that
  * share a read also see each other's picks, so one wave spreads over the pool instead of all trying
  * the same number. The acquire stays the authority.
  */
@@ -136,10 +136,10 @@ export class PoolLineCounts {
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
 const HOLD_MARGIN_MS = 10 * 60_000;
-/** Spread for actors that lost one race, so they do not return as a herd (spec §7.5). */
+/** Spread for actors that lost one race, so they do not return as a herd (design §7.5). */
 const RACE_JITTER_MS = 1000;
 
-/** The gate actors of the lead machine, over the ports. Each one is a single step of spec §2. */
+/** The gate actors of the lead machine, over the ports. Each one is a single step of design §2. */
 export function createGateActors(deps: GateDeps) {
   const { config, store, gates, clock } = deps;
   const { lineCounts } = deps;
@@ -161,7 +161,7 @@ export function createGateActors(deps: GateDeps) {
   /**
    * Records that wait in the outbox (the store failed at record time), by token: the phone key and the
    * dial time. While the store is away they are this process's only memory of those dials, so a
-   * fail-open dial counts them first (spec §7.6).
+   * fail-open dial counts them first (design §7.6).
    */
   const pendingRecords = new Map<string, { key: string; at: number }>();
   /** What the pending records of a phone say about one more dial now. */
@@ -249,7 +249,7 @@ export function createGateActors(deps: GateDeps) {
     return number ? { kind: "selected", number, candidates: pool } : { kind: "none" };
   });
 
-  /** The pool number with the most free lines, ties by id (spec §7.9). */
+  /** The pool number with the most free lines, ties by id (design §7.9). */
   async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
     if (pool.length <= 1) return pool[0];
     try {
@@ -321,7 +321,7 @@ export function createGateActors(deps: GateDeps) {
       // it could not record them. Those alone at a rule's max: defer like a lost race.
       const pending = pendingDecision(keyOf(lead), rules, now);
       if (pending.allowed || !enforcing) throw error;
-      // The timed-out command may still have run: take its record back by name (spec §7.12).
+      // The timed-out command may still have run: take its record back by name (design §7.12).
       const key = keyOf(lead);
       deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
       deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict: "rejected" });
@@ -445,7 +445,7 @@ export function createGateActors(deps: GateDeps) {
     }
   });
 
-  /** The record of a dial made while the store failed open, written when it is back (spec §7.6). */
+  /** The record of a dial made while the store failed open, written when it is back (design §7.6). */
   function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {
     const token = lead.token as string;
     const key = keyOf(lead);
@@ -465,7 +465,7 @@ export function createGateActors(deps: GateDeps) {
   };
 }
 
-/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (spec §7.1). */
+/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (design §7.1). */
 export function dialRefOf(token: string, at: number): string {
   return `${token}@${at}`;
 }

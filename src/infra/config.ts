@@ -110,7 +110,7 @@ export const rateRuleSchema = z.object({
     .int()
     .min(1)
     .max(31 * 86400),
-  /** When the gate store cannot count: dial and record later (open), or defer (closed), spec §7.6. */
+  /** When the gate store cannot count: dial and record later (open), or defer (closed), design §7.6. */
   failMode: z.enum(["open", "closed"]).optional(),
 });
 

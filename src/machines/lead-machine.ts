@@ -4,11 +4,11 @@ import type { DeferReason, DialResult, LeadRecord, OutboundNumber, RateRule, Tem
 export type { DeferReason } from "./ports.js";
 
 /**
- * One dispatch attempt of one lead (spec §2). Gates run in order:
+ * One dispatch attempt of one lead (design §2). Gates run in order:
  *   checking → window → prechecking → peekingRateLimit → selectingNumber → acquiringChannel →
  *   recordingAttempt → dialing
  * When every candidate line is busy the attempt ends `parked`: the lead waits on that set's line in
- * the lead store, holding nothing, until a released line wakes it (spec §7.11).
+ * the lead store, holding nothing, until a released line wakes it (design §7.11).
  * Every gate is an invoked actor with an explicit id, supplied by `provide`, so this file does no I/O.
  * Nothing is held before acquiringChannel; from there every reject, failure or stop goes through
  * `releasing`, the one place that gives back the line and undoes the rate-limit record.
@@ -87,7 +87,7 @@ export interface LeadContext {
   precheckDefers: number;
 }
 
-/** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (spec §7.2). */
+/** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (design §7.2). */
 export const MAX_NOT_PLACED_IN_A_ROW = 10;
 
 const notProvided = <O, I>(id: string) =>
@@ -329,7 +329,7 @@ export const leadMachine = setup({
       },
     },
     acquiringChannel: {
-      // A stop waits for the store call to settle, then releases what it took (spec §7.12).
+      // A stop waits for the store call to settle, then releases what it took (design §7.12).
       on: { STOP: { actions: "noteStop" } },
       invoke: {
         id: "acquire",
@@ -398,7 +398,7 @@ export const leadMachine = setup({
             actions: ["recordLater", assign({ end: ({ context }) => stopEnd(context.stop) })],
           },
           {
-            // A legal cap may prefer a missed call to an extra one (failMode closed, spec §7.6). The
+            // A legal cap may prefer a missed call to an extra one (failMode closed, design §7.6). The
             // command may still have run: undo it by name.
             guard: "isFailClosed",
             target: "releasing",
@@ -409,7 +409,7 @@ export const leadMachine = setup({
       },
     },
     dialing: {
-      // Committed: a stop never cancels a dial that has started (spec §3).
+      // Committed: a stop never cancels a dial that has started (design §3).
       initial: "writingDialRow",
       states: {
         writingDialRow: {

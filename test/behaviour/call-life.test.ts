@@ -1,5 +1,5 @@
 /**
- * A call's life after the dial (spec §7.15, §7.16, §7.19) when the provider or the store misbehaves:
+ * A call's life after the dial (design §7.15, §7.16, §7.19) when the provider or the store misbehaves:
  * replies without a usable call id, call ids handed out twice, ends that overtake the reply,
  * providers that ignore their AbortSignal, a lead store that is away when a call ends, and the
  * provider's callStatus asked before a stuck call is closed. On memory and on Redis + Postgres.

@@ -1,5 +1,5 @@
 /**
- * Per-phone caps that hold across templates and through a failing store (spec §7.6): one phone's
+ * Per-phone caps that hold across templates and through a failing store (design §7.6): one phone's
  * records serve every template that calls it, so a template with a short rule must not trim what a
  * longer rule of another template counts; and a record that fails open still counts the dials this
  * process made without recording them. Once in memory, once on Redis + Postgres.

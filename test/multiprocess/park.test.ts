@@ -1,5 +1,5 @@
 /**
- * Waiting for a line across `dialgate run` processes (spec §7.11), on the wall clock: one number with
+ * Waiting for a line across `dialgate run` processes (design §7.11), on the wall clock: one number with
  * one line, leads parked in the lead store, woken through it from another process, and a wake-up lost
  * with the process that freed the line.
  */

@@ -1,5 +1,5 @@
 /**
- * "Never leak a phone number into logs, Redis keys or alerts" (spec §1, §4, §5, §7.17), checked the
+ * "Never leak a phone number into logs, Redis keys or alerts" (design §1, §4, §5, §7.17), checked the
  * blunt way: run a whole campaign on a real Redis with a trace-level pino logger, then grep every log
  * line, every alert and the whole keyspace (keys and values) for every phone in every form.
  */

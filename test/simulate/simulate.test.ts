@@ -173,7 +173,7 @@ describe("dialgate simulate (memory backend)", () => {
       const [unknown, next] = lead.dials;
       // Timed out after dial.timeoutMs, then held for unknownDial.holdMinutes before anything else.
       expect(unknown?.resultAtSeconds, leadId).toBeCloseTo((unknown?.atSeconds ?? 0) + 15, 3);
-      // Re-queued no earlier than holdMinutes after the dial row (spec §7.16); today the hold is armed
+      // Re-queued no earlier than holdMinutes after the dial row (design §7.16); today the hold is armed
       // when the timeout classifies the dial, so it ends holdMinutes after resultAt.
       const requeue = lead.defers.find((d) => d.reason === "unknownExpired");
       expect(requeue?.atSeconds, leadId).toBeGreaterThanOrEqual((unknown?.atSeconds ?? 0) + 300);

@@ -38,7 +38,7 @@ export interface SimulationRun {
   finishedAt: Map<string, number>;
   /** The lead store at the end. */
   stored: LeadRecord[];
-  /** The claim owner of this run's dispatcher: the only live owner (dispatcher.md §7.4). */
+  /** The claim owner of this run's dispatcher: the only live owner (design §7.4). */
   owner: string;
 }
 

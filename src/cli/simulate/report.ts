@@ -227,7 +227,7 @@ export function maxPlacedPerPhoneInWindow(placed: readonly SimDial[], windowMs: 
 
 /**
  * A rule as the dispatcher's record step keeps it: a call it governs is recorded only while the phone's
- * records — of every template, one sorted set per phone (spec §7.6) — in the rule's window number
+ * records — of every template, one sorted set per phone (design §7.6) — in the rule's window number
  * fewer than `maxCalls`. So each governed call is counted with every placed call to its phone in the
  * half-open window that ends at it, itself included; calls at one instant count in the order the
  * provider received them. Calls of other rule sets count in those windows but are not checked here.
@@ -277,7 +277,7 @@ export function duplicateDials(dials: readonly SimDial[]): number {
 
 /**
  * Submitted leads that at the end are in none of the statuses, or are CLAIMED/DIALING with no live
- * owner and no lease that will expire (dispatcher.md §7.4).
+ * owner and no lease that will expire (design §7.4).
  */
 export function lostLeads(
   submitted: string[],

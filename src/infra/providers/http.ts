@@ -1,5 +1,5 @@
 /**
- * The one HTTP exchange every REST provider adapter makes, and what its outcome proves (spec §2 step 7,
+ * The one HTTP exchange every REST provider adapter makes, and what its outcome proves (design §2 step 7,
  * §7.16, §7.19): a dial is `notPlaced` only when the provider cannot have acted on it, `unknown` whenever
  * it might have. One POST, no retries: a second POST could ring the callee twice.
  */
@@ -107,7 +107,7 @@ export async function postDial(post: ProviderPost, reader: ReplyReader, clock?: 
 }
 
 /**
- * One GET of a provider's call resource (callStatus, spec §7.19): the parsed JSON body of a 2xx, or
+ * One GET of a provider's call resource (callStatus, design §7.19): the parsed JSON body of a 2xx, or
  * null for 404 (the provider knows no such call). Throws on anything else: the caller closes the call
  * UNKNOWN as it would without asking.
  */
