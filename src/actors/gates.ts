@@ -374,11 +374,7 @@ export function createGateActors(deps: GateDeps) {
       () => {}, // a late throw proves nothing: the dial stays unknown
     );
     try {
-      const result = await Promise.race([call, timeout]);
-      // A call id is what an end signal and callStatus find the call by: without one it is unknown.
-      if (result.kind === "placed" && !result.callId?.trim())
-        return { kind: "unknown", reason: "placed without a call id" };
-      return result;
+      return usableReply(await Promise.race([call, timeout]));
     } catch (error) {
       // After the timeout fired the request may have gone out: never assume it did not ring.
       if (controller.signal.aborted) return { kind: "unknown", reason: "timeout" };
@@ -450,6 +446,22 @@ export function dialRefOf(token: string, at: number): string {
 export function parseDialRef(dialRef: string): { token: string; at: number } {
   const sep = dialRef.lastIndexOf("@");
   return { token: dialRef.slice(0, sep), at: Number(dialRef.slice(sep + 1)) };
+}
+
+const REPLY_KINDS = new Set<unknown>(["placed", "notPlaced", "throttled", "unknown", "rejected"]);
+
+/**
+ * The provider's reply as the lead machine can act on it. A broken one (no object, a kind nobody
+ * knows) is unknown: the request may have rung, so it is never taken for "not placed" and redialled.
+ */
+function usableReply(reply: unknown): DialResult {
+  const result = reply as DialResult | null | undefined;
+  if (!REPLY_KINDS.has(result?.kind)) return { kind: "unknown", reason: "a reply of no known kind" };
+  // A call id is what an end signal and callStatus find the call by: without one it is unknown.
+  const placed = result as Extract<DialResult, { kind: "placed" }>;
+  if (placed.kind === "placed" && (typeof placed.callId !== "string" || !placed.callId.trim()))
+    return { kind: "unknown", reason: "placed without a call id" };
+  return result as DialResult;
 }
 
 function noAdapter(number: OutboundNumber): DialResult {
