@@ -64,7 +64,7 @@ it("a host clock 10 s fast takes its pacing tokens at Redis time", async () => {
   run = new RunProcess("skewed", ["--config", file, "--schema", postgres.freshSchema(), "--migrate"], {
     REDIS_URL: redis.url,
     DATABASE_URL: postgres.url,
-    DIALGATE_HMAC_SECRET: "skew-test-hmac-secret-0123456789abcdef",
+    DIALGATE_HMAC_SECRET: "skew-test-hmac-secret-0123456789abcdef0123456789abcdef0123456789abcdef",
     DIALGATE_REDIS_PREFIX: prefix,
     DIALGATE_API_TOKEN: API_TOKEN,
     TWILIO_AUTH_TOKEN: "twilio-auth-token-under-test",
