@@ -73,7 +73,19 @@ export const runFileSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((file, ctx) => {
+    // The pacing wait is part of the dial: one still waiting at dial.timeoutMs is held unknown (its
+    // line and record kept for unknownDial.holdMinutes) although it was never sent.
+    file.providers.forEach((account, i) => {
+      if (account.callsPerSecond !== undefined && account.pacingWaitMs >= file.config.dial.timeoutMs)
+        ctx.addIssue({
+          code: "custom",
+          path: ["providers", i, "pacingWaitMs"],
+          message: `must be less than config.dial.timeoutMs (${file.config.dial.timeoutMs})`,
+        });
+    });
+  });
 
 export type RunFile = z.output<typeof runFileSchema>;
 
