@@ -74,7 +74,19 @@ export const runFileSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((file, ctx) => {
+    // The pacing wait is part of the dial: one still waiting at dial.timeoutMs is held unknown (its
+    // line and record kept for unknownDial.holdMinutes) although it was never sent.
+    file.providers.forEach((account, i) => {
+      if (account.callsPerSecond !== undefined && account.pacingWaitMs >= file.config.dial.timeoutMs)
+        ctx.addIssue({
+          code: "custom",
+          path: ["providers", i, "pacingWaitMs"],
+          message: `must be less than config.dial.timeoutMs (${file.config.dial.timeoutMs})`,
+        });
+    });
+  });
 
 export type RunFile = z.output<typeof runFileSchema>;
 
@@ -127,6 +139,13 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
   const hmacSecret = env.DIALGATE_HMAC_SECRET as string;
   const logger = createLogger();
   const clock = new SystemClock();
+  let dispatcher: Dispatcher | undefined;
+  // Pacing tokens and replay claims are compared with other processes' in Redis: they take the
+  // dispatcher's clock, synchronised to Redis TIME (design §7.7), once it exists (no dial runs before).
+  const synced: Clock = {
+    now: () => (dispatcher?.clock ?? clock).now(),
+    setTimer: (at, fn) => (dispatcher?.clock ?? clock).setTimer(at, fn),
+  };
   // The gate store exists only once connected; pacing asks it then (no dial runs before).
   let gates: Backend["gateStore"] | undefined;
   let token: string | null = null;
@@ -134,7 +153,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
   try {
     if (file.http) token = apiToken(file.http, env);
     setup = buildProviders(file.providers, file.http, env, {
-      clock,
+      clock: synced,
       logger,
       pacing: {
         takePacingToken: (...args) => (gates as Backend["gateStore"]).takePacingToken(...args),
@@ -180,7 +199,6 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
   if (backend.migrated.length > 0) logger.info({ migrations: backend.migrated }, "migrations applied");
   gates = backend.gateStore;
 
-  let dispatcher: Dispatcher | undefined;
   let unlisten: (() => Promise<void>) | undefined;
   let metrics: Server | undefined;
   let service: Server | undefined;
@@ -223,7 +241,7 @@ export async function runCommand(options: RunOptions, env: NodeJS.ProcessEnv = p
               callbacks: setup.callbacks,
               replayStore: backend.gateStore,
               readiness: () => backend.readiness(),
-              clock,
+              clock: synced,
             }),
           ),
           http.port,

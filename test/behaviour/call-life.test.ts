@@ -48,6 +48,19 @@ class HangingProvider implements Provider {
   }
 }
 
+/** A provider whose first reply is whatever the test gives (a misbehaving adapter), then placed. */
+class BrokenProvider implements Provider {
+  readonly name = "sim";
+  readonly calls: DialRequest[] = [];
+  constructor(private readonly first: unknown) {}
+
+  async makeCall(req: DialRequest): Promise<DialResult> {
+    this.calls.push(req);
+    if (this.calls.length === 1) return this.first as DialResult;
+    return { kind: "placed", callId: `call-${this.calls.length}` };
+  }
+}
+
 /** A ScriptedProvider that also answers callStatus, with the answer the test sets. */
 class StatusProvider extends ScriptedProvider {
   status: CallStatus | "throws" = { state: "unknown" };
@@ -99,6 +112,21 @@ describe.each(BACKENDS)("call life on $name", (backend: TestBackend) => {
     expect(h.provider.calls, "redialled once the unknown hold ended").toHaveLength(2);
     expect(await h.lead("L1")).toMatchObject({ status: "PROCESSING", dial: { callId: "call-1" } });
     expect(await h.holders()).toEqual(["L1:2"]);
+  });
+
+  it.each([
+    ["a call id that is no string", { kind: "placed", callId: 4711 }],
+    ["a reply of no known kind", { kind: "queued", callId: "call-x" }],
+    ["no reply object at all", undefined],
+  ])("a broken reply (%s) is held unknown, never redialled blindly", async (_what, reply) => {
+    const h = await createHarness({ backend, provider: () => new BrokenProvider(reply) });
+
+    await h.dispatcher.submit(lead("L1"));
+    await h.settle();
+    await h.advance(MINUTE);
+    expect(h.provider.calls, "the request may have rung: no second dial").toHaveLength(1);
+    expect(await h.lead("L1")).toMatchObject({ status: "PROCESSING", dial: { unknown: true } });
+    expect(await h.holders()).toEqual(["L1:1"]);
   });
 
   it("a call id handed out twice: each end finds its dial by dialRef, and the sweep closes the other", async () => {
