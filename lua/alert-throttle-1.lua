@@ -1,6 +1,6 @@
 --[[
   Alert throttle: the first call per key inside a window passes; later ones are dropped until the
-  window ends (shared across processes, spec §5). The "allowed again at" instant is stored as data and
+  window ends (shared across processes, design §5). The "allowed again at" instant is stored as data and
   compared with the caller's clock: a Redis TTL would follow Redis's clock, not the simulator's.
 
   KEYS[1]  <prefix>{a:<key>}:throttle  string: allowed again at (ms)

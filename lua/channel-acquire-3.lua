@@ -1,9 +1,9 @@
 --[[
-  Channel acquire: a named hold on one line of a number, with a lease (spec §2 step 5, §7.10).
+  Channel acquire: a named hold on one line of a number, with a lease (design §2 step 5, §7.10).
   Strict cap: holds with an unexpired lease never exceed maxChannels. When no line is free the caller is
   counted as a waiter, so the dispatcher can tell a short queue from a pile of distinct leads.
 
-  Redis is a cache of what the lead store knows (spec §7.13). The number's epoch key says that its holds
+  Redis is a cache of what the lead store knows (design §7.13). The number's epoch key says that its holds
   were rebuilt from the lead store (channel-restore-3) since this Redis last started empty. Without it the
   holds of live calls may be missing, so a free line cannot be proven: the acquire refuses and the caller
   fails closed until the rebuild wrote the key. A brand-new number has no key either; its first acquire

@@ -2,7 +2,7 @@
   Channel release: idempotent by holder name, so a duplicate or late end signal can only ever free the
   line it named, never someone else's.
 
-  While the number waits for its rebuild (no epoch key, spec §7.13) the release also leaves the holder's
+  While the number waits for its rebuild (no epoch key, design §7.13) the release also leaves the holder's
   name behind: the rebuild read the lead store a moment ago and may still list this call as live, and
   channel-restore-3 must not bring back a line that was given back after that read.
 

@@ -1,6 +1,6 @@
 --[[
   Channel restore: puts back the holds of live calls after Redis forgot them, then marks the number
-  ready (spec §7.13). The caller read the holds from the lead store (dials that are DIALING or
+  ready (design §7.13). The caller read the holds from the lead store (dials that are DIALING or
   PROCESSING) after every actor that might hold an unrecorded line had moved on.
 
   Runs once per loss: when the epoch key already exists the number is in use again, and holds read

@@ -1,5 +1,5 @@
 --[[
-  Provider pacing (spec §7.19): at most `callsPerSecond` dials of one provider account in any 1000 ms,
+  Provider pacing (design §7.19): at most `callsPerSecond` dials of one provider account in any 1000 ms,
   shared by every process on this Redis. A token taken at t counts while now < t + 1000 (half-open,
   as the rate-limit windows). Time is the caller's clock, kept as scores.
 

@@ -1,6 +1,6 @@
 --[[
   Rate-limit peek: how many calls each rule counts for a phone, and whether one more would pass.
-  Read-only apart from trimming records no rule can count any more (spec §2 step 3: a peek that wrote
+  Read-only apart from trimming records no rule can count any more (design §2 step 3: a peek that wrote
   would let deferred and exhausted leads fill their own bucket).
 
   KEYS[1]  <prefix>{p:<phoneKey>}:rl   sorted set: member = claim token, score = record time (ms)

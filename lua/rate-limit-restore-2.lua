@@ -1,5 +1,5 @@
 --[[
-  Rate-limit restore: puts back a phone's records after Redis forgot them (spec §7.13), from the dial
+  Rate-limit restore: puts back a phone's records after Redis forgot them (design §7.13), from the dial
   rows of the lead store: every dial inside the largest window that counts (placed, held unknown, or
   still dialling), scored by its dial time.
 

@@ -1,6 +1,6 @@
 --[[
   Rebuild unlock: gives up the rebuild lock only if this process still owns it. The lock is taken with
-  SET NX PX (one process rebuilds after a Redis restart, spec §7.13); when it expired mid-rebuild and
+  SET NX PX (one process rebuilds after a Redis restart, design §7.13); when it expired mid-rebuild and
   another process took it, a plain DEL would free that process's lock.
 
   KEYS[1]  <prefix>{rebuild}:lock  string: owner id

@@ -1,10 +1,10 @@
--- dialgate 001: the durable lead store (spec §4, §7.1–7.4).
+-- dialgate 001: the durable lead store (design §4, §7.1–7.4).
 -- Applied by src/infra/postgres/migrate.ts inside one transaction with search_path set to the target
 -- schema, so names here are unqualified. migrate.ts creates schema_migrations itself (it must exist
 -- before it can tell which files were applied).
 --
 -- Every time is epoch ms (bigint) taken from the caller's clock: NOW() is never used for due times,
--- leases or dial times, so that the simulator's virtual clock drives the same SQL (spec §7.7).
+-- leases or dial times, so that the simulator's virtual clock drives the same SQL (design §7.7).
 -- Ids are COLLATE "C" so ORDER BY id is the byte order the in-memory store sorts by.
 
 CREATE TABLE leads (
@@ -90,7 +90,7 @@ CREATE TABLE blocked_phones (
   phone text PRIMARY KEY
 );
 
--- Wakes idle supervisors (spec §3: no polling delay between a lead becoming due and its dispatch).
+-- Wakes idle supervisors (design §3: no polling delay between a lead becoming due and its dispatch).
 -- One notification per statement that leaves any lead SCHEDULED: a submit, a defer, a retry, an
 -- expired unknown dial re-queued. A trigger rather than a NOTIFY from the client, so the notification
 -- is part of the same commit as the change and no code path can forget it. The payload is empty so

@@ -1,4 +1,4 @@
--- dialgate 005: waiting for a line (spec §7.11). A lead whose every candidate line was busy is parked
+-- dialgate 005: waiting for a line (design §7.11). A lead whose every candidate line was busy is parked
 -- on that set of numbers instead of retrying on a timer: it holds nothing and is not claimed until a
 -- released line of the set wakes it (a compare-and-set on these columns), or its expiresAt passes.
 

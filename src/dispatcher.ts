@@ -4,9 +4,10 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { Alerter } from "./actors/alerter.js";
 import { type CallEndResult, CallLifecycle } from "./actors/call-lifecycle.js";
-import { createGateStateSource, isRebuildable } from "./actors/gate-rebuild.js";
+import { createGateStateSource } from "./actors/gate-rebuild.js";
 import { PoolLineCounts } from "./actors/gates.js";
 import { createLeadRunner } from "./actors/lead-actor.js";
+import { LeadLog } from "./actors/lead-log.js";
 import { Outbox } from "./actors/outbox.js";
 import { RuleWindows } from "./actors/rule-windows.js";
 import { Supervisor } from "./actors/supervisor.js";
@@ -43,9 +44,11 @@ import type {
   Template,
   Timer,
 } from "./machines/ports.js";
+import { isRebuildable } from "./machines/rebuild-ports.js";
+import type { DispatcherStats } from "./machines/stats-ports.js";
 
 export interface DispatcherOptions {
-  /** Validated; every field has a default (spec §6). */
+  /** Validated; every field has a default (design §6). */
   config?: DispatcherConfigInput;
   /** Durable leads; in-memory by default. */
   leadStore?: LeadStore;
@@ -57,7 +60,7 @@ export interface DispatcherOptions {
   clock?: Clock;
   /**
    * Offset-synchronise the clock to the gate store's (Redis `TIME`) at start and every minute, so the
-   * processes sharing it agree on time whatever their own clocks say (spec §7.7). Default: on when
+   * processes sharing it agree on time whatever their own clocks say (design §7.7). Default: on when
    * the gate store has a clock and `clock` is the wall clock (omitted, or a SystemClock); a virtual
    * or scaled clock is its own truth.
    */
@@ -104,27 +107,9 @@ export class LeadNotDispatchableError extends Error {
   }
 }
 
-export interface DispatcherStats {
-  inFlight: number;
-  outbox: number;
-  claimed: number;
-  dials: number;
-  placed: number;
-  heldUnknown: number;
-  deferred: Record<string, number>;
-  /** Leads parked for a line right now, in this lead store (as last read: after each park and wake). */
-  waiting: number;
-  finished: Record<string, number>;
-  gates: { peek: number; record: number; recordRejected: number; channelExhausted: number; failOpen: number };
-  alerts: number;
-  /**
-   * The clock's offset to the gate store's clock (ms, server minus local), and when it was last
-   * measured (null: never, or no sync on this clock).
-   */
-  clock: { offsetMs: number; syncedAt: number | null };
-}
+export type { DispatcherStats };
 
-/** How often the clock offset and the rules in force are read again (spec §7.7). */
+/** How often the clock offset and the rules in force are read again (design §7.7). */
 const MINUTE_MS = 60_000;
 
 const pauseScopeSchema = z.union(
@@ -202,6 +187,8 @@ export class Dispatcher {
     this.#events.setMaxListeners(100);
     this.#stats = emptyStats();
     this.#countEvents();
+    const leadLog = new LeadLog(this.logger);
+    leadLog.attach((name, listener) => this.#events.on(name, listener));
 
     const emit = this.#emit.bind(this);
     const onError = (where: string, error: unknown) => emit("error", { where, error });
@@ -227,6 +214,7 @@ export class Dispatcher {
       emit,
       alerter: this.#alerter,
       logger: this.logger,
+      leadLog,
       preDialChecks,
       lineCounts: this.#lineCounts,
       onLateDialResult: (dialRef, result) =>
@@ -437,7 +425,7 @@ export class Dispatcher {
     return swept;
   }
 
-  /** Channel holds that no live lead owns, released (spec §7.10). */
+  /** Channel holds that no live lead owns, released (design §7.10). */
   releaseOrphanHolds(): Promise<number> {
     return this.#calls.releaseOrphanHolds();
   }
@@ -588,7 +576,7 @@ export class Dispatcher {
 
   /**
    * A gate store that can forget (Redis restarted empty) gets its live holds and rate-limit records
-   * back from the lead store before its channel gate opens again (spec §7.13).
+   * back from the lead store before its channel gate opens again (design §7.13).
    */
   #rebuildGatesFromStore(): void {
     if (!isRebuildable(this.gates)) return;
@@ -634,7 +622,7 @@ export class Dispatcher {
     }
   }
 
-  /** Templates another process added: their rules keep the records they count (spec §7.6). */
+  /** Templates another process added: their rules keep the records they count (design §7.6). */
   async #refreshRuleWindows(): Promise<void> {
     await this.#ruleWindows
       .refresh(this.store)

@@ -1,4 +1,9 @@
-/** dialgate's public API: the embedded dispatcher, its ports, and the adapters that ship with it. */
+/**
+ * dialgate's public API: the embedded dispatcher, its ports, and the adapters that ship with it. The
+ * lead statechart is `dialgate/machine`: its types are XState's, which a host compiling with
+ * exactOptionalPropertyTypes and skipLibCheck off cannot load, so the root entry point never pulls
+ * them in.
+ */
 export { PreDialCheckError } from "./actors/pre-dial-checks.js";
 export {
   type CallEndResult,
@@ -35,5 +40,4 @@ export { type PlivoOptions, PlivoProvider } from "./infra/providers/plivo.js";
 export { type SimPlan, SimulatedProvider } from "./infra/providers/simulated.js";
 export { type TwilioOptions, TwilioProvider } from "./infra/providers/twilio.js";
 export { createRedisClient, RedisGateStore } from "./infra/redis/gate-store.js";
-export { type LeadEnd, leadMachine } from "./machines/lead-machine.js";
 export type * from "./machines/ports.js";

@@ -1,7 +1,7 @@
 /**
  * The instant simulated provider both sides dial through: every makeCall is placed at once and the
- * call lasts until the side ends it (at once). It is also the referee: the violations of dispatcher.md
- * §1 are counted here, from what the provider saw, not from what either side believes.
+ * call lasts until the side ends it (at once). It is also the referee: the violations of the
+ * guarantees (design §1) are counted here, from what the provider saw, not from what either side believes.
  */
 import { RULE } from "./workload.js";
 

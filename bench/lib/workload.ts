@@ -5,7 +5,7 @@
  */
 import { generatedPhone } from "../../src/cli/simulate/scenario.js";
 
-/** The spec's default rule (dispatcher.md §6), the peer's RateLimiterRedis too. */
+/** The spec's default rule (design §6), the peer's RateLimiterRedis too. */
 export const RULE = { maxCalls: 7, windowSeconds: 3600 } as const;
 /** Hot phones and leads per hot phone: each hot phone must turn away leadsPerHotPhone − maxCalls. */
 export const HOT = { phones: 10, leadsPerPhone: 10 } as const;

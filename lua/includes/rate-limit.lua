@@ -1,4 +1,4 @@
--- Shared by rate-limit-peek-1 and rate-limit-record-1: the sliding windows of one phone (spec §7.5, §7.6).
+-- Shared by rate-limit-peek-1 and rate-limit-record-1: the sliding windows of one phone (design §7.5, §7.6).
 -- The sorted set holds one member per recorded attempt (the claim token), scored by the caller's `now`
 -- at record time. Rules arrive as ARGV pairs (maxCalls, windowMs) from ARGV[first] on.
 --

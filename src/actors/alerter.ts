@@ -13,7 +13,7 @@ const THROTTLE_MS: Record<Severity, number> = { P0: 5 * 60_000, P1: 30 * 60_000,
 
 /**
  * Throttled alerts: one per key per window, shared across processes through the gate store. While
- * that store is down the throttle falls back to this process (spec §7.14). A failing sink never
+ * that store is down the throttle falls back to this process (design §7.14). A failing sink never
  * fails a dispatch.
  */
 export class Alerter {

@@ -24,7 +24,7 @@ export type CallEndResult =
   /** Nobody dialled it: an orphan_call_end alert went out (throttled). */
   | { kind: "orphan" }
   /**
-   * The dial is still committing: the signal is kept and applied right after (spec §7.15). No lead
+   * The dial is still committing: the signal is kept and applied right after (design §7.15). No lead
    * yet for an end that carries only a call id: makeCall has not returned it; an orphan_call_end
    * alert goes out only once no dial can still be committing.
    */
@@ -71,7 +71,7 @@ export interface CallLifecycleDeps {
 }
 
 /**
- * A call's life after its dial committed (spec §7.15, §7.16), handled from the store so that any
+ * A call's life after its dial committed (design §7.15, §7.16), handled from the store so that any
  * process may receive the end signal or find what a dead process left: call ends and the retry
  * policy, unknown dials whose hold expired, calls past maxCallMinutes, and orphan channel holds.
  */
@@ -86,7 +86,7 @@ export class CallLifecycle {
     this.#d = deps;
   }
 
-  /** Deadlines count from the dial row's time (spec §7.16), not from when the reply came. */
+  /** Deadlines count from the dial row's time (design §7.16), not from when the reply came. */
   watchUnknownDial(leadId: string, dialRef: string): void {
     this.#armDeadline(leadId, parseDialRef(dialRef).at + this.#d.config.unknownDial.holdMinutes * 60_000);
   }
@@ -258,7 +258,7 @@ export class CallLifecycle {
   }
 
   /**
-   * Channel holds that no live lead owns, released (spec §7.10): a process died between its acquire and
+   * Channel holds that no live lead owns, released (design §7.10): a process died between its acquire and
    * its dial, or between a call's end and its release. Holders are listed before the leads are read,
    * so a hold taken meanwhile belongs to a claim the read still sees.
    */
@@ -289,7 +289,7 @@ export class CallLifecycle {
   }
 
   /**
-   * What the provider says of a call past maxCallMinutes (spec §7.19), when it offers callStatus.
+   * What the provider says of a call past maxCallMinutes (design §7.19), when it offers callStatus.
    * Unknown without a call id, without the method, or when asking fails: then the call is closed
    * UNKNOWN as before.
    */

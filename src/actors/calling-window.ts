@@ -5,7 +5,7 @@ const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
 
 /**
- * Whether `now` is inside the window, evaluated in `zone` (spec §7.8), and otherwise the exact next
+ * Whether `now` is inside the window, evaluated in `zone` (design §7.8), and otherwise the exact next
  * instant it opens. Start is inclusive, end exclusive (whole minutes of the local wall clock); end <
  * start wraps past midnight; start = end is always open. `now` is the decision's one clock reading.
  *

@@ -73,7 +73,7 @@ export class RecordFailedClosedError extends Error {
   }
 }
 
-/** True when a store error must defer the dial: some rule of the lead fails closed (spec §7.6). */
+/** True when a store error must defer the dial: some rule of the lead fails closed (design §7.6). */
 export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
   return (rules ?? []).some((rule) => rule.failMode === "closed");
 }
@@ -81,7 +81,7 @@ export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
 /**
  * Line counts of a pool, read once for every selection that starts while the read is in flight and
  * no line was taken or freed here since it was sent: the leads of one wave share one read, and none
- * sees counts older than this process's own last acquire or release (spec §7.9). The selections that
+ * sees counts older than this process's own last acquire or release (design §7.9). The selections that
  * share a read also see each other's picks, so one wave spreads over the pool instead of all trying
  * the same number. The acquire stays the authority.
  */
@@ -141,7 +141,7 @@ export class PoolLineCounts {
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
 const HOLD_MARGIN_MS = 10 * 60_000;
-/** Spread for actors that lost one race, so they do not return as a herd (spec §7.5). */
+/** Spread for actors that lost one race, so they do not return as a herd (design §7.5). */
 const RACE_JITTER_MS = 1000;
 
 /** The steps the gate actor runs for the lead actors, one per gate state of the lead machine. */
@@ -173,7 +173,7 @@ export interface GateRequest {
 /**
  * The gate actor of a process: one long-lived actor runs the gate steps of every lead actor and replies
  * by event. A gate is a message, not a child actor per call: that child (and its AbortController) was
- * most of a lead's CPU (issue 12).
+ * most of a lead's CPU.
  */
 export function gateActorLogic(steps: GateSteps) {
   return fromCallback<GateRequest>(({ receive }) => {
@@ -217,7 +217,7 @@ export function requestGate(
 /** The precheck of a lead that can't be stopped (no signal was given). */
 const NEVER_ABORTED = new AbortController().signal;
 
-/** The gate steps of the lead machine, over the ports. Each one is a single step of spec §2. */
+/** The gate steps of the lead machine, over the ports. Each one is a single step of design §2. */
 export function createGateSteps(deps: GateDeps) {
   const { config, store, gates, clock } = deps;
   const { lineCounts } = deps;
@@ -237,11 +237,18 @@ export function createGateSteps(deps: GateDeps) {
     marginMs: config.rateLimit.marginMs,
   });
   /**
-   * Records that wait in the outbox (the store failed at record time), by token: the phone key and the
-   * dial time. While the store is away they are this process's only memory of those dials, so a
-   * fail-open dial counts them first (spec §7.6).
+   * Records of fail-open dials (the store failed at record time), by token, until they are in the
+   * store and the dial is known to stand. While the store is away they are this process's only memory
+   * of those dials, so a fail-open dial counts them first (design §7.6); once it is back, the next
+   * record on the phone writes them before it decides, not at the outbox's next (backed-off) try.
    */
-  const pendingRecords = new Map<string, { key: string; at: number }>();
+  const pendingRecords = new Map<string, LateRecord>();
+  /** Writes a fail-open dial's record; kept track of until its dial stands or is released. */
+  const writeLate = async (token: string, late: LateRecord) => {
+    await gates.record(late.key, token, late.rules, late.at, false, rateOptions());
+    late.written = true;
+    if (late.stands && pendingRecords.get(token) === late) pendingRecords.delete(token);
+  };
   /** What the pending records of a phone say about one more dial now. */
   const pendingDecision = (key: string, rules: RateRule[], now: number): RateDecision => {
     const records = [...pendingRecords.values()].filter((r) => r.key === key).sort((a, b) => a.at - b.at);
@@ -327,7 +334,7 @@ export function createGateSteps(deps: GateDeps) {
     return number ? { kind: "selected", number, candidates: pool } : { kind: "none" };
   };
 
-  /** The pool number with the most free lines, ties by id (spec §7.9). */
+  /** The pool number with the most free lines, ties by id (design §7.9). */
   async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
     if (pool.length <= 1) return pool[0];
     try {
@@ -392,6 +399,8 @@ export function createGateSteps(deps: GateDeps) {
     const now = clock.now();
     let decision: RateDecision;
     try {
+      for (const [other, late] of pendingRecords)
+        if (late.key === keyOf(lead) && !late.written) await writeLate(other, late);
       decision = await gates.record(keyOf(lead), token, rules, now, enforcing, rateOptions());
     } catch (error) {
       if (failsClosed(rules)) throw new RecordFailedClosedError(lead.id, error);
@@ -399,7 +408,7 @@ export function createGateSteps(deps: GateDeps) {
       // it could not record them. Those alone at a rule's max: defer like a lost race.
       const pending = pendingDecision(keyOf(lead), rules, now);
       if (pending.allowed || !enforcing) throw error;
-      // The timed-out command may still have run: take its record back by name (spec §7.12).
+      // The timed-out command may still have run: take its record back by name (design §7.12).
       const key = keyOf(lead);
       deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
       deps.emit("gate:result", { leadId: lead.id, gate: "record", verdict: "rejected" });
@@ -432,6 +441,12 @@ export function createGateSteps(deps: GateDeps) {
     const ref = dialRef as string;
     const provider = deps.providers.get(from.provider);
     const result = provider ? await dialWithTimeout(provider, lead, from, ref) : noAdapter(from);
+    const late = pendingRecords.get(lead.token as string);
+    if (late && (result.kind === "placed" || result.kind === "unknown")) {
+      // The dial stands: its record stays for good once written (no release will take it back).
+      late.stands = true;
+      if (late.written) pendingRecords.delete(lead.token as string);
+    }
     deps.emit("lead:dialResult", { leadId: lead.id, numberId: from.id, dialRef: ref, result: result.kind });
     return { ...result, at: clock.now() };
   };
@@ -477,11 +492,7 @@ export function createGateSteps(deps: GateDeps) {
       () => {}, // a late throw proves nothing: the dial stays unknown
     );
     try {
-      const result = await Promise.race([call, timeout]);
-      // A call id is what an end signal and callStatus find the call by: without one it is unknown.
-      if (result.kind === "placed" && !result.callId?.trim())
-        return { kind: "unknown", reason: "placed without a call id" };
-      return result;
+      return usableReply(await Promise.race([call, timeout]));
     } catch (error) {
       // After the timeout fired the request may have gone out: never assume it did not ring.
       if (controller.signal.aborted) return { kind: "unknown", reason: "timeout" };
@@ -510,11 +521,12 @@ export function createGateSteps(deps: GateDeps) {
       }
     }
     const key = keyOf(lead);
-    if (pendingRecords.has(token)) {
-      // The record is still queued: undo after it, in order. The dial did not happen: stop counting it.
-      pendingRecords.delete(token);
+    const late = pendingRecords.get(token);
+    if (late) pendingRecords.delete(token); // the dial did not happen: stop counting it
+    if (late && !late.written) {
+      // The record is still queued: undo after it, in order.
       deps.outbox.add({ what: `undo ${token}`, run: () => gates.undo(key, token) });
-    } else if (recorded) {
+    } else if (recorded || late) {
       try {
         await gates.undo(key, token);
       } catch {
@@ -523,18 +535,12 @@ export function createGateSteps(deps: GateDeps) {
     }
   };
 
-  /** The record of a dial made while the store failed open, written when it is back (spec §7.6). */
+  /** The record of a dial made while the store failed open, written when it is back (design §7.6). */
   function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {
     const token = lead.token as string;
-    const key = keyOf(lead);
-    pendingRecords.set(token, { key, at });
-    deps.outbox.add({
-      what: `record ${token}`,
-      run: async () => {
-        await gates.record(key, token, rules, at, false, rateOptions());
-        pendingRecords.delete(token);
-      },
-    });
+    const late: LateRecord = { key: keyOf(lead), at, rules, written: false, stands: false };
+    pendingRecords.set(token, late);
+    deps.outbox.add({ what: `record ${token}`, run: () => writeLate(token, late) });
   }
 
   const steps: GateSteps = {
@@ -552,7 +558,18 @@ export function createGateSteps(deps: GateDeps) {
   return { steps, recordLater };
 }
 
-/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (spec §7.1). */
+/** The rate-limit record of a dial made while the store failed open (design §7.6). */
+interface LateRecord {
+  key: string;
+  at: number;
+  rules: RateRule[];
+  /** In the store now. */
+  written: boolean;
+  /** The dial was placed or is unknown: no release will take the record back. */
+  stands: boolean;
+}
+
+/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (design §7.1). */
 export function dialRefOf(token: string, at: number): string {
   return `${token}@${at}`;
 }
@@ -560,6 +577,22 @@ export function dialRefOf(token: string, at: number): string {
 export function parseDialRef(dialRef: string): { token: string; at: number } {
   const sep = dialRef.lastIndexOf("@");
   return { token: dialRef.slice(0, sep), at: Number(dialRef.slice(sep + 1)) };
+}
+
+const REPLY_KINDS = new Set<unknown>(["placed", "notPlaced", "throttled", "unknown", "rejected"]);
+
+/**
+ * The provider's reply as the lead machine can act on it. A broken one (no object, a kind nobody
+ * knows) is unknown: the request may have rung, so it is never taken for "not placed" and redialled.
+ */
+function usableReply(reply: unknown): DialResult {
+  const result = reply as DialResult | null | undefined;
+  if (!REPLY_KINDS.has(result?.kind)) return { kind: "unknown", reason: "a reply of no known kind" };
+  // A call id is what an end signal and callStatus find the call by: without one it is unknown.
+  const placed = result as Extract<DialResult, { kind: "placed" }>;
+  if (placed.kind === "placed" && (typeof placed.callId !== "string" || !placed.callId.trim()))
+    return { kind: "unknown", reason: "placed without a call id" };
+  return result as DialResult;
 }
 
 function noAdapter(number: OutboundNumber): DialResult {

@@ -5,10 +5,13 @@ import { type LeadEnd, leadMachine, type StopReason } from "../machines/lead-mac
 import type { LeadRecord, Settled, Settlement } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
 import { createGateSteps, type GateDeps, gateActorLogic, requestGate } from "./gates.js";
+import type { LeadLog } from "./lead-log.js";
 
 export interface LeadActorDeps extends GateDeps {
   alerter: Alerter;
   logger: Logger;
+  /** Each lead's story in the log (gate results at debug); none when omitted. */
+  leadLog?: LeadLog;
   /**
    * A lead was parked on this set. A line freed between the acquire and the park woke nobody: the
    * host looks at the set once more.
@@ -38,7 +41,11 @@ export function createLeadRunner(deps: LeadActorDeps) {
   // The process's gate actor, and the parent of every lead actor: they join its actor system instead
   // of each building one of its own (about 1 KB less per parked lead in bench/heap.ts). It ignores the
   // done/error events they send it; each runner below observes its own actor.
-  const gateActor = createActor(gateActorLogic(steps), { id: "gates" }).start();
+  // Inspecting it sees every lead actor of its system: the gate results at debug.
+  const gateActor = createActor(gateActorLogic(steps), {
+    id: "gates",
+    inspect: deps.leadLog?.inspector(),
+  }).start();
   // The host's pre-dial checks stop with their lead: the one signal a lead has before its dial's.
   const precheckStops = new WeakMap<AnyActorRef, AbortController>();
   const signalFor = (lead: AnyActorRef) => {
@@ -118,6 +125,7 @@ export function createLeadRunner(deps: LeadActorDeps) {
   return function run(lead: LeadRecord): RunningLead {
     const token = lead.token as string;
     const actor = createActor(machine, { input: { lead }, parent: gateActor });
+    deps.leadLog?.track(actor, lead.id);
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({
         complete: () => {

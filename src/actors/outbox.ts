@@ -8,7 +8,7 @@ export interface OutboxItem {
 
 /**
  * Releases, undos and deferred rate-limit records that failed: retried with capped backoff until they
- * succeed, so `releasing` never blocks on a store that is down (spec §7.12, §7.6).
+ * succeed, so `releasing` never blocks on a store that is down (design §7.12, §7.6).
  */
 export class Outbox {
   #items: { item: OutboxItem; tries: number }[] = [];

@@ -8,7 +8,7 @@ export function largestWindowMs(rules: readonly RateRule[] | undefined): number 
 /**
  * How long a phone's rate-limit records must be kept: the largest window of every rule in force —
  * the config's, every template's own (and whatever later source of rules widens it). One sorted set
- * per phone serves every template that calls it (spec §7.6), so a template with a short rule must not
+ * per phone serves every template that calls it (design §7.6), so a template with a short rule must not
  * trim records another template's longer rule still counts. It never narrows while the process
  * runs: a record kept too long costs memory, one dropped too early costs an extra call.
  */

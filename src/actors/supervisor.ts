@@ -156,7 +156,7 @@ export class Supervisor {
     });
   }
 
-  /** Renews the claim leases of live actors while there are any (spec §7.20). */
+  /** Renews the claim leases of live actors while there are any (design §7.20). */
   #armRenewal(): void {
     if (this.#renewal) return;
     const every = Math.max(1000, Math.floor(this.#o.claimLeaseMs / 3));

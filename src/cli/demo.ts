@@ -3,7 +3,7 @@ import { createDispatcher, type Dispatcher } from "../dispatcher.js";
 import { LogAlertSink } from "../infra/alerts/log-sink.js";
 import { SlackAlertSink } from "../infra/alerts/slack.js";
 import { ScaledClock } from "../infra/clock.js";
-import { createLogger } from "../infra/logger.js";
+import { createLogger, envLogLevel } from "../infra/logger.js";
 import { type SimPlan, SimulatedProvider } from "../infra/providers/simulated.js";
 import type { Alert, LeadInput } from "../machines/ports.js";
 import { randomStream } from "./simulate/random.js";
@@ -27,7 +27,7 @@ export async function demo(options: { seed?: number; slackWebhook?: string } = {
     return 2;
   }
   const random = randomStream(options.seed ?? 21, 0);
-  const logger = createLogger(process.env.DIALGATE_LOG_LEVEL ?? "silent");
+  const logger = createLogger(envLogLevel("silent"));
   const clock = new ScaledClock(Date.parse("2026-05-21T09:00:00Z"), SCALE);
   const alerts: Alert[] = [];
   let dispatcher: Dispatcher | undefined;

@@ -1,10 +1,21 @@
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { ValidationError } from "../infra/config.js";
 import { demo } from "./demo.js";
+import { EXIT_RUNTIME, reportFailure } from "./errors.js";
 
+// The same relative path from src/cli/ in a checkout and from dist/cli/ in the package.
+const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
+
+// Settings made here are inherited by every command below: commander throws instead of exiting
+// (the catch at the end picks the exit code) and its messages start `dialgate: ` like ours.
 const program = new Command()
   .name("dialgate")
   .description("Outbound call dispatcher: per-phone rate limits, per-number channels, no double dials.")
+  .version(version, "-V, --version", "print the version")
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(`dialgate: ${text.replace(/^error: /, "")}`) })
   .showHelpAfterError();
 
 program
@@ -94,15 +105,21 @@ program
 
 program
   .command("viz")
-  .description("write docs/lead-machine.md and docs/lead-machine.html from the lead statechart")
-  .option("--check", "exit 1 when the committed diagrams are stale")
-  .action(async (opts: { check?: boolean }) => {
-    const { viz } = await import("./viz.js");
-    const { stale } = await viz({ check: opts.check });
+  .description(
+    "write lead-machine.md and lead-machine.html from the lead statechart " +
+      "(default: the current directory; docs/ in a dialgate checkout)",
+  )
+  .option("--out-dir <dir>", "write (or --check) the diagrams in this directory")
+  .option("--check", "exit 1 when the diagrams there are stale")
+  .action(async (opts: { check?: boolean; outDir?: string }) => {
+    const { viz, staleMessage } = await import("./viz.js");
+    const { stale, written } = await viz({ check: opts.check, outDir: opts.outDir });
     if (opts.check && stale.length > 0) {
-      console.error(`stale: ${stale.join(", ")} (run \`dialgate viz\` and commit)`);
-      finish(1);
+      console.error(`dialgate: ${staleMessage(stale)}`);
+      finish(EXIT_RUNTIME);
+      return;
     }
+    for (const file of written) console.error(`wrote ${file}`);
     finish(0);
   });
 
@@ -129,7 +146,5 @@ function finish(code: number): void {
 }
 
 program.parseAsync().catch((error: unknown) => {
-  if (error instanceof ValidationError) console.error(`dialgate: ${error.message}`);
-  else console.error(error);
-  process.exitCode = error instanceof ValidationError ? 2 : 1;
+  process.exitCode = reportFailure(error);
 });

@@ -57,6 +57,22 @@ export function missingEnvironment(env: NodeJS.ProcessEnv, needs: readonly strin
     : missing.map((name) => `dialgate: ${messages[name] ?? name}`).join("\n");
 }
 
+/**
+ * Hex characters a DIALGATE_HMAC_SECRET needs at least: 32 random bytes written as hex. The secret is
+ * all that keeps a phone from being recovered from its Redis key by trying every number.
+ */
+export const MIN_HMAC_SECRET_LENGTH = 64;
+
+/** Refusal of a DIALGATE_HMAC_SECRET too short to hold 32 bytes of entropy, or null. */
+export function weakHmacSecret(secret: string): string | null {
+  const length = secret.trim().length;
+  if (length >= MIN_HMAC_SECRET_LENGTH) return null;
+  return (
+    `dialgate: DIALGATE_HMAC_SECRET is too short (${length} characters): it needs at least ` +
+    `${MIN_HMAC_SECRET_LENGTH}, e.g. 32 random bytes as hex from \`openssl rand -hex 32\`.`
+  );
+}
+
 /** `--schema` / DIALGATE_SCHEMA as a ValidationError (exit code 2) rather than a stack trace. */
 export function checkSchemaName(schema: string): void {
   try {

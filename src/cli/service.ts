@@ -33,7 +33,7 @@ const accountBase = {
     .string()
     .regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, "must be lower-case letters, digits, - or _")
     .optional(),
-  /** The account's calls-per-second limit, shared by every process (spec §7.19). */
+  /** The account's calls-per-second limit, shared by every process (design §7.19). */
   callsPerSecond: z.number().int().min(1).max(10_000).optional(),
   /** Longest wait of a dial for a pacing token before the lead defers. */
   pacingWaitMs: z.number().int().min(0).max(10_000).default(1000),

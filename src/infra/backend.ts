@@ -18,7 +18,7 @@ export interface BackendOptions {
   prefix: string;
   /** Postgres schema of the lead store (see migrate.ts for the allowed names). */
   schema: string;
-  /** Longest wait for one Redis command (spec §7.20 `store.commandTimeoutMs`). */
+  /** Longest wait for one Redis command (design §7.20 `store.commandTimeoutMs`). */
   commandTimeoutMs: number;
   /** Apply pending migrations to `schema` before returning. Default false. */
   migrate?: boolean;

@@ -32,7 +32,7 @@ export class ScaledClock implements Clock {
 }
 
 /**
- * A local clock offset-synchronised to a server's clock (Redis `TIME`, spec §7.7), so that processes
+ * A local clock offset-synchronised to a server's clock (Redis `TIME`, design §7.7), so that processes
  * whose clocks disagree still put one time into the scripts and statements that compare them: scores
  * of the rate windows, channel and claim leases, dial times. `sync()` measures the offset over one
  * round trip (its error is at most half of that round trip); a failed sync keeps the last offset, so

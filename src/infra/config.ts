@@ -2,16 +2,47 @@ import { z } from "zod";
 import { maskPhones } from "./mask.js";
 import { normalisePhone } from "./phone.js";
 
-/** A value rejected at the boundary; the message quotes the field path and the (masked) value. */
+/** One rejected field: its path (`leads[1].phone`), the (masked) value and what is wrong with it. */
+export interface ValidationIssue {
+  readonly path: string;
+  readonly value: unknown;
+  readonly problem: string;
+}
+
+/** Issues spelled out in a message; `issues` keeps them all. */
+const MESSAGE_ISSUES = 10;
+
+/**
+ * A value rejected at the boundary; the message quotes the field path and the (masked) value of
+ * every issue. `path`, `value` and `problem` are the first issue's; `issues` lists them all.
+ */
 export class ValidationError extends Error {
   override readonly name = "ValidationError";
+  readonly issues: readonly ValidationIssue[];
   constructor(
     readonly path: string,
     readonly value: unknown,
     readonly problem: string,
+    more: readonly ValidationIssue[] = [],
   ) {
-    super(`${path} ${problem}, got ${formatValue(value)}`);
+    const issues = [{ path, value, problem }, ...more];
+    const shown = issues.slice(0, MESSAGE_ISSUES).map(formatIssue);
+    if (issues.length > MESSAGE_ISSUES) shown.push(`and ${issues.length - MESSAGE_ISSUES} more`);
+    super(shown.join("; "));
+    this.issues = issues;
   }
+
+  /** The error of several issues (at least one). */
+  static of(issues: readonly ValidationIssue[]): ValidationError {
+    const [first, ...more] = issues;
+    if (!first) throw new TypeError("ValidationError.of needs at least one issue");
+    return new ValidationError(first.path, first.value, first.problem, more);
+  }
+}
+
+/** `leads[1].phone must be a valid phone number in E.164 form, got "***5018"`. */
+export function formatIssue(issue: ValidationIssue): string {
+  return `${issue.path} ${issue.problem}, got ${formatValue(issue.value)}`;
 }
 
 function formatValue(value: unknown): string {
@@ -79,7 +110,7 @@ export const rateRuleSchema = z.object({
     .int()
     .min(1)
     .max(31 * 86400),
-  /** When the gate store cannot count: dial and record later (open), or defer (closed), spec §7.6. */
+  /** When the gate store cannot count: dial and record later (open), or defer (closed), design §7.6. */
   failMode: z.enum(["open", "closed"]).optional(),
 });
 
@@ -181,10 +212,10 @@ export const leadSchema = z
   .strict();
 
 /**
- * Parses `value` or throws a ValidationError naming the first bad field as `root.a.b[0].c`.
- * Phone values are masked in the message: fields named `phone`, the value itself when `isPhone` (a
- * block-list entry), and phone-like text anywhere. Other numbers are shown as they are (a bad `dueAt`
- * is no phone).
+ * Parses `value` or throws a ValidationError listing every bad field zod found, each as
+ * `root.a.b[0].c`. Phone values are masked in the message: fields named `phone`, the value itself
+ * when `isPhone` (a block-list entry), and phone-like text anywhere. Other numbers are shown as they
+ * are (a bad `dueAt` is no phone).
  */
 export function parseOrThrow<S extends z.ZodType>(
   schema: S,
@@ -194,13 +225,15 @@ export function parseOrThrow<S extends z.ZodType>(
 ): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  if (!issue) throw new ValidationError(root, value, "is invalid");
-  const path = root + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
-  let bad: unknown = value;
-  for (const key of issue.path) bad = (bad as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
-  const phoneField = issue.path.length === 0 ? isPhone : issue.path.at(-1) === "phone";
-  throw new ValidationError(path, maskPhones(bad, phoneField), describeIssue(issue));
+  const issues = result.error.issues.map((issue): ValidationIssue => {
+    const path = root + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+    let bad: unknown = value;
+    for (const key of issue.path)
+      bad = (bad as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
+    const phoneField = issue.path.length === 0 ? isPhone : issue.path.at(-1) === "phone";
+    return { path, value: maskPhones(bad, phoneField), problem: describeIssue(issue) };
+  });
+  throw issues.length > 0 ? ValidationError.of(issues) : new ValidationError(root, value, "is invalid");
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

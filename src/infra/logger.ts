@@ -1,4 +1,5 @@
 import pino, { type Logger, type LoggerOptions } from "pino";
+import type { Clock } from "../machines/ports.js";
 import { redactError } from "./mask.js";
 
 /** Fields that may carry a phone number or a credential, wherever they nest. */
@@ -33,7 +34,17 @@ export function loggerOptions(level: string): LoggerOptions {
   };
 }
 
-/** Structured logs on stderr (stdout stays clean for --json reports), redaction configured once. */
-export function createLogger(level = process.env.DIALGATE_LOG_LEVEL ?? "info"): Logger {
-  return pino(loggerOptions(level), pino.destination(2));
+/** The level asked for in the environment (DIALGATE_LOG_LEVEL, else LOG_LEVEL), else `fallback`. */
+export function envLogLevel(fallback: string): string {
+  return process.env.DIALGATE_LOG_LEVEL || process.env.LOG_LEVEL || fallback;
+}
+
+/**
+ * Structured logs on stderr (stdout stays clean for --json reports), redaction configured once.
+ * With `clock`, lines carry its time: a simulation's trace reads in virtual time.
+ */
+export function createLogger(level = envLogLevel("info"), clock?: Clock): Logger {
+  const options = loggerOptions(level);
+  if (clock) options.timestamp = () => `,"time":${clock.now()}`;
+  return pino(options, pino.destination(2));
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Dispatcher, DispatcherStats } from "../dispatcher.js";
 import type { DispatcherEvents } from "../events.js";
 import type { DispatcherOutcome } from "../machines/ports.js";
+import type { DispatcherStats, StatsSource } from "../machines/stats-ports.js";
 
 /** The Prometheus text exposition format, version 0.0.4. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -43,8 +43,8 @@ interface Family {
 }
 
 /** The dispatcher's counters and gauges (from `stats()`) in the Prometheus text format. */
-export function prometheusText(dispatcher: Pick<Dispatcher, "stats">): string {
-  return families(dispatcher.stats()).map(render).join("");
+export function prometheusText(source: StatsSource): string {
+  return families(source.stats()).map(render).join("");
 }
 
 /**
@@ -52,7 +52,7 @@ export function prometheusText(dispatcher: Pick<Dispatcher, "stats">): string {
  * method on /metrics). Mount it on its own server or call it from a router.
  */
 export function createMetricsHandler(
-  dispatcher: Pick<Dispatcher, "stats">,
+  source: StatsSource,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
@@ -66,7 +66,7 @@ export function createMetricsHandler(
         .end("method not allowed\n");
       return;
     }
-    const body = prometheusText(dispatcher);
+    const body = prometheusText(source);
     res.writeHead(200, {
       "content-type": METRICS_CONTENT_TYPE,
       "content-length": Buffer.byteLength(body),

@@ -4,15 +4,15 @@ import type { DeferReason, DialResult, LeadRecord, OutboundNumber, RateRule, Tem
 export type { DeferReason } from "./ports.js";
 
 /**
- * One dispatch attempt of one lead (spec §2). Gates run in order:
+ * One dispatch attempt of one lead (design §2). Gates run in order:
  *   checking → window → prechecking → peekingRateLimit → selectingNumber → acquiringChannel →
  *   recordingAttempt → dialing
  * When every candidate line is busy the attempt ends `parked`: the lead waits on that set's line in
- * the lead store, holding nothing, until a released line wakes it (spec §7.11).
+ * the lead store, holding nothing, until a released line wakes it (design §7.11).
  * A gate state asks the process's gate actor for its step on entry (`request`, supplied by `provide`,
  * so this file does no I/O) and moves on the reply, `gate.done.<gate>` or `gate.error.<gate>`. No child
- * actor per gate: one lead is one actor (issue 12). A stop before the hold leaves the state and its reply
- * is ignored; from acquiringChannel on, a stop waits for the reply (spec §7.12).
+ * actor per gate: one lead is one actor. A stop before the hold leaves the state and its reply
+ * is ignored; from acquiringChannel on, a stop waits for the reply (design §7.12).
  * Nothing is held before acquiringChannel; from there every reject, failure or stop goes through
  * `releasing`, the one place that gives back the line and undoes the rate-limit record.
  */
@@ -74,7 +74,7 @@ export type LeadEnd =
 export type StopReason = "shutdown" | "cancel";
 export type LeadEvent = { type: "STOP"; reason: StopReason };
 
-/** The gates, in the order of spec §2; `release` gives back what the attempt took. */
+/** The gates, in the order of design §2; `release` gives back what the attempt took. */
 export type GateName =
   | "check"
   | "window"
@@ -107,7 +107,7 @@ export interface LeadContext {
   precheckDefers: number;
 }
 
-/** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (spec §7.2). */
+/** After this many notPlaced results in a row the lead ends PROVIDER_REJECTED (design §7.2). */
 export const MAX_NOT_PLACED_IN_A_ROW = 10;
 
 export const gateInput = (context: LeadContext): GateInput => ({
@@ -335,7 +335,7 @@ export const leadMachine = setup({
       },
     },
     acquiringChannel: {
-      // A stop waits for the store call to settle, then releases what it took (spec §7.12).
+      // A stop waits for the store call to settle, then releases what it took (design §7.12).
       entry: request("acquire"),
       on: {
         STOP: { actions: "noteStop" },
@@ -400,7 +400,7 @@ export const leadMachine = setup({
             actions: ["recordLater", assign({ end: ({ context }) => stopEnd(context.stop) })],
           },
           {
-            // A legal cap may prefer a missed call to an extra one (failMode closed, spec §7.6). The
+            // A legal cap may prefer a missed call to an extra one (failMode closed, design §7.6). The
             // command may still have run: undo it by name.
             guard: "isFailClosed",
             target: "releasing",
@@ -411,7 +411,7 @@ export const leadMachine = setup({
       },
     },
     dialing: {
-      // Committed: a stop never cancels a dial that has started (spec §3).
+      // Committed: a stop never cancels a dial that has started (design §3).
       initial: "writingDialRow",
       states: {
         writingDialRow: {

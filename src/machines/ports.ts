@@ -7,7 +7,7 @@
 // ---------------------------------------------------------------------------------------------
 // Domain
 
-/** Lifecycle of a lead row (spec §7.3). */
+/** Lifecycle of a lead row (design §7.3). */
 export type LeadStatus = "SCHEDULED" | "CLAIMED" | "DIALING" | "PROCESSING" | "FINISHED";
 
 /** Outcomes written by the dispatcher itself; call outcomes are free-form template words. */
@@ -37,7 +37,7 @@ export interface RateRule {
   maxCalls: number;
   windowSeconds: number;
   /**
-   * What a dial does when the gate store cannot count this rule (spec §7.6): `open` (the default)
+   * What a dial does when the gate store cannot count this rule (design §7.6): `open` (the default)
    * dials and records later; `closed` defers the lead (a legal cap may prefer a missed call).
    */
   failMode?: "open" | "closed";
@@ -115,7 +115,7 @@ export interface LeadRecord {
   templateId: string;
   status: LeadStatus;
   outcome: string | null;
-  /** Retry counter: placed calls that ended and were retried (spec §7.2). */
+  /** Retry counter: placed calls that ended and were retried (design §7.2). */
   attempt: number;
   /** Consecutive notPlaced results. */
   notPlacedStreak: number;
@@ -211,7 +211,7 @@ export interface DialRow {
 
 /**
  * What a gate store that lost its data (a Redis restart) must be told again, as the lead store knows
- * it (spec §7.13).
+ * it (design §7.13).
  */
 export interface GateRebuildRows {
   /** Every outbound number, whatever its status. */
@@ -223,7 +223,7 @@ export interface GateRebuildRows {
   /**
    * Dials that count for the rate limit, made after `now − windowMs`: placed, sent without a usable
    * reply (unknown, even once expired: it may have rung), or still dialling. Recorded or not: a dial
-   * that failed open is recorded later anyway (spec §7.6).
+   * that failed open is recorded later anyway (design §7.6).
    */
   countedDials: { token: string; phone: string; at: number }[];
   /** The window used: the caller's, or the largest window of a template's own rules when that is longer. */
@@ -266,7 +266,7 @@ export interface LeadStore {
   beginDial(token: string, row: DialRow): Promise<boolean>;
   /**
    * Compare-and-set on the token (see Settlement): the lead as it now is, or null when it had moved on.
-   * A defer of a lead whose cancel was requested finishes it CANCELLED instead (spec §7.16).
+   * A defer of a lead whose cancel was requested finishes it CANCELLED instead (design §7.16).
    */
   settle(token: string, settlement: Settlement, now: number): Promise<Settled | null>;
   /** SCHEDULED → nextAttemptAt = min(nextAttemptAt, at): wakes a waiting lead early. False otherwise. */
@@ -309,7 +309,7 @@ export interface LeadStore {
   /** Every lead (for reports and invariants). */
   list(): Promise<LeadRecord[]>;
   /**
-   * The gate state to rebuild after a gate store restart (spec §7.13), read in one consistent
+   * The gate state to rebuild after a gate store restart (design §7.13), read in one consistent
    * snapshot. `windowMs`: the largest window of the dispatcher's rules (templates' own rules may widen
    * it); null reads no counted dials (a cheap look at numbers, claims and live dials).
    */
@@ -342,7 +342,7 @@ export interface LeadStore {
 // ---------------------------------------------------------------------------------------------
 // Gate store (Redis with Lua, or memory). Phones appear only as `phoneKey` (HMAC of the E.164).
 
-/** Per rule count, and when blocked the instant the blocking rules have room again (spec §7.5). */
+/** Per rule count, and when blocked the instant the blocking rules have room again (design §7.5). */
 export type RateDecision =
   | { allowed: true; counts: number[] }
   | { allowed: false; counts: number[]; retryAt: number };
@@ -352,7 +352,7 @@ export interface RateOptions {
   /**
    * Records younger than this stay, whatever `rules` says: the largest window of every rule in force
    * (config and every template), since one phone's records serve every template that calls it
-   * (spec §7.6). Default: the largest window of `rules`.
+   * (design §7.6). Default: the largest window of `rules`.
    */
   keepMs?: number;
   /**
@@ -421,7 +421,7 @@ export type GateStore = RateLimiter &
     close(): Promise<void>;
     /**
      * The store's own clock (epoch ms, Redis `TIME`), when it has one: the processes sharing the store
-     * offset-synchronise their clocks to it (spec §7.7). The in-memory store has none.
+     * offset-synchronise their clocks to it (design §7.7). The in-memory store has none.
      */
     serverTime?(): Promise<number>;
   };
@@ -454,7 +454,7 @@ export type DialResult =
   /** Permanent refusal; `account` when the whole account is refused (P1 alert). */
   | { kind: "rejected"; reason: string; account?: boolean };
 
-/** Where a call stands at the provider (spec §7.19). */
+/** Where a call stands at the provider (design §7.19). */
 export type CallStatus =
   /** Queued, ringing or in progress: its line stays held. */
   | { state: "live" }

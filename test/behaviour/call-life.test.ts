@@ -1,5 +1,5 @@
 /**
- * A call's life after the dial (spec §7.15, §7.16, §7.19) when the provider or the store misbehaves:
+ * A call's life after the dial (design §7.15, §7.16, §7.19) when the provider or the store misbehaves:
  * replies without a usable call id, call ids handed out twice, ends that overtake the reply,
  * providers that ignore their AbortSignal, a lead store that is away when a call ends, and the
  * provider's callStatus asked before a stuck call is closed. On memory and on Redis + Postgres.
@@ -45,6 +45,19 @@ class HangingProvider implements Provider {
   /** The hung dial of the lead answers at last. */
   settle(leadId: string, result: DialResult): void {
     this.#hanging.get(leadId)?.(result);
+  }
+}
+
+/** A provider whose first reply is whatever the test gives (a misbehaving adapter), then placed. */
+class BrokenProvider implements Provider {
+  readonly name = "sim";
+  readonly calls: DialRequest[] = [];
+  constructor(private readonly first: unknown) {}
+
+  async makeCall(req: DialRequest): Promise<DialResult> {
+    this.calls.push(req);
+    if (this.calls.length === 1) return this.first as DialResult;
+    return { kind: "placed", callId: `call-${this.calls.length}` };
   }
 }
 
@@ -99,6 +112,21 @@ describe.each(BACKENDS)("call life on $name", (backend: TestBackend) => {
     expect(h.provider.calls, "redialled once the unknown hold ended").toHaveLength(2);
     expect(await h.lead("L1")).toMatchObject({ status: "PROCESSING", dial: { callId: "call-1" } });
     expect(await h.holders()).toEqual(["L1:2"]);
+  });
+
+  it.each([
+    ["a call id that is no string", { kind: "placed", callId: 4711 }],
+    ["a reply of no known kind", { kind: "queued", callId: "call-x" }],
+    ["no reply object at all", undefined],
+  ])("a broken reply (%s) is held unknown, never redialled blindly", async (_what, reply) => {
+    const h = await createHarness({ backend, provider: () => new BrokenProvider(reply) });
+
+    await h.dispatcher.submit(lead("L1"));
+    await h.settle();
+    await h.advance(MINUTE);
+    expect(h.provider.calls, "the request may have rung: no second dial").toHaveLength(1);
+    expect(await h.lead("L1")).toMatchObject({ status: "PROCESSING", dial: { unknown: true } });
+    expect(await h.holders()).toEqual(["L1:1"]);
   });
 
   it("a call id handed out twice: each end finds its dial by dialRef, and the sweep closes the other", async () => {

@@ -1,5 +1,5 @@
 /**
- * Per-phone caps that hold across templates and through a failing store (spec §7.6): one phone's
+ * Per-phone caps that hold across templates and through a failing store (design §7.6): one phone's
  * records serve every template that calls it, so a template with a short rule must not trim what a
  * longer rule of another template counts; and a record that fails open still counts the dials this
  * process made without recording them. Once in memory, once on Redis + Postgres.
@@ -93,6 +93,55 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("per-phone 
     await h.advance(MINUTE);
     expect((await h.members(PHONE)).sort()).toEqual(["L1:1", "L2:1"]);
     expect(h.provider.calls).toHaveLength(2);
+  });
+
+  it("a dial whose record failed open still counts once the store is back, before the outbox wrote its record", async () => {
+    const h = await harness({
+      templates: [{ ...TEMPLATE, rateLimitRules: [{ maxCalls: 2, windowSeconds: 3600 }] }],
+      config: { store: { commandTimeoutMs: COMMAND_TIMEOUT_MS } },
+    });
+    h.gates.fail(["record"], { delayMs: COMMAND_TIMEOUT_MS });
+    await h.dispatcher.submit(lead("L1"));
+    // The outbox's retries of L1's record fail too, and back off to 30 s apart.
+    await h.advance(100 * SECOND);
+    expect(h.provider.calls.map((c) => c.req.leadId)).toEqual(["L1"]);
+    expect(await h.members(PHONE)).toEqual([]);
+
+    // The store is back, the outbox has not tried again yet: L1's dial still counts.
+    h.gates.heal();
+    await h.dispatcher.submit([lead("L2"), lead("L3")]);
+    await h.settle();
+    expect(h.provider.calls.map((c) => c.req.leadId)).toEqual(["L1", expect.stringMatching(/^L[23]$/)]);
+    await h.advance(MINUTE);
+    expect(h.provider.calls).toHaveLength(2);
+    expect(await h.members(PHONE)).toHaveLength(2);
+  });
+
+  it("a fail-open dial that was not placed takes back its record, also once it was written", async () => {
+    const h = await harness({
+      templates: [{ ...TEMPLATE, rateLimitRules: [{ maxCalls: 2, windowSeconds: 3600 }] }],
+      config: { store: { commandTimeoutMs: COMMAND_TIMEOUT_MS } },
+    });
+    h.provider.answer({ latencyMs: 5 * SECOND, result: { kind: "notPlaced", reason: "busy" } });
+    h.gates.fail(["record"], { delayMs: COMMAND_TIMEOUT_MS });
+    await h.dispatcher.submit(lead("L1"));
+    await h.advance(SECOND);
+    expect(h.provider.calls.map((c) => c.req.leadId)).toEqual(["L1"]);
+
+    // While L1's provider has not answered, the store is back and L2's record writes L1's too.
+    h.gates.heal();
+    await h.advance(SECOND);
+    expect(await h.members(PHONE)).toEqual(["L1:1"]);
+    await h.dispatcher.submit(lead("L2"));
+    await h.settle();
+    expect((await h.members(PHONE)).sort()).toEqual(["L1:1", "L2:1"]);
+
+    // L1 was not placed: its record no longer counts.
+    await h.advance(10 * SECOND);
+    expect(h.provider.callsOf("L1")[0].result).toMatchObject({ kind: "notPlaced" });
+    const members = await h.members(PHONE);
+    expect(members).toContain("L2:1");
+    expect(members).not.toContain("L1:1");
   });
 
   it("failMode closed: a record store error defers the lead without a dial, releases its line and alerts", async () => {

@@ -1,5 +1,5 @@
 /**
- * The check gate on Postgres (spec §2 step 1): the claim's read of the lead and of the block list
+ * The check gate on Postgres (design §2 step 1): the claim's read of the lead and of the block list
  * stands while nothing has waited since; once the template had to be read, the lead and the block
  * list are read again.
  */

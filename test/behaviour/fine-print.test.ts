@@ -1,5 +1,5 @@
 /**
- * Spec §2 and §7 fine print around the matrix: what happens when the world moves between an actor's
+ * Design §2 and §7 fine print around the matrix: what happens when the world moves between an actor's
  * steps (another process cancels, an end signal overtakes the dial's reply, a call never ends).
  */
 import { describe, expect, it } from "vitest";

@@ -1,5 +1,5 @@
 /**
- * The behaviour matrix of spec §2, one named test per row, plus the behaviours around it (backoff,
+ * The behaviour matrix of design §2, one named test per row, plus the behaviours around it (backoff,
  * windows, cancel, graceful stop, end signals, retries, submit). Every test runs a real dispatcher on a
  * virtual clock, once on the in-memory backend and once on Redis + Postgres (the harness's servers, a
  * key prefix and a schema per test); the gate store can fail like a dead Redis.
@@ -84,7 +84,7 @@ describe.each(BACKENDS)("on $name", (backend) => {
   const withSim = (options?: Parameters<typeof simHarness>[1]) => simHarness(backend, options);
   const withScript = (options?: Parameters<typeof scriptHarness>[1]) => scriptHarness(backend, options);
 
-  describe("behaviour matrix (spec §2)", () => {
+  describe("behaviour matrix (design §2)", () => {
     it("single lead, count < max: dial; exactly one peek and one record", async () => {
       const h = await withSim();
       for (const i of [0, 1, 2]) await h.direct.record(h.key(PHONE), `earlier-${i}`, RULES, T0 - 20 * MINUTE);

@@ -1,5 +1,5 @@
 /**
- * Waiting for a line (spec §7.11) on a real dispatcher and a virtual clock, on memory and on Redis +
+ * Waiting for a line (design §7.11) on a real dispatcher and a virtual clock, on memory and on Redis +
  * Postgres: every place a line comes free wakes a parked lead, a woken lead meets every gate again, and
  * cancel, expiry and pause work while it waits.
  */

@@ -1,5 +1,5 @@
 /**
- * Chaos: two dispatchers whose clocks are 5 s fast and 5 s slow, sharing Redis and Postgres (spec
+ * Chaos: two dispatchers whose clocks are 5 s fast and 5 s slow, sharing Redis and Postgres (design
  * §7.7). Each offset-synchronises its clock to Redis TIME at start, so the rate windows, the claim
  * leases and the dial times they write agree: no phone over its cap as the provider counts the calls,
  * no claim taken over while its owner runs it, no second ring.

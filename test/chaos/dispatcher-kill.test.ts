@@ -3,7 +3,7 @@
  * (support/dispatcher-process.ts) and a survivor runs in this one; the provider lives outside both,
  * so the calls the victim placed keep ringing and their end signals reach the survivor. The survivor
  * takes the victim's leads over when their leases run out: a lead killed between its dial row and the
- * dial's reply becomes a held unknown dial that the end signal then claims (spec §7.16), never a
+ * dial's reply becomes a held unknown dial that the end signal then claims (design §7.16), never a
  * second ring; a line the victim took before dialling is given back by the sweep (§7.10).
  */
 import { type ChildProcess, spawn } from "node:child_process";

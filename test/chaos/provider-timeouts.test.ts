@@ -1,7 +1,7 @@
 /**
  * Chaos: the provider times out on every call for a stretch. Half of the requests of the stretch go
  * into a black hole (never answered, never placed); the other half are placed but answered too late.
- * Every dial of the stretch ends held unknown (spec §7.16): it keeps its line and its rate-limit record,
+ * Every dial of the stretch ends held unknown (design §7.16): it keeps its line and its rate-limit record,
  * a late call's end signal claims it, and a black-holed one is re-queued when its hold ends.
  *
  * Scaling: the issue's stretch is 30 s against the default dial.timeoutMs (15 s) and unknownDial hold

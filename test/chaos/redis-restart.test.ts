@@ -1,7 +1,7 @@
 /**
  * Chaos: Redis SIGKILLed mid-run and restarted empty, under two dispatchers sharing it and Postgres.
  * While it is down the channel gate fails closed, so nothing dials; after the restart the gates stay
- * closed until the live holds and the rate-limit records are rebuilt from the dial rows (spec §7.13),
+ * closed until the live holds and the rate-limit records are rebuilt from the dial rows (design §7.13),
  * so neither the lines nor the per-phone cap can be exceeded by what Redis forgot.
  */
 import { setTimeout as delay } from "node:timers/promises";

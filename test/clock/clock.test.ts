@@ -49,7 +49,7 @@ describe("clocks", () => {
   });
 });
 
-describe("SyncedClock (spec §7.7)", () => {
+describe("SyncedClock (design §7.7)", () => {
   const T0 = Date.UTC(2031, 0, 1);
 
   it("takes the server's time, measured at the middle of the round trip", async () => {

@@ -1,5 +1,5 @@
 /**
- * The one contract every GateStore adapter passes (spec §4): memory, Redis, Redis Cluster.
+ * The one contract every GateStore adapter passes (design §4): memory, Redis, Redis Cluster.
  * Times are epoch ms far from the wall clock, and jump by hours within a test, so an adapter that
  * decided anything by its own clock (or by Redis TTLs) fails here.
  */

@@ -156,7 +156,7 @@ describe("RedisGateStore on a real server", () => {
       await store.record("hmac1", "a", rules, T0);
       await own.restart();
       if (client.status !== "ready") await once(client, "ready");
-      // A restart loses every record: rebuilding them is the dispatcher's job (spec §7.13).
+      // A restart loses every record: rebuilding them is the dispatcher's job (design §7.13).
       expect(await store.peek("hmac1", rules, T0)).toEqual({ allowed: true, counts: [0, 0] });
       expect(await store.record("hmac1", "b", rules, T0)).toEqual({ allowed: true, counts: [0, 0] });
       await client.quit();

@@ -1,5 +1,5 @@
 /**
- * The LeadStore port's semantics, shared by every adapter (spec §4: one contract suite for both
+ * The LeadStore port's semantics, shared by every adapter (design §4: one contract suite for both
  * backends). Each test gets an empty store from the factory and closes it afterwards.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -1024,7 +1024,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
       });
     });
 
-    describe("gateRebuildRows (spec §7.13)", () => {
+    describe("gateRebuildRows (design §7.13)", () => {
       const HOUR = 3_600_000;
       const byToken = <T extends { token: string }>(rows: T[]) =>
         rows.toSorted((a, b) => (a.token < b.token ? -1 : 1));

@@ -1,5 +1,5 @@
 /**
- * The gate actor (issue 12): one long-lived actor per process runs the gate steps of every lead actor
+ * The gate actor: one long-lived actor per process runs the gate steps of every lead actor
  * and answers each by event to its `replyTo`.
  */
 import { describe, expect, it, vi } from "vitest";

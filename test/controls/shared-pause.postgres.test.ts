@@ -1,6 +1,6 @@
 /**
  * Pause and resume shared across processes: two dispatchers on one Postgres lead store and one Redis
- * gate store (real servers, spec §4), on the wall clock. A pause made in one stops the other's claims
+ * gate store (real servers, design §4), on the wall clock. A pause made in one stops the other's claims
  * of that template; a resume made by a process that is no longer running reaches the other one
  * through the store's notification, so it dispatches at once rather than at some later poll.
  */

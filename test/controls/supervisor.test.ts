@@ -1,5 +1,5 @@
 /**
- * The supervisor's claims and wake-ups (spec §3): a lead that falls due is claimed without waiting for
+ * The supervisor's claims and wake-ups (design §3): a lead that falls due is claimed without waiting for
  * the read of the next wake-up, and a supervisor with every slot busy does not read it at all.
  */
 import { describe, expect, it } from "vitest";

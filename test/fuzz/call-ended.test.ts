@@ -28,7 +28,7 @@ describe("fuzz: callEnded payloads", () => {
     await fc.assert(
       fc.asyncProperty(signalArb, async (signal) => {
         const result = await dispatcher.callEnded(signal);
-        // Only a call id: its dial may not have returned it yet (spec §7.15).
+        // Only a call id: its dial may not have returned it yet (design §7.15).
         expect(result).toEqual("dialRef" in signal ? { kind: "orphan" } : { kind: "pending", leadId: null });
       }),
       RUNS,

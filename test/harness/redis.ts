@@ -1,5 +1,5 @@
 /**
- * Real Redis servers for tests: never mocks (spec §4).
+ * Real Redis servers for tests: never mocks (design §4).
  * `startRedis()` uses REDIS_URL when set (a shared server: callers isolate by key prefix and never
  * flush it), else a throw-away `redis-server` child on a free port. `startRedisCluster()` always starts
  * three throw-away cluster nodes.

@@ -1,5 +1,5 @@
 /**
- * Model-based test of the lead statechart (spec §2, §7.21).
+ * Model-based test of the lead statechart (design §2, §7.21).
  *
  * 1. Traversal: `getSimplePaths` walks `leadMachine` purely, with one `gate.done.<gate>` reply per
  *    output variant of every gate, one `gate.error.<gate>` per gate (release included) and
@@ -9,7 +9,7 @@
  *    actor; its outcomes come from the real `createGateSteps` over MemoryGateStore / MemoryLeadStore, and again over RedisGateStore /
  *    PostgresLeadStore on the harness's servers, behind a per-path outcome injector that
  *    forces the path's outcome. An acquire or record "error" is a store timeout: in the first traversal
- *    the command ran and only its reply was lost (spec §7.12), in the second it never ran. A release
+ *    the command ran and only its reply was lost (design §7.12), in the second it never ran. A release
  *    "error" finds the store down, so the real release queues its work in the Outbox.
  * 3. At every snapshot: nothing held before acquiringChannel, no record without the hold, makeCall only
  *    from placingCall. At every end: what was taken is given back exactly once (after the Outbox is

@@ -1,5 +1,5 @@
 /**
- * The race-reject for real (spec §2 step 6, §7.5): N lead actors on one phone pass the read-only peek
+ * The race-reject for real (design §2 step 6, §7.5): N lead actors on one phone pass the read-only peek
  * together; the atomic record lets exactly max − count through, and every loser gives back its line,
  * never dials, and waits until the window has room (plus a jitter under a second). Once in memory,
  * once on Redis + Postgres (the record is one Lua script there).

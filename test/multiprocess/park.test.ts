@@ -1,5 +1,5 @@
 /**
- * Waiting for a line across `dialgate run` processes (spec §7.11), on the wall clock: one number with
+ * Waiting for a line across `dialgate run` processes (design §7.11), on the wall clock: one number with
  * one line, leads parked in the lead store, woken through it from another process, and a wake-up lost
  * with the process that freed the line.
  */
@@ -17,7 +17,7 @@ import { type RedisServer, startRedis } from "../harness/redis.js";
 import { dialgate, RunProcess, waitFor } from "./run-process.js";
 import { isPlaced, maxConcurrentByNumber, readDials } from "./sim-log.js";
 
-const SECRET = "multiprocess-park-secret-0123456789";
+const SECRET = "multiprocess-park-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
 const HOLD_MINUTES = 0.1;
 const HOLD_MS = HOLD_MINUTES * 60_000;
 const STORE_SLACK_MS = 250;

@@ -1,6 +1,6 @@
 /**
  * Reading the DIALGATE_SIM_LOG files of several `dialgate run` processes and measuring, from what the
- * simulated providers saw, the invariants of dispatcher.md §1 (simulate.md "invariants").
+ * simulated providers saw, the invariants of design §1 (simulate.md "invariants").
  */
 import { readFile } from "node:fs/promises";
 import type { SimLogLine } from "../../src/cli/run.js";

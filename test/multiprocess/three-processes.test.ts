@@ -1,6 +1,6 @@
 /**
  * Three `dialgate run` processes on one Redis and one Postgres, on the wall clock, with the simulated
- * provider writing every dial to a log per process. The invariants of dispatcher.md §1 are measured on
+ * provider writing every dial to a log per process. The invariants of design §1 are measured on
  * the merged logs: what the providers saw, not what the dispatchers believe.
  */
 import { randomUUID } from "node:crypto";
@@ -28,7 +28,7 @@ import {
   readDials,
 } from "./sim-log.js";
 
-const SECRET = "multiprocess-test-secret-0123456789";
+const SECRET = "multiprocess-test-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
 const RULE = { maxCalls: 4, windowSeconds: 5 };
 const NUMBERS = 4;
 const CHANNELS = 6;
@@ -252,7 +252,7 @@ async function expectDialRowsMatch(c: Campaign, dials: Dial[]): Promise<void> {
   expect(placedRows.filter((ref) => !placedDials.has(ref))).toEqual([]);
 }
 
-/** Invariants that hold with or without a crash (dispatcher.md §1, §7.4). */
+/** Invariants that hold with or without a crash (design §1, §7.4). */
 function expectSharedInvariants(c: Campaign, leads: LeadRecord[], dials: Dial[]): void {
   // No lead lost: every submitted lead is in the store and FINISHED.
   expect(leads.map((l) => l.id).sort()).toEqual(c.leads.map((l) => l.id).sort());
@@ -297,7 +297,7 @@ describe("three dialgate run processes on one Redis and one Postgres", () => {
 
     const dials = await readDials(c.logs);
     console.info("three processes:", JSON.stringify({ ...summary(dials, startedAt, finishedAt), gates }));
-    // A gate that fails open may exceed the phone rule by design (dispatcher.md §7.6): none may here.
+    // A gate that fails open may exceed the phone rule by design (design §7.6): none may here.
     expect(gates.failOpen).toBe(0);
     expectSharedInvariants(c, leads, dials);
     await expectDialRowsMatch(c, dials);
@@ -386,7 +386,7 @@ describe("three dialgate run processes on one Redis and one Postgres", () => {
     expect(dials.some((d) => d.pid === victim.pid && d.at > killedAt)).toBe(false);
 
     // A dial the victim sent but never heard back from is a held unknown dial: the lead is not dialled
-    // again before its hold expires (dispatcher.md §3, §7.16).
+    // again before its hold expires (design §3, §7.16).
     const unresolved = dials.filter((d) => d.result === null);
     expect(unresolved.every((d) => d.pid === victim.pid)).toBe(true);
     for (const lost of unresolved) {
@@ -419,7 +419,7 @@ describe("three dialgate run processes on one Redis and one Postgres", () => {
 
     // Lines still held can only be the victim's: a hold it took before its dial (the lead was CLAIMED),
     // or the line of a call whose end it stored but did not release yet. Nothing reaps such holds
-    // before their lease (maxCallMinutes + 10 min): dispatcher.md §7.10 is not implemented yet.
+    // before their lease (maxCallMinutes + 10 min): design §7.10 is not implemented yet.
     const victimTokens = new Set([
       ...orphaned.filter((o) => o.status === "CLAIMED").map((o) => o.token),
       ...dials.filter((d) => d.pid === victim.pid).map((d) => d.dialRef.slice(0, d.dialRef.lastIndexOf("@"))),

@@ -1,5 +1,5 @@
 /**
- * "Never leak a phone number into logs, Redis keys or alerts" (spec §1, §4, §5, §7.17), checked the
+ * "Never leak a phone number into logs, Redis keys or alerts" (design §1, §4, §5, §7.17), checked the
  * blunt way: run a whole campaign on a real Redis with a trace-level pino logger, then grep every log
  * line, every alert and the whole keyspace (keys and values) for every phone in every form.
  */
@@ -340,6 +340,11 @@ describe("no phone number leaks", () => {
     expect(lines.length).toBeGreaterThan(500);
     expect(log).toContain("[redacted]");
     expect(log).toContain('"event":"lead:dialled"');
+    // The dispatcher's own story of each lead is among the lines grepped.
+    expect(log).toContain('"msg":"gate peek: allowed"');
+    expect(log).toContain('"msg":"dial from num-');
+    expect(log).toContain('"msg":"parked: waiting for a line on num-');
+    expect(log).toContain('"msg":"dial unknown: line held"');
     expect(leaks(log), "log lines").toEqual([]);
     expect(leaks(JSON.stringify(alerts)), "alerts").toEqual([]);
     expect(leaks(metrics), "metrics").toEqual([]);

@@ -1,5 +1,5 @@
 /**
- * The gate store after Redis forgot everything (spec §7.13): the channel gate of a forgotten number
+ * The gate store after Redis forgot everything (design §7.13): the channel gate of a forgotten number
  * stays closed until the live calls and the rate-limit records are written back from the lead store,
  * one process rebuilds, and nothing released or undone meanwhile comes back. Real Redis servers of the
  * test's own (they are flushed and killed).
@@ -7,11 +7,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { Cluster, type Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import {
-  createGateStateSource,
-  type GateState,
-  type GateStateSource,
-} from "../../src/actors/gate-rebuild.js";
+import { createGateStateSource } from "../../src/actors/gate-rebuild.js";
 import { runVirtual, VirtualClock } from "../../src/infra/clock.js";
 import { configSchema, parseOrThrow } from "../../src/infra/config.js";
 import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
@@ -22,6 +18,7 @@ import {
   RedisGateStore,
 } from "../../src/infra/redis/gate-store.js";
 import type { AcquireRequest, RateRule } from "../../src/machines/ports.js";
+import type { GateState, GateStateSource } from "../../src/machines/rebuild-ports.js";
 import { type RedisServer, startRedis, startRedisCluster } from "../harness/redis.js";
 
 const T0 = Date.UTC(2031, 0, 1);
@@ -266,7 +263,7 @@ describe("RedisGateStore rebuild after Redis forgot its data", () => {
     try {
       const store = new RedisGateStore(await connect(own.url), { prefix: PREFIX });
       await own.kill();
-      // The alerter lets this one through in process (spec §7.14) ...
+      // The alerter lets this one through in process (design §7.14) ...
       await expect(store.allow("store_unavailable:gate-store", 60_000, T0)).rejects.toThrow();
       await own.restart();
       await expect

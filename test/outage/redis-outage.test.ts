@@ -1,5 +1,5 @@
 /**
- * A Redis outage under load, end to end (spec §2 matrix "store (Redis) down at peek or record / at
+ * A Redis outage under load, end to end (design §2 matrix "store (Redis) down at peek or record / at
  * channel gate", §7.12–7.14, §7.20): a real dispatcher on a RedisGateStore over the test's own
  * redis-server, the in-memory lead store, the wall clock and a provider that keeps the calls going.
  * The server is SIGKILLed mid-run and restarted empty. Nothing is restarted on the dispatcher's side.
@@ -8,7 +8,6 @@ import { setTimeout as delay } from "node:timers/promises";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { GateStateSource, RebuildableGateStore, RebuildReport } from "../../src/actors/gate-rebuild.js";
 import { createDispatcher, type Dispatcher } from "../../src/dispatcher.js";
 import type { DispatcherEventName, DispatcherEvents } from "../../src/events.js";
 import { SystemClock } from "../../src/infra/clock.js";
@@ -25,6 +24,11 @@ import type {
   RateDecision,
   RateRule,
 } from "../../src/machines/ports.js";
+import type {
+  GateStateSource,
+  RebuildableGateStore,
+  RebuildReport,
+} from "../../src/machines/rebuild-ports.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { seededRandom } from "../support/harness.js";
 

@@ -1,5 +1,5 @@
 /**
- * callStatus of the REST adapters (spec §7.19), against a fake provider API: the documented GET of
+ * callStatus of the REST adapters (design §7.19), against a fake provider API: the documented GET of
  * each one's call resource, its status words read as live / ended with the callbacks' outcome, and
  * a call the provider does not know as unknown.
  */

@@ -125,3 +125,17 @@ sharedReplayCases("redis", async () => {
   opened.push(...pair);
   return pair;
 });
+
+it("a replay store that is away (Redis down) does not cost the call end: it is applied, as ends are idempotent", async () => {
+  const own = await startRedis();
+  const store = await RedisGateStore.connect(own.url, {
+    prefix: `dialgate-test:${randomUUID()}:`,
+    commandTimeoutMs: 2000,
+  });
+  opened.push(store);
+  await own.stop();
+  const ends: CallEndSignal[] = [];
+  const post = await processOn(store, ends);
+  expect(await post(form)).toBe(200);
+  expect(ends).toEqual([{ callId: "CA42", dialRef: "lead-1:1:1767225600000", outcome: expect.any(String) }]);
+});

@@ -1,5 +1,5 @@
 /**
- * Provider pacing (spec §7.19): callsPerSecond per provider account, shared through the gate store,
+ * Provider pacing (design §7.19): callsPerSecond per provider account, shared through the gate store,
  * on memory and on Redis (two connections, as two processes), on a virtual clock.
  */
 import { randomUUID } from "node:crypto";

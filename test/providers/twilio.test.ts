@@ -149,6 +149,20 @@ describe("Twilio options", () => {
     expect(error.value).not.toBe(123456789);
   });
 
+  it("credentials in a URL behind another bad field are not echoed either", () => {
+    const error = errorOf({
+      ...valid,
+      accountSid: "XX1",
+      baseUrl: `https://${TWILIO_SID}:${TWILIO_TOKEN}@api.twilio.com`,
+    });
+    expect(error.issues.map((issue) => issue.path)).toEqual([
+      "TwilioOptions.accountSid",
+      "TwilioOptions.baseUrl",
+    ]);
+    expect(error.message).not.toContain(TWILIO_TOKEN);
+    expect(JSON.stringify(error.issues)).not.toContain(TWILIO_TOKEN);
+  });
+
   it("an unknown key does not echo the object around it, secrets included", () => {
     const error = errorOf({ ...valid, authTokn: "oops" });
     expect(error.message).toContain("authTokn");

@@ -1,5 +1,5 @@
 /**
- * Batched gate I/O on Redis (issue 12): the peeks, records, acquires, releases and undos of one
+ * Batched gate I/O on Redis: the peeks, records, acquires, releases and undos of one
  * event-loop turn go out as one script call (one per hash slot on a cluster), and each caller still
  * gets its own answer or its own error.
  */

@@ -16,7 +16,7 @@ import { type PostgresServer, startPostgres } from "../harness/postgres.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { dialgate, RunProcess, waitFor } from "../multiprocess/run-process.js";
 
-const SECRET = "service-test-hmac-secret-0123456789abcdef";
+const SECRET = "service-test-hmac-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
 const API_TOKEN = "service-test-api-token-0123456789abcdef";
 const AUTH_TOKEN = "twilio-auth-token-under-test";
 const ACCOUNT_SID = `AC${"0123456789abcdef".repeat(2)}`;

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { parseRunFile } from "../../src/cli/run.js";
 import {
   apiToken,
   buildProviders,
@@ -130,5 +131,23 @@ describe("createServiceHandler", () => {
     const base = await serve(null, { ready: true, redis: true, postgres: true, pendingMigrations: [] });
     expect((await fetch(`${base}/leads/x`)).status).toBe(404);
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+});
+
+describe("parseRunFile", () => {
+  const account = {
+    type: "twilio",
+    accountSid: `AC${"0".repeat(32)}`,
+    twiml: "<Response/>",
+    callsPerSecond: 2,
+  };
+  const file = (pacingWaitMs: number, timeoutMs: number) =>
+    JSON.stringify({ config: { dial: { timeoutMs } }, providers: [{ ...account, pacingWaitMs }] });
+
+  it("refuses a pacing wait as long as the dial timeout: a dial still pacing would be held unknown, never sent", () => {
+    expect(() => parseRunFile(file(1000, 1000), "run.json")).toThrow(
+      /run\.json: providers\[0\]\.pacingWaitMs.*less than config\.dial\.timeoutMs \(1000\)/,
+    );
+    expect(parseRunFile(file(999, 1000), "run.json").providers[0]).toMatchObject({ pacingWaitMs: 999 });
   });
 });

@@ -1,13 +1,14 @@
 /**
- * The simulator moves its virtual clock only when no port call is outstanding (dispatcher.md §7.7).
+ * The simulator moves its virtual clock only when no port call is outstanding (design §7.7).
  * A Redis rebuild runs inside the acquire that found a forgotten number, so while it waits for claims
  * to move on the clock stands still: that wait must end without virtual time passing.
  */
 import { describe, expect, it } from "vitest";
-import { createGateStateSource, type GateState } from "../../src/actors/gate-rebuild.js";
+import { createGateStateSource } from "../../src/actors/gate-rebuild.js";
 import { VirtualClock } from "../../src/infra/clock.js";
 import { configSchema } from "../../src/infra/config.js";
 import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
+import type { GateState } from "../../src/machines/rebuild-ports.js";
 
 const T0 = Date.UTC(2031, 0, 1);
 

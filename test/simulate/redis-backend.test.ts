@@ -119,6 +119,31 @@ describe("dialgate simulate --backend redis", () => {
     await expectNothingLeftBehind();
   }, 300_000);
 
+  it("two templates sharing phones, one with its own 3-per-24 h rule: the same per-rule invariants", async () => {
+    const { memory, real } = await onBothBackends({
+      ...awkward,
+      faults: [],
+      provider: { default: { result: "placed", latencyMs: 80, callSeconds: 30, outcome: "ANSWERED" } },
+      templates: [
+        { id: "t1", resellerId: "r1" },
+        { id: "t2", resellerId: "r1", rateLimitRules: [{ maxCalls: 3, windowSeconds: 86_400 }] },
+      ],
+      leads: [
+        { generate: { count: 6, phones: 2, templateId: "t1", spreadSeconds: 60 } },
+        { generate: { count: 10, phones: 2, templateId: "t2", spreadSeconds: 60 } },
+      ],
+    });
+
+    expect(comparable(real)).toEqual(comparable(memory));
+    expect(real.invariants.rateRules.map((r) => [r.templateId, r.violations])).toEqual([
+      [null, 0],
+      ["t2", 0],
+    ]);
+    expect(real.invariants.rateRules[1]?.maxDialsPerPhone).toBe(3);
+    expect(real.totals.pending).toBeGreaterThan(0); // t2 leads waiting a day for room
+    await expectNothingLeftBehind();
+  }, 300_000);
+
   it("the command runs on REDIS_URL and DATABASE_URL and prints the same totals as --backend memory", async () => {
     const path = join(dir, "small.json");
     const small = {

@@ -1,8 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
+import { runScenario } from "../../src/cli/simulate/engine.js";
 import { simulate } from "../../src/cli/simulate/index.js";
-import type { Report } from "../../src/cli/simulate/report.js";
+import { buildReport, type Report } from "../../src/cli/simulate/report.js";
 import { parseScenario, type ScenarioInput } from "../../src/cli/simulate/scenario.js";
+import { violations } from "../../src/cli/simulate/summary.js";
 
 async function example(file: string): Promise<ScenarioInput> {
   return JSON.parse(await readFile(file, "utf8")) as ScenarioInput;
@@ -120,6 +122,40 @@ describe("dialgate simulate (memory backend)", () => {
       for (const d of lead.dials) expect(d.atSeconds >= 30 && d.atSeconds < 90).toBe(false);
   }, 120_000);
 
+  it("two templates sharing phones: a template's own 3-per-24 h rule counts the other template's calls too", async () => {
+    const run = await runScenario(
+      parseScenario(
+        small({
+          untilSeconds: 4 * 3600,
+          templates: [
+            { id: "t1", resellerId: "r1" },
+            { id: "t2", resellerId: "r1", rateLimitRules: [{ maxCalls: 3, windowSeconds: 86_400 }] },
+          ],
+          // Generated lead n calls phone n mod 2 in both blocks: 3 t1 leads and 5 t2 leads per phone.
+          leads: [
+            { generate: { count: 6, phones: 2, templateId: "t1", spreadSeconds: 60 } },
+            { generate: { count: 10, phones: 2, templateId: "t2", spreadSeconds: 60 } },
+          ],
+        }),
+      ),
+    );
+    const report = buildReport(run);
+
+    expect(report.invariants.rateRules).toEqual([
+      expect.objectContaining({ templateId: null, maxCalls: 7, windowSeconds: 3600, violations: 0 }),
+      expect.objectContaining({ templateId: "t2", maxCalls: 3, windowSeconds: 86_400, violations: 0 }),
+    ]);
+    // t2's calls stop at the 3rd call of either template to the phone; t1's go on under 7 per hour.
+    expect(report.invariants.rateRules[1]?.maxDialsPerPhone).toBe(3);
+    expect(violations(report, run)).toEqual([]);
+    const t1 = Object.entries(report.leads).filter(([id]) => Number(id.slice(1)) <= 6);
+    for (const [id, lead] of t1) expect(lead.attempts, id).toBe(1);
+    // The t2 leads left wait a day for room, past the horizon.
+    expect(report.totals.pending).toBe(16 - report.totals.placed);
+    expect(report.totals.pending).toBeGreaterThan(0);
+    expect(report.totals.deferred.rateLimit).toBeGreaterThan(0);
+  }, 120_000);
+
   it("a providerDown fault holds unknown dials, re-queues them after the hold, and never rings twice", async () => {
     const report = await simulate(
       parseScenario(
@@ -137,7 +173,7 @@ describe("dialgate simulate (memory backend)", () => {
       const [unknown, next] = lead.dials;
       // Timed out after dial.timeoutMs, then held for unknownDial.holdMinutes before anything else.
       expect(unknown?.resultAtSeconds, leadId).toBeCloseTo((unknown?.atSeconds ?? 0) + 15, 3);
-      // Re-queued no earlier than holdMinutes after the dial row (spec §7.16); today the hold is armed
+      // Re-queued no earlier than holdMinutes after the dial row (design §7.16); today the hold is armed
       // when the timeout classifies the dial, so it ends holdMinutes after resultAt.
       const requeue = lead.defers.find((d) => d.reason === "unknownExpired");
       expect(requeue?.atSeconds, leadId).toBeGreaterThanOrEqual((unknown?.atSeconds ?? 0) + 300);

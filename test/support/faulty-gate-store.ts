@@ -4,7 +4,7 @@
  * at hooks. It also keeps the ledger the model-based tests check "released exactly once" against:
  * which holds and records really came to exist, and which release/undo really freed them.
  */
-import { isRebuildable, type RebuildableGateStore } from "../../src/actors/gate-rebuild.js";
+
 import { MemoryGateStore } from "../../src/infra/memory/gate-store.js";
 import type {
   AcquireRequest,
@@ -15,13 +15,14 @@ import type {
   RateOptions,
   RateRule,
 } from "../../src/machines/ports.js";
+import { isRebuildable, type RebuildableGateStore } from "../../src/machines/rebuild-ports.js";
 import { type GateInspector, memoryInspector } from "./backends.js";
 
 export type GateOp = "peek" | "record" | "undo" | "acquire" | "release" | "inUse" | "reap" | "allow";
 
 /**
  * `before`: the command never reached the store. `after`: it ran, and its reply was lost (a timed-out
- * command may still have run, spec §7.12).
+ * command may still have run, design §7.12).
  */
 export type FaultMode = "before" | "after";
 

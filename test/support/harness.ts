@@ -3,7 +3,7 @@
  * virtual clock and a chosen provider, with everything a behaviour test asserts on close at hand: the
  * gate store's ledger and call log, every event the dispatcher emitted, and helpers that move time.
  * On a real backend the stores sit behind the simulator's in-order queue, so the clock moves only when
- * no port call is outstanding (dispatcher.md §7.7) and a run does not depend on round-trip timing.
+ * no port call is outstanding (design §7.7) and a run does not depend on round-trip timing.
  */
 import pino from "pino";
 import { inOrderPorts } from "../../src/cli/simulate/in-order.js";

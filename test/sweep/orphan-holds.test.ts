@@ -37,7 +37,7 @@ async function setup() {
   return { clock, store, gates, dispatcher, hold };
 }
 
-describe("orphan channel holds (spec §7.10)", () => {
+describe("orphan channel holds (design §7.10)", () => {
   it("a hold no lead owns is released; holds of live dials and live claims are kept", async () => {
     const { store, gates, dispatcher, hold } = await setup();
     await store.submit(

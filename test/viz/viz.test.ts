@@ -1,6 +1,6 @@
 /**
  * `dialgate viz`: the diagrams say what the machine does, every state says which spec line it is,
- * and `--check` catches a stale diagram by its text, not by rendered bytes (spec §7.21).
+ * and `--check` catches a stale diagram by its text, not by rendered bytes (design §7.21).
  */
 import { mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -1,5 +1,5 @@
 /**
- * Calling windows (spec §2 step 2, §7.8): start inclusive, end exclusive, in the template's IANA zone
+ * Calling windows (design §2 step 2, §7.8): start inclusive, end exclusive, in the template's IANA zone
  * or the lead's own; overnight windows wrap; a closed window parks the lead until the exact next
  * instant the window is open, across DST changes; a changed window moves the leads it parked.
  */

@@ -9,7 +9,7 @@ export interface SimBackend {
   leadStore: LeadStore;
   gateStore: GateStore;
   /**
-   * Resolves once no port call is outstanding, so the virtual clock may move (dispatcher.md §7.7).
+   * Resolves once no port call is outstanding, so the virtual clock may move (design §7.7).
    * A few event-loop turns in memory; a real backend must wait for its round trips.
    */
   settleFn: () => Promise<void>;

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createDispatcher, type DispatcherStats } from "../../dispatcher.js";
 import { runVirtual, VirtualClock } from "../../infra/clock.js";
-import { createLogger } from "../../infra/logger.js";
+import { createLogger, envLogLevel } from "../../infra/logger.js";
 import { type SimDial, SimulatedProvider } from "../../infra/providers/simulated.js";
 import type { Alert, LeadInput, LeadRecord, Provider } from "../../machines/ports.js";
 import { type BackendFactory, memoryBackend } from "./backends.js";
@@ -38,7 +38,7 @@ export interface SimulationRun {
   finishedAt: Map<string, number>;
   /** The lead store at the end. */
   stored: LeadRecord[];
-  /** The claim owner of this run's dispatcher: the only live owner (dispatcher.md §7.4). */
+  /** The claim owner of this run's dispatcher: the only live owner (design §7.4). */
   owner: string;
 }
 
@@ -57,7 +57,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
   const backend = await (options.backend ?? memoryBackend)({ runId: randomUUID(), clock });
   try {
     const leads = expandLeads(scenario);
-    const logger = createLogger(process.env.DIALGATE_LOG_LEVEL ?? "silent");
+    const logger = createLogger(envLogLevel("silent"), clock);
     const storeDown = faultActive(scenario.faults, "storeDown", startAt);
     const provider = new SimulatedProvider({
       clock,

@@ -1,4 +1,3 @@
-import { isRebuildable } from "../../actors/gate-rebuild.js";
 import type {
   AcquireRequest,
   AcquireResult,
@@ -7,6 +6,7 @@ import type {
   RateOptions,
   RateRule,
 } from "../../machines/ports.js";
+import { isRebuildable } from "../../machines/rebuild-ports.js";
 import type { Fault } from "./scenario.js";
 
 /** What a gate-store command gets while a `storeDown` fault is active. */
@@ -29,7 +29,7 @@ export function faultActive(faults: readonly Fault[], kind: Fault["kind"], start
 }
 
 /**
- * `inner` behind a FaultInjectingGateStore. A store that can forget (Redis, spec §7.13) keeps its
+ * `inner` behind a FaultInjectingGateStore. A store that can forget (Redis, design §7.13) keeps its
  * `rebuildFrom` and `ensureReady`, so the dispatcher still wires the rebuild through the wrapper and
  * rebuilds a fresh Redis at start, before the clock runs, rather than inside the first acquires.
  */

@@ -48,7 +48,7 @@ export interface InOrderPorts<L extends LeadStore, G extends GateStore> {
   readonly outstanding: number;
   /**
    * Resolves once no port call has been queued or running for `quietTurns` event-loop turns in a row:
-   * nothing can happen any more before the virtual clock moves (dispatcher.md §7.7).
+   * nothing can happen any more before the virtual clock moves (design §7.7).
    */
   settle(quietTurns?: number): Promise<void>;
 }

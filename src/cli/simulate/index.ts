@@ -1,6 +1,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
 import { ValidationError } from "../../infra/config.js";
+import { envLogLevel } from "../../infra/logger.js";
+import { reportFailure, UsageError } from "../errors.js";
 import { backendFactory, backendUnavailable, registerBackend } from "./backends.js";
 import { type RunOptions, runScenario } from "./engine.js";
 import { redisBackend, redisBackendUnavailable } from "./redis-backend.js";
@@ -26,7 +28,7 @@ export async function simulate(scenario: Scenario, options: RunOptions = {}): Pr
 }
 
 /** A scenario file that could not be read or is not JSON. */
-export class ScenarioFileError extends Error {
+export class ScenarioFileError extends UsageError {
   override readonly name = "ScenarioFileError";
   constructor(
     readonly file: string,
@@ -77,11 +79,13 @@ export async function simulateCommand(
     scenario = await readScenario(file);
   } catch (error) {
     if (!(error instanceof ValidationError || error instanceof ScenarioFileError)) throw error;
-    console.error(`dialgate: ${error instanceof ValidationError ? `${file}: ` : ""}${error.message}`);
-    return BAD_INPUT;
+    // One line per bad field, each naming the file: `dialgate: s.json: scenario.seed must be …`.
+    return reportFailure(error, error instanceof ValidationError ? `${file}: ` : "");
   }
 
-  const bar = options.json ? null : progressBar(expandLeads(scenario).length);
+  // A bar redrawn between log lines would garble the trace.
+  const quiet = options.json || envLogLevel("silent") !== "silent";
+  const bar = quiet ? null : progressBar(expandLeads(scenario).length);
   let run: Awaited<ReturnType<typeof runScenario>>;
   try {
     run = await runScenario(scenario, {

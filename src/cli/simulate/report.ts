@@ -21,13 +21,31 @@ export interface Report {
   invariants: {
     maxConcurrentByNumber: Record<string, number>;
     maxDialsPerPhoneInWindow: number;
+    /** The config's rules, in order (`rateRules` entries with `templateId: null`). */
     maxDialsPerPhoneByRule: number[];
+    /** Every rule in force: the config's, then each template's own. */
+    rateRules: RuleReport[];
     duplicateDials: number;
     lostLeads: number;
   };
   alerts: { kind: AlertKind; severity: Severity; key: string; atSeconds: number }[];
   gates: DispatcherStats["gates"];
   makespanSeconds: number;
+}
+
+/** One rate rule in force, measured against the calls it governs. */
+export interface RuleReport {
+  /** The template whose own rule this is; null for a config rule. */
+  templateId: string | null;
+  maxCalls: number;
+  windowSeconds: number;
+  /**
+   * Most placed calls to one phone, from any template, inside the window of this rule that ends at
+   * (and includes) a call this rule governs.
+   */
+  maxDialsPerPhone: number;
+  /** Calls this rule governs that found more than `maxCalls` calls in that window. */
+  violations: number;
 }
 
 export interface LeadReport {
@@ -99,9 +117,12 @@ export function buildReport(run: SimulationRun): Report {
     } else pending += 1;
   }
 
-  const byRule = rulesInForce(run).map((rule) =>
-    maxPlacedPerPhoneInWindow(placed, rule.windowSeconds * 1000),
-  );
+  const governedBy = ruleSetByLead(run);
+  const rateRules = rulesInForce(run).map(({ templateId, rule }): RuleReport => {
+    const counted = placedOverRule(placed, rule, (d) => governedBy.get(d.leadId) === templateId);
+    return { templateId, maxCalls: rule.maxCalls, windowSeconds: rule.windowSeconds, ...counted };
+  });
+  const byRule = rateRules.filter((r) => r.templateId === null).map((r) => r.maxDialsPerPhone);
   const allFinished = run.leads.every((lead) => run.finishedAt.has(lead.id));
   let lastFinish = startAt;
   for (const at of run.finishedAt.values()) lastFinish = Math.max(lastFinish, at);
@@ -123,6 +144,7 @@ export function buildReport(run: SimulationRun): Report {
       ),
       maxDialsPerPhoneInWindow: byRule[0] ?? 0,
       maxDialsPerPhoneByRule: byRule,
+      rateRules,
       duplicateDials: duplicateDials(run.dials),
       lostLeads: lostLeads(
         run.leads.map((l) => l.id),
@@ -141,9 +163,28 @@ export function buildReport(run: SimulationRun): Report {
   };
 }
 
-/** The dispatcher-wide rules the invariants are measured against (templates may override them). */
-export function rulesInForce(run: Pick<SimulationRun, "scenario">): RateRule[] {
-  return run.scenario.config.rateLimit.rules;
+/** A rate rule in force and where it comes from: a template's own list, or the config's (null). */
+export interface RuleInForce {
+  templateId: string | null;
+  rule: RateRule;
+}
+
+/** Every rule in force: the config's rules, then each template's own rules, in scenario order. */
+export function rulesInForce(run: Pick<SimulationRun, "scenario">): RuleInForce[] {
+  const { config, templates } = run.scenario;
+  return [
+    ...config.rateLimit.rules.map((rule) => ({ templateId: null, rule })),
+    ...templates.flatMap((t) => (t.rateLimitRules ?? []).map((rule) => ({ templateId: t.id, rule }))),
+  ];
+}
+
+/**
+ * Whose rules each lead's dials are recorded under, as the dispatcher's check step picks them: its
+ * template's own rules when it has some (the template id), else the config's (null).
+ */
+function ruleSetByLead(run: Pick<SimulationRun, "scenario" | "leads">): Map<string, string | null> {
+  const ownRules = new Set(run.scenario.templates.filter((t) => t.rateLimitRules).map((t) => t.id));
+  return new Map(run.leads.map((l) => [l.id, ownRules.has(l.templateId) ? l.templateId : null]));
 }
 
 export function isPlaced(dial: SimDial): boolean {
@@ -180,6 +221,23 @@ export function maxConcurrentByNumber(
  * their E.164 form, not as spelt: the report must not trust the dispatcher's own normalisation.
  */
 export function maxPlacedPerPhoneInWindow(placed: readonly SimDial[], windowMs: number): number {
+  const everyCall = { maxCalls: Number.POSITIVE_INFINITY, windowSeconds: windowMs / 1000 };
+  return placedOverRule(placed, everyCall, () => true).maxDialsPerPhone;
+}
+
+/**
+ * A rule as the dispatcher's record step keeps it: a call it governs is recorded only while the phone's
+ * records — of every template, one sorted set per phone (design §7.6) — in the rule's window number
+ * fewer than `maxCalls`. So each governed call is counted with every placed call to its phone in the
+ * half-open window that ends at it, itself included; calls at one instant count in the order the
+ * provider received them. Calls of other rule sets count in those windows but are not checked here.
+ */
+export function placedOverRule(
+  placed: readonly SimDial[],
+  rule: Pick<RateRule, "maxCalls" | "windowSeconds">,
+  governed: (dial: SimDial) => boolean,
+): { maxDialsPerPhone: number; violations: number } {
+  const windowMs = rule.windowSeconds * 1000;
   const canonical = new Map<string, string>();
   const phoneOf = (to: string) => {
     let e164 = canonical.get(to);
@@ -189,16 +247,20 @@ export function maxPlacedPerPhoneInWindow(placed: readonly SimDial[], windowMs: 
     }
     return e164;
   };
-  let max = 0;
-  for (const dials of groupBy(placed, (d) => phoneOf(d.to)).values()) {
-    const times = dials.map((d) => d.at).sort((a, b) => a - b);
+  let maxDialsPerPhone = 0;
+  let violations = 0;
+  for (const group of groupBy(placed, (d) => phoneOf(d.to)).values()) {
+    const dials = group.toSorted((a, b) => a.at - b.at); // stable: ties keep the provider's order
     let first = 0;
-    for (let last = 0; last < times.length; last++) {
-      while (times[last] - times[first] >= windowMs) first += 1;
-      max = Math.max(max, last - first + 1);
+    for (let last = 0; last < dials.length; last++) {
+      while (dials[last].at - dials[first].at >= windowMs) first += 1;
+      if (!governed(dials[last])) continue;
+      const count = last - first + 1;
+      maxDialsPerPhone = Math.max(maxDialsPerPhone, count);
+      if (count > rule.maxCalls) violations += 1;
     }
   }
-  return max;
+  return { maxDialsPerPhone, violations };
 }
 
 /** Placed dials for a (lead, attempt) that had already rung. */
@@ -215,7 +277,7 @@ export function duplicateDials(dials: readonly SimDial[]): number {
 
 /**
  * Submitted leads that at the end are in none of the statuses, or are CLAIMED/DIALING with no live
- * owner and no lease that will expire (dispatcher.md §7.4).
+ * owner and no lease that will expire (design §7.4).
  */
 export function lostLeads(
   submitted: string[],

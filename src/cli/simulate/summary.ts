@@ -1,5 +1,5 @@
 import type { SimulationRun } from "./engine.js";
-import { isPlaced, type Report, rulesInForce } from "./report.js";
+import { isPlaced, type Report, type RuleReport } from "./report.js";
 
 /** An invariant the run broke, in words; empty when the dispatcher kept every promise. */
 export function violations(report: Report, run: SimulationRun): string[] {
@@ -10,15 +10,15 @@ export function violations(report: Report, run: SimulationRun): string[] {
     if (max > number.maxChannels)
       found.push(`number ${number.id} had ${max} calls at once (maxChannels ${number.maxChannels})`);
   }
-  // alertOnly dials over the cap by design, and a template's own rules are not the ones measured.
-  const enforced =
-    run.scenario.config.rateLimit.mode === "block" && run.scenario.templates.every((t) => !t.rateLimitRules);
-  if (enforced) {
-    rulesInForce(run).forEach((rule, i) => {
-      const max = inv.maxDialsPerPhoneByRule[i] ?? 0;
-      if (max > rule.maxCalls)
-        found.push(`a phone got ${max} calls within ${rule.windowSeconds} s (rule ${i}: ${rule.maxCalls})`);
-    });
+  // alertOnly dials over the cap by design.
+  if (run.scenario.config.rateLimit.mode === "block") {
+    for (const rule of inv.rateRules) {
+      if (rule.violations > 0)
+        found.push(
+          `${rule.violations} call(s) over ${ruleName(rule, inv.rateRules)}: a phone got ` +
+            `${rule.maxDialsPerPhone} calls within ${rule.windowSeconds} s (max ${rule.maxCalls})`,
+        );
+    }
   }
   if (inv.duplicateDials > 0) found.push(`${inv.duplicateDials} duplicate dial(s)`);
   if (inv.lostLeads > 0) found.push(`${inv.lostLeads} lost lead(s)`);
@@ -43,7 +43,6 @@ export function totalLines(run: SimulationRun): number {
 /** The human-readable report printed without --json. */
 export function formatSummary(report: Report, run: SimulationRun, title: string): string {
   const { totals, invariants: inv, gates } = report;
-  const rules = rulesInForce(run);
   const broken = violations(report, run);
   const callSeconds = totalCallSeconds(run);
   const lines = totalLines(run);
@@ -73,8 +72,12 @@ export function formatSummary(report: Report, run: SimulationRun, title: string)
     ],
     [
       "max per phone",
-      rules
-        .map((r, i) => `${inv.maxDialsPerPhoneByRule[i] ?? 0}/${r.maxCalls} per ${r.windowSeconds} s`)
+      inv.rateRules
+        .map(
+          (r) =>
+            `${r.maxDialsPerPhone}/${r.maxCalls} per ${r.windowSeconds} s` +
+            (r.templateId === null ? "" : ` (${r.templateId})`),
+        )
         .join("  "),
     ],
     ["duplicate dials", String(inv.duplicateDials)],
@@ -89,6 +92,12 @@ export function formatSummary(report: Report, run: SimulationRun, title: string)
     .map(([label, value]) => (label ? `  ${label.padEnd(width)}  ${value || "-"}` : ""))
     .join("\n");
   return `${title}\n\n${body}\n`;
+}
+
+/** "config rule 0", "template t2 rule 1": the rule's place in its list. */
+function ruleName(rule: RuleReport, all: readonly RuleReport[]): string {
+  const index = all.filter((r) => r.templateId === rule.templateId).indexOf(rule);
+  return rule.templateId === null ? `config rule ${index}` : `template ${rule.templateId} rule ${index}`;
 }
 
 function pairs(record: Record<string, number>): string {

@@ -182,7 +182,7 @@ export function keptForMs(rules: RateRule[], options: RateOptions = {}): number 
 /**
  * Counts each rule over its own half-open window (a record at t counts while now < t + W + margin).
  * For each rule at its max, room returns at the (count − max + 1)-th oldest record + W; the
- * decision waits for the latest of those (spec §7.5).
+ * decision waits for the latest of those (design §7.5).
  */
 export function decide(
   records: { at: number }[],

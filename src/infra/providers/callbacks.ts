@@ -314,6 +314,11 @@ export function createCallbackHandler(
   const outcomes = { ...DEFAULT_OUTCOMES[o.provider], ...o.outcomes };
   const fields = FIELDS[o.provider];
   const seen: ReplayStore = o.replayStore ?? new ReplayGuard(o.maxRemembered);
+  // A shared store that is away (Redis down) must not cost the call end: ends are idempotent, so
+  // this process's own memory stands in and the end is applied.
+  const fallback = new ReplayGuard(o.maxRemembered);
+  const claimOnce = (key: string, now: number) =>
+    seen.claimOnce(key, o.replayWindowMs, now).catch(() => fallback.claimOnce(key, o.replayWindowMs, now));
   const base = o.publicBaseUrl.replace(/\/+$/, "");
 
   async function handle(req: IncomingMessage): Promise<Reply> {
@@ -344,13 +349,13 @@ export function createCallbackHandler(
     const seenAs =
       o.provider === "exotel" ? createHash("sha256").update(`${url}\n${body}`).digest("hex") : signature;
     const key = `${o.provider}:${nonce ?? seenAs}`;
-    if (!(await seen.claimOnce(key, o.replayWindowMs, o.clock.now())))
-      return { status: 409, text: "replayed" };
+    if (!(await claimOnce(key, o.clock.now()))) return { status: 409, text: "replayed" };
     try {
       return await end(url, params);
     } catch {
       // The store is away (a Postgres outage): 503 has the provider retry, which must then get in.
       await seen.forget(key).catch(() => {});
+      await fallback.forget(key);
       return { status: 503, text: "call end not applied, retry later" };
     }
   }

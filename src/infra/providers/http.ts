@@ -1,5 +1,5 @@
 /**
- * The one HTTP exchange every REST provider adapter makes, and what its outcome proves (spec §2 step 7,
+ * The one HTTP exchange every REST provider adapter makes, and what its outcome proves (design §2 step 7,
  * §7.16, §7.19): a dial is `notPlaced` only when the provider cannot have acted on it, `unknown` whenever
  * it might have. One POST, no retries: a second POST could ring the callee twice.
  */
@@ -107,7 +107,7 @@ export async function postDial(post: ProviderPost, reader: ReplyReader, clock?: 
 }
 
 /**
- * One GET of a provider's call resource (callStatus, spec §7.19): the parsed JSON body of a 2xx, or
+ * One GET of a provider's call resource (callStatus, design §7.19): the parsed JSON body of a 2xx, or
  * null for 404 (the provider knows no such call). Throws on anything else: the caller closes the call
  * UNKNOWN as it would without asking.
  */
@@ -237,12 +237,17 @@ export function parseProviderOptions<S extends z.ZodType>(
     return parseOrThrow(schema, value, root);
   } catch (error) {
     if (!(error instanceof ValidationError)) throw error;
-    const leaf = error.path.split(/[.[]/).at(-1) ?? "";
-    const risky =
-      secrets.includes(leaf) ||
-      /url$/i.test(leaf) ||
-      (typeof error.value === "object" && error.value !== null);
-    throw risky ? new ValidationError(error.path, REDACTED, error.problem) : error;
+    // Each issue on its own: a bad secret may be the second of several.
+    throw ValidationError.of(
+      error.issues.map((issue) => {
+        const leaf = issue.path.split(/[.[]/).at(-1) ?? "";
+        const risky =
+          secrets.includes(leaf) ||
+          /url$/i.test(leaf) ||
+          (typeof issue.value === "object" && issue.value !== null);
+        return risky ? { ...issue, value: REDACTED } : issue;
+      }),
+    );
   }
 }
 

@@ -22,7 +22,7 @@ export interface PacingOptions {
 }
 
 /**
- * A provider account's calls-per-second limit (spec §7.19) in front of its adapter: each dial takes a
+ * A provider account's calls-per-second limit (design §7.19) in front of its adapter: each dial takes a
  * pacing token first, waiting for one a short bounded time. A dial that gets none in time is never
  * sent and comes back `throttled` with `pacing: true`: the lead defers without it counting as a
  * provider refusal. A store that fails lets the dial through: the provider's own 429 is the backstop.

@@ -3,18 +3,18 @@ import { readFileSync } from "node:fs";
 import calculateSlot from "cluster-key-slot";
 import { type Cluster, Redis } from "ioredis";
 import type {
-  GateState,
-  GateStateSource,
-  RebuildableGateStore,
-  RebuildReport,
-} from "../../actors/gate-rebuild.js";
-import type {
   AcquireRequest,
   AcquireResult,
   RateDecision,
   RateOptions,
   RateRule,
 } from "../../machines/ports.js";
+import type {
+  GateState,
+  GateStateSource,
+  RebuildableGateStore,
+  RebuildReport,
+} from "../../machines/rebuild-ports.js";
 import { SystemClock } from "../clock.js";
 import { Batcher } from "../postgres/batch.js";
 
@@ -98,7 +98,7 @@ export interface RedisGateStoreOptions {
   /** Prepended to every key, e.g. `dialgate:`. */
   prefix: string;
   /**
-   * How long an acquire that finds its number not rebuilt (spec §7.13) waits for the rebuild before it
+   * How long an acquire that finds its number not rebuilt (design §7.13) waits for the rebuild before it
    * fails closed with GateStoreNotReadyError. Real time, like the command timeout. Default 500 ms
    * (`connect` uses the command timeout).
    */
@@ -112,7 +112,7 @@ export interface RedisGateStoreOptions {
 
 /**
  * The channel gate of a number whose holds Redis forgot (a restart, or a number it never saw) until
- * the lead store's live calls are written back (spec §7.13). The lead machine treats it like any
+ * the lead store's live calls are written back (design §7.13). The lead machine treats it like any
  * store error at that gate: fail closed, alert, defer.
  */
 export class GateStoreNotReadyError extends Error {
@@ -134,7 +134,7 @@ const RESTORE_BATCH = 500;
  * only collect idle keys. Each script touches the keys of one hash tag (`{p:…}`, `{n:…}`, `{a:…}`),
  * so it runs unchanged on Redis Cluster.
  *
- * Restarts (spec §7.13): once `rebuildFrom` gave it a source (the dispatcher does), the store treats
+ * Restarts (design §7.13): once `rebuildFrom` gave it a source (the dispatcher does), the store treats
  * Redis as a cache of the lead store. Each number has an epoch key in its own slot; a number without
  * one (Redis restarted empty, a cluster node lost its slots, or the number is new) refuses every
  * acquire. The first acquire that meets such a number starts a rebuild, under a lock so that one
@@ -160,7 +160,7 @@ export class RedisGateStore implements RebuildableGateStore {
   readonly #acquiring = new Map<string, number>();
   /**
    * Alert throttle windows opened while Redis was unreachable. The alerter then throttles in process
-   * (spec §7.14) and lets the first alert through; a Redis that comes back empty has no trace of it,
+   * (design §7.14) and lets the first alert through; a Redis that comes back empty has no trace of it,
    * so these windows are kept here and checked first.
    */
   readonly #offlineThrottle = new Map<string, number>();
@@ -574,12 +574,12 @@ function toDecision(reply: unknown): RateDecision {
 }
 
 export interface RedisClientOptions {
-  /** Longest wait for any one command before it fails (spec §7.20: `store.commandTimeoutMs`, 500). */
+  /** Longest wait for any one command before it fails (design §7.20: `store.commandTimeoutMs`, 500). */
   commandTimeoutMs: number;
 }
 
 /**
- * A client that answers within a bound even when Redis is dead (spec §4): every command times out after
+ * A client that answers within a bound even when Redis is dead (design §4): every command times out after
  * `commandTimeoutMs`, and while disconnected commands fail at once instead of queueing for a server
  * that may never come back (a queued write could also run long after its caller gave up).
  * Resolves once connected; rejects, closing the client, when the first connection fails.

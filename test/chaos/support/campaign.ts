@@ -47,7 +47,7 @@ export const STORE_SLACK_MS = 250;
  * process that died is taken over 2 s after its last renewal, an unknown dial is held 3 s, a call
  * with no end is closed after 12 s. A command timeout of 2 s, not 500 ms: two CPUs run Redis,
  * Postgres, every dispatcher and maybe other suites, and an event-loop stall must not pass for an
- * outage (a gate that fails open may exceed the cap by design, spec §7.6). A dead Redis still fails
+ * outage (a gate that fails open may exceed the cap by design, design §7.6). A dead Redis still fails
  * at once: commands are not queued while disconnected.
  */
 const COMMAND_TIMEOUT_MS = 2000;

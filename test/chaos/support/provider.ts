@@ -2,7 +2,7 @@
  * The telephony provider of the chaos tests: it lives in the test process, outside every dispatcher,
  * as a real one lives outside ours. A dispatcher that dies or gives up waiting does not take its
  * calls with it: a request that reached the provider may still ring, and its end signal is sent to a
- * dispatcher that is alive (spec §2 step 8: an end is received by any process). Every request is
+ * dispatcher that is alive (design §2 step 8: an end is received by any process). Every request is
  * recorded in the shape of test/multiprocess/sim-log.ts, so the invariants are measured with the same
  * helpers, on what the provider saw.
  *
