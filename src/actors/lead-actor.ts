@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { createActor, fromCallback } from "xstate";
+import { type AnyActorRef, createActor, fromCallback } from "xstate";
 import { maskPhone } from "../infra/mask.js";
 import { type LeadEnd, leadMachine, type StopReason } from "../machines/lead-machine.js";
 import type { LeadRecord, Settled, Settlement } from "../machines/ports.js";
@@ -110,9 +110,10 @@ export function createLeadRunner(deps: LeadActorDeps) {
     { id: "leads" },
   ).start();
 
-  return function run(lead: LeadRecord): RunningLead {
+  /** `owner`: the parent actor, the supervisor's `leads` actor when it runs the lead. */
+  return function run(lead: LeadRecord, owner: AnyActorRef = parent): RunningLead {
     const token = lead.token as string;
-    const actor = createActor(machine, { input: { lead }, parent });
+    const actor = createActor(machine, { input: { lead }, parent: owner });
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({
         complete: () => {
