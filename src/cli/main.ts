@@ -94,7 +94,7 @@ program
 
 program
   .command("viz")
-  .description("write docs/lead-machine.md and docs/lead-machine.html from the lead statechart")
+  .description("write docs/<chart>.md and docs/<chart>.html from the lead and supervisor statecharts")
   .option("--check", "exit 1 when the committed diagrams are stale")
   .action(async (opts: { check?: boolean }) => {
     const { viz } = await import("./viz.js");
