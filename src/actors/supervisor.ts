@@ -39,6 +39,8 @@ export class Supervisor {
   readonly #o: SupervisorOptions;
   readonly #queue: PQueue;
   readonly #running = new Map<string, RunningLead>();
+  /** Lead actors told to stop for the shutdown. */
+  readonly #told = new WeakSet<RunningLead>();
   readonly #actor: Actor<typeof supervisorMachine>;
   #stopped: Promise<{ drained: boolean }> | null = null;
   #renewal: Timer | null = null;
@@ -65,7 +67,11 @@ export class Supervisor {
               for (const lead of command.leads)
                 this.#spawn(lead, self, () => stopped || sendBack({ type: "LEAD_DONE" }));
             } else if (command.type === "STOP_ALL") {
-              for (const lead of this.#running.values()) lead.stop("shutdown");
+              // Once each: a stop while claiming stops the leads running then, the drain the rest.
+              for (const lead of this.#running.values()) {
+                if (!this.#told.has(lead)) lead.stop("shutdown");
+                this.#told.add(lead);
+              }
             }
             // Else the done event a lead actor sends its parent: its runner has seen it already.
           });

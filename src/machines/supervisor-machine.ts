@@ -140,8 +140,9 @@ export const supervisorMachine = setup({
       on: {
         POKE: { actions: assign({ again: true }) },
         LEAD_DONE: { actions: assign({ running: ({ context }) => context.running - 1, again: true }) },
-        // The claim is not abandoned: what it claims is handed back at once, not left to its lease.
-        STOP: { actions: assign({ stopping: true }) },
+        // Leads before their dial stop now; the claim is not abandoned: what it claims is handed back
+        // as soon as it settles, not left to its lease.
+        STOP: { actions: [assign({ stopping: true }), "stopLeads"] },
       },
     },
     // Where the claim's answer leads: decided at once, never waited in.
