@@ -10,7 +10,12 @@ import {
 } from "xstate";
 import type { LeadEnd } from "../machines/lead-machine.js";
 import type { Clock, LeadRecord, LeadStore, Timer } from "../machines/ports.js";
-import { type LeadsCommand, type NextDueOutput, supervisorMachine } from "../machines/supervisor-machine.js";
+import {
+  type LeadsCommand,
+  type NextDueOutput,
+  type SupervisorEvent,
+  supervisorMachine,
+} from "../machines/supervisor-machine.js";
 import type { RunningLead } from "./lead-actor.js";
 
 export interface SupervisorOptions {
@@ -51,11 +56,6 @@ export class Supervisor {
     const { store, clock, owner, claimLeaseMs, onError } = options;
     const machine = supervisorMachine.provide({
       actors: {
-        claim: fromPromise<LeadRecord[], { free: number }>(async ({ input }) => {
-          const claims = await store.claimDue(owner, clock.now(), input.free, claimLeaseMs);
-          options.onClaimRound?.();
-          return claims;
-        }),
         nextDue: fromPromise<NextDueOutput>(async () => {
           const next = await store.nextDueAt();
           return next === null ? null : Math.max(0, next - clock.now());
@@ -82,9 +82,23 @@ export class Supervisor {
         }),
       },
       actions: {
+        claim: ({ context, self }) => {
+          const free = context.concurrency - context.running;
+          store.claimDue(owner, clock.now(), free, claimLeaseMs).then(
+            (leads) => {
+              try {
+                options.onClaimRound?.();
+              } catch (error) {
+                onError("claim round", error);
+              }
+              self.send({ type: "CLAIMED", leads });
+            },
+            (error: unknown) => self.send({ type: "CLAIM_FAILED", error }),
+          );
+        },
         spawnLeads: sendTo("leads", ({ event }) => ({
           type: "SPAWN" as const,
-          leads: (event as unknown as { output: LeadRecord[] }).output,
+          leads: (event as Extract<SupervisorEvent, { type: "CLAIMED" }>).leads,
         })),
         stopLeads: sendTo("leads", { type: "STOP_ALL" as const }),
         noteClaimError: ({ event }) => onError("claim", (event as { error?: unknown }).error),

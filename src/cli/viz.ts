@@ -148,12 +148,13 @@ const SUPERVISOR_CHART: Chart = {
     "The supervisor of one process (spec §3); its `leads` actor, invoked for its whole life, is the " +
     "parent of every lead actor and runs them under a p-queue",
   legend:
-    "Edge labels: `claim ✓` / `nextDue ✓` = the invoked read resolved, `✗` = it failed, " +
-    "`[guard]` = the named guard, `/ action` = the named actions, `after …` = a timer on the injectable clock.",
+    "Edge labels: `CLAIMED` / `CLAIM_FAILED` = the answer to the `claim` action, `nextDue ✓` / `✗` = the " +
+    "invoked read resolved / failed, `[guard]` = the named guard, `/ action` = the named actions, " +
+    "`after …` = a timer on the injectable clock.",
   htmlLegend:
-    "Edge labels: <code>claim ✓</code> / <code>nextDue ✓</code> the invoked read resolved, <code>✗</code> it " +
-    "failed, <code>[guard]</code> the named guard, <code>/ action</code> the named actions, " +
-    "<code>after …</code> a timer on the injectable clock.",
+    "Edge labels: <code>CLAIMED</code> / <code>CLAIM_FAILED</code> the answer to the <code>claim</code> " +
+    "action, <code>nextDue ✓</code> / <code>✗</code> the invoked read resolved / failed, <code>[guard]</code> " +
+    "the named guard, <code>/ action</code> the named actions, <code>after …</code> a timer on the injectable clock.",
 };
 
 /** Every chart `dialgate viz` writes and `--check` compares. */

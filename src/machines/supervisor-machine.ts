@@ -10,9 +10,11 @@ import type { LeadRecord } from "./ports.js";
  *   claiming ⇄ full, claiming → idle (reading the next due time, waiting for it, or backing off after
  *   a failed claim) → claiming; any of them → draining → stopped
  *
- * The invoked actors (`claim`, `nextDue`, `leads`) and the side-effect actions are supplied by
- * `provide` (src/actors/supervisor.ts), so this file does no I/O. Timers are `after` delays on the
- * actor's clock, the injectable one.
+ * The invoked actors (`nextDue`, `leads`) and the side-effect actions are supplied by `provide`
+ * (src/actors/supervisor.ts), so this file does no I/O. A claim is the `claim` action answered by a
+ * CLAIMED or CLAIM_FAILED event: one runs per ending lead on a busy dispatcher, and an invoked actor
+ * (with its AbortController) each time would cost more than the claim's own work. Timers are `after`
+ * delays on the actor's clock, the injectable one.
  */
 
 export interface SupervisorInput {
@@ -42,7 +44,10 @@ export type SupervisorEvent =
   | { type: "POKE" }
   /** A lead actor ended and its end is persisted: its slot is free. */
   | { type: "LEAD_DONE" }
-  | { type: "STOP" };
+  | { type: "STOP" }
+  /** The answer to the claim that `claim` sent (a reply event, not an invoked actor per claim). */
+  | { type: "CLAIMED"; leads: LeadRecord[] }
+  | { type: "CLAIM_FAILED"; error: unknown };
 
 /** What the `leads` actor is told. */
 export type LeadsCommand =
@@ -64,12 +69,13 @@ export const supervisorMachine = setup({
     output: {} as { drained: boolean },
   },
   actors: {
-    claim: fromPromise<LeadRecord[], { free: number }>(async () => []),
     nextDue: fromPromise<NextDueOutput>(async () => null),
     leads: fromCallback<LeadsCommand>(() => {}),
   },
   actions: {
-    /** Starts one lead actor per lead of the claim's output, as children of `leads`. */
+    /** Claims up to the free slots; answered by CLAIMED or CLAIM_FAILED. */
+    claim: () => {},
+    /** Starts one lead actor per claimed lead, as children of `leads`. */
     spawnLeads: () => {},
     /** Leads before their dial stop (re-queued now); committed dials go on. */
     stopLeads: () => {},
@@ -109,35 +115,22 @@ export const supervisorMachine = setup({
   output: ({ context }) => ({ drained: context.drained }),
   states: {
     claiming: {
-      entry: assign({ again: false }),
-      invoke: {
-        id: "claim",
-        src: "claim",
-        input: ({ context }) => ({ free: context.concurrency - context.running }),
-        onDone: {
+      entry: [assign({ again: false }), "claim"],
+      on: {
+        CLAIMED: {
           target: "claimed",
           actions: [
             "spawnLeads",
             assign({
-              running: ({ context, event }) => context.running + event.output.length,
-              claimedAll: ({ context, event }) =>
-                event.output.length >= context.concurrency - context.running,
+              running: ({ context, event }) => context.running + event.leads.length,
+              claimedAll: ({ context, event }) => event.leads.length >= context.concurrency - context.running,
             }),
           ],
         },
-        onError: [
-          {
-            guard: "isStopping",
-            target: "draining",
-            actions: "noteClaimError",
-          },
-          {
-            target: "idle.backingOff",
-            actions: "noteClaimError",
-          },
+        CLAIM_FAILED: [
+          { guard: "isStopping", target: "draining", actions: "noteClaimError" },
+          { target: "idle.backingOff", actions: "noteClaimError" },
         ],
-      },
-      on: {
         POKE: { actions: assign({ again: true }) },
         LEAD_DONE: { actions: assign({ running: ({ context }) => context.running - 1, again: true }) },
         // Leads before their dial stop now; the claim is not abandoned: what it claims is handed back

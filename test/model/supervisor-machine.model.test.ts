@@ -1,8 +1,8 @@
 /**
  * Model-based test of the supervisor statechart (spec §3).
  *
- * 1. Traversal: `getSimplePaths` walks `supervisorMachine` purely (one slot), with every claim size
- *    that fits the free slots, a failed claim, every answer of the next-due read and its failure, the
+ * 1. Traversal: `getSimplePaths` walks `supervisorMachine` purely (one slot), with every claim answer
+ *    (CLAIMED) whose size fits the free slots, a failed claim (CLAIM_FAILED), every answer of the next-due read and its failure, the
  *    three timers (claim retry, next due, drain timeout), POKE, LEAD_DONE and STOP.
  * 2. Replay: every path that ends in `stopped` runs against the real `Supervisor` (the actor, its
  *    `leads` actor and p-queue) on a virtual clock, with a lead store whose claims and reads stay open
@@ -36,8 +36,6 @@ const MIN_PATHS = 2000;
 
 type ModelEvent =
   | SupervisorEvent
-  | { type: "xstate.done.actor.claim"; output: LeadRecord[] }
-  | { type: "xstate.error.actor.claim"; error: unknown }
   | { type: "xstate.done.actor.nextDue"; output: number | null }
   | { type: "xstate.error.actor.nextDue"; error: unknown }
   | { type: `xstate.after.${string}` };
@@ -61,8 +59,8 @@ const EVENTS: ModelEvent[] = [
   { type: "POKE" },
   { type: "LEAD_DONE" },
   { type: "STOP" },
-  ...[0, 1].map((n) => ({ type: "xstate.done.actor.claim" as const, output: modelLeads(n) })),
-  { type: "xstate.error.actor.claim", error: "claim failed" },
+  ...[0, 1].map((n) => ({ type: "CLAIMED" as const, leads: modelLeads(n) })),
+  { type: "CLAIM_FAILED", error: "claim failed" },
   { type: "xstate.done.actor.nextDue", output: 0 },
   { type: "xstate.done.actor.nextDue", output: DUE_IN_MS },
   { type: "xstate.done.actor.nextDue", output: null },
@@ -79,8 +77,7 @@ function serialize(snapshot: SupervisorSnapshot): string {
 function label(event: ModelEvent): string {
   if (event.type.startsWith("xstate.after.")) return `after ${event.type.split(".")[2]}`;
   if (event.type.startsWith("xstate.error.actor.")) return `${event.type.split(".")[3]}!error`;
-  if (event.type === "xstate.done.actor.claim")
-    return `claim:${(event as { output: unknown[] }).output.length}`;
+  if (event.type === "CLAIMED") return `claimed:${event.leads.length}`;
   if (event.type === "xstate.done.actor.nextDue") return `nextDue:${(event as { output: unknown }).output}`;
   return event.type;
 }
@@ -94,8 +91,7 @@ const all = getSimplePaths(supervisorMachine, {
     const e = event as ModelEvent;
     if (s.status !== "active" || !s.can(event)) return false;
     // A claim never returns more leads than it asked for; only a running lead actor can end.
-    if (e.type === "xstate.done.actor.claim")
-      return e.output.length <= s.context.concurrency - s.context.running;
+    if (e.type === "CLAIMED") return e.leads.length <= s.context.concurrency - s.context.running;
     if (e.type === "LEAD_DONE") return s.context.running > 0;
     return true;
   },
@@ -202,12 +198,12 @@ async function perform(w: World, event: ModelEvent, stop: () => void): Promise<v
       lead.end();
       return;
     }
-    case "xstate.done.actor.claim": {
+    case "CLAIMED": {
       const claim = take(w.claims, "claim");
-      claim.resolve(w.claimed(event.output.length));
+      claim.resolve(w.claimed(event.leads.length));
       return;
     }
-    case "xstate.error.actor.claim":
+    case "CLAIM_FAILED":
       take(w.claims, "claim").reject(new Error("claim failed"));
       return;
     case "xstate.done.actor.nextDue":
@@ -273,7 +269,9 @@ async function replay(path: (typeof paths)[number]): Promise<void> {
   expect(stopping, "the path stopped the supervisor").not.toBeNull();
   const result = await (stopping as unknown as Promise<{ drained: boolean }>);
   expect(result).toEqual({ drained: path.state.context.drained });
-  const failures = path.steps.filter((s) => s.event.type.startsWith("xstate.error.actor.")).length;
+  const failures = path.steps.filter(
+    (s) => s.event.type === "CLAIM_FAILED" || s.event.type.startsWith("xstate.error.actor."),
+  ).length;
   expect(w.errors, "every failed claim or read is reported").toHaveLength(failures);
   expect(w.violations).toEqual([]);
 }
@@ -311,7 +309,7 @@ describe("supervisor machine paths", () => {
         stepsOf(p).some((s) => s.event === "STOP" && (s.from as SupervisorSnapshot).matches("full")),
       ),
     ).toBe(true);
-    expect(has((p) => ends(p).includes("claim!error"))).toBe(true);
+    expect(has((p) => ends(p).includes("CLAIM_FAILED"))).toBe(true);
     expect(has((p) => ends(p).at(-1) === "after drainTimeout" && !p.state.context.drained)).toBe(true);
     expect(has((p) => p.state.context.drained)).toBe(true);
   });
