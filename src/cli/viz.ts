@@ -77,11 +77,10 @@ export const STATE_SPEC: Readonly<Record<string, string>> = {
 export const SUPERVISOR_SPEC: Readonly<Record<string, string>> = {
   claiming:
     "§3: claims due leads with a lease (owner + expiry), never more than the free slots; a poke or an " +
-    "ending lead actor while the claim is out claims once more after it; a stop waits for the claim and " +
-    "hands its leads back (re-queued now), never leaves them to their lease",
-  claimed:
-    "§3: decided at once after a claim: stop asked → draining; every slot busy → full; every free slot " +
-    "filled or something changed meanwhile → claim again; else idle",
+    "ending lead actor while the claim is out claims once more after it; a stop stops the running leads " +
+    "before their dial at once, waits for the claim and hands its leads back (re-queued now), never " +
+    "leaves them to their lease. Its answer: stop asked → draining; every slot busy → full; every free " +
+    "slot filled or something changed meanwhile → claim again; else idle",
   full: "§3: every slot busy: no claim and no read of the next due time until a lead actor ends",
   idle:
     "§3: free slots and nothing claimable now: a poke (a submit, a resume, a wake, another process) or " +

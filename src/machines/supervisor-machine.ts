@@ -31,8 +31,6 @@ export interface SupervisorContext {
   again: boolean;
   /** STOP came while a claim was out: its leads are handed back as soon as it settles. */
   stopping: boolean;
-  /** The last claim filled every free slot. */
-  claimedAll: boolean;
   /** From the last wake-up read: milliseconds until the next lead falls due, null when none is. */
   dueInMs: NextDueOutput;
   /** The result of the stop: every lead actor ended within the drain timeout. */
@@ -61,6 +59,9 @@ export type NextDueOutput = number | null;
 /** Wait after a failed claim (or a failed read of the next due time) before claiming again. */
 export const CLAIM_RETRY_MS = 1000;
 
+/** How many leads a CLAIMED event brings (guards and actions see the union of the events). */
+const claimedOf = (event: SupervisorEvent): number => (event.type === "CLAIMED" ? event.leads.length : 0);
+
 export const supervisorMachine = setup({
   types: {
     input: {} as SupervisorInput,
@@ -81,12 +82,18 @@ export const supervisorMachine = setup({
     stopLeads: () => {},
     /** Reports the error of a failed claim or wake-up read. */
     noteClaimError: () => {},
+    // One assign per claim answer: a busy dispatcher takes this path once per dial.
+    countClaimed: assign(({ context, event }) => ({
+      running: context.running + claimedOf(event),
+      again: false,
+    })),
   },
   guards: {
     isStopping: ({ context }) => context.stopping,
-    isFull: ({ context }) => context.running >= context.concurrency,
+    isFullAfterClaim: ({ context, event }) => context.running + claimedOf(event) >= context.concurrency,
     // Every free slot was filled, or something changed while the claim was out: there may be more.
-    isClaimAgain: ({ context }) => context.again || context.claimedAll,
+    isClaimAgain: ({ context, event }) =>
+      context.again || claimedOf(event) >= context.concurrency - context.running,
     isDueNow: ({ context }) => context.dueInMs === 0,
     isNothingDue: ({ context }) => context.dueInMs === null,
     isDrained: ({ context }) => context.running === 0,
@@ -103,7 +110,6 @@ export const supervisorMachine = setup({
     drainTimeoutMs: input.drainTimeoutMs,
     running: 0,
     again: false,
-    claimedAll: false,
     stopping: false,
     dueInMs: null,
     drained: false,
@@ -115,21 +121,23 @@ export const supervisorMachine = setup({
   output: ({ context }) => ({ drained: context.drained }),
   states: {
     claiming: {
-      entry: [assign({ again: false }), "claim"],
+      entry: "claim",
       on: {
-        CLAIMED: {
-          target: "claimed",
-          actions: [
-            "spawnLeads",
-            assign({
-              running: ({ context, event }) => context.running + event.leads.length,
-              claimedAll: ({ context, event }) => event.leads.length >= context.concurrency - context.running,
-            }),
-          ],
-        },
+        // Straight to the next state (no state in between): a busy dispatcher comes here once per dial.
+        CLAIMED: [
+          { guard: "isStopping", target: "draining", actions: ["spawnLeads", "countClaimed"] },
+          { guard: "isFullAfterClaim", target: "full", actions: ["spawnLeads", "countClaimed"] },
+          {
+            guard: "isClaimAgain",
+            target: "claiming",
+            reenter: true,
+            actions: ["spawnLeads", "countClaimed"],
+          },
+          { target: "idle", actions: ["spawnLeads", "countClaimed"] },
+        ],
         CLAIM_FAILED: [
-          { guard: "isStopping", target: "draining", actions: "noteClaimError" },
-          { target: "idle.backingOff", actions: "noteClaimError" },
+          { guard: "isStopping", target: "draining", actions: ["noteClaimError", assign({ again: false })] },
+          { target: "idle.backingOff", actions: ["noteClaimError", assign({ again: false })] },
         ],
         POKE: { actions: assign({ again: true }) },
         LEAD_DONE: { actions: assign({ running: ({ context }) => context.running - 1, again: true }) },
@@ -137,15 +145,6 @@ export const supervisorMachine = setup({
         // as soon as it settles, not left to its lease.
         STOP: { actions: [assign({ stopping: true }), "stopLeads"] },
       },
-    },
-    // Where the claim's answer leads: decided at once, never waited in.
-    claimed: {
-      always: [
-        { guard: "isStopping", target: "draining" },
-        { guard: "isFull", target: "full" },
-        { guard: "isClaimAgain", target: "claiming" },
-        { target: "idle" },
-      ],
     },
     full: {
       on: {

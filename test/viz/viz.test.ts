@@ -226,10 +226,10 @@ describe("the supervisor chart", () => {
   it("draws the claim, the stop while claiming, the drain timeout and the final stopped state", () => {
     const mermaid = toMermaid(supervisorMachine);
     expect(mermaid).toContain("  [*] --> claiming\n");
-    expect(mermaid).toContain("claiming --> claimed : CLAIMED / spawnLeads");
+    expect(mermaid).toContain("claiming --> full : CLAIMED [isFullAfterClaim] / spawnLeads, countClaimed");
     expect(mermaid).toContain("claiming --> backingOff : CLAIM_FAILED / noteClaimError");
     expect(mermaid).toContain("claiming --> claiming : STOP / stopLeads");
-    expect(mermaid).toContain("claimed --> draining : always [isStopping]");
+    expect(mermaid).toContain("claiming --> draining : CLAIMED [isStopping] / spawnLeads, countClaimed");
     expect(mermaid).toContain("full --> draining : STOP");
     expect(mermaid).toContain("draining --> stopped : after drainTimeout");
     expect(mermaid).toContain("  stopped --> [*]\n");
