@@ -62,10 +62,20 @@ export class Supervisor {
         }),
         leads: fromCallback<LeadsCommand>(({ self, sendBack, receive }) => {
           let stopped = false;
+          // Leads whose ends one batch of the store persisted end in one turn: one event for them all
+          // (an event per lead would cost a supervisor transition per dial).
+          let ended = 0;
+          const leadEnded = () => {
+            if (stopped || ended++ > 0) return;
+            queueMicrotask(() => {
+              const count = ended;
+              ended = 0;
+              if (!stopped) sendBack({ type: "LEAD_DONE", count });
+            });
+          };
           receive((command) => {
             if (command.type === "SPAWN") {
-              for (const lead of command.leads)
-                this.#spawn(lead, self, () => stopped || sendBack({ type: "LEAD_DONE" }));
+              for (const lead of command.leads) this.#spawn(lead, self, leadEnded);
             } else if (command.type === "STOP_ALL") {
               // Once each: a stop while claiming stops the leads running then, the drain the rest.
               for (const lead of this.#running.values()) {

@@ -40,8 +40,8 @@ export interface SupervisorContext {
 export type SupervisorEvent =
   /** Something may have become claimable (a submit, a resume, a wake, another process). */
   | { type: "POKE" }
-  /** A lead actor ended and its end is persisted: its slot is free. */
-  | { type: "LEAD_DONE" }
+  /** `count` lead actors ended (in one turn) and their ends are persisted: their slots are free. */
+  | { type: "LEAD_DONE"; count: number }
   | { type: "STOP" }
   /** The answer to the claim that `claim` sent (a reply event, not an invoked actor per claim). */
   | { type: "CLAIMED"; leads: LeadRecord[] }
@@ -140,7 +140,9 @@ export const supervisorMachine = setup({
           { target: "idle.backingOff", actions: ["noteClaimError", assign({ again: false })] },
         ],
         POKE: { actions: assign({ again: true }) },
-        LEAD_DONE: { actions: assign({ running: ({ context }) => context.running - 1, again: true }) },
+        LEAD_DONE: {
+          actions: assign({ running: ({ context, event }) => context.running - event.count, again: true }),
+        },
         // Leads before their dial stop now; the claim is not abandoned: what it claims is handed back
         // as soon as it settles, not left to its lease.
         STOP: { actions: [assign({ stopping: true }), "stopLeads"] },
@@ -148,7 +150,10 @@ export const supervisorMachine = setup({
     },
     full: {
       on: {
-        LEAD_DONE: { target: "claiming", actions: assign({ running: ({ context }) => context.running - 1 }) },
+        LEAD_DONE: {
+          target: "claiming",
+          actions: assign({ running: ({ context, event }) => context.running - event.count }),
+        },
         STOP: "draining",
       },
     },
@@ -156,7 +161,10 @@ export const supervisorMachine = setup({
       initial: "readingNextDue",
       on: {
         POKE: "claiming",
-        LEAD_DONE: { target: "claiming", actions: assign({ running: ({ context }) => context.running - 1 }) },
+        LEAD_DONE: {
+          target: "claiming",
+          actions: assign({ running: ({ context, event }) => context.running - event.count }),
+        },
         STOP: "draining",
       },
       states: {
@@ -191,7 +199,9 @@ export const supervisorMachine = setup({
       entry: "stopLeads",
       always: { guard: "isDrained", target: "stopped", actions: assign({ drained: true }) },
       after: { drainTimeout: "stopped" },
-      on: { LEAD_DONE: { actions: assign({ running: ({ context }) => context.running - 1 }) } },
+      on: {
+        LEAD_DONE: { actions: assign({ running: ({ context, event }) => context.running - event.count }) },
+      },
     },
     stopped: { type: "final" },
   },

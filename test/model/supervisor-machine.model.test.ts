@@ -60,7 +60,7 @@ const modelLeads = (n: number) =>
 
 const EVENTS: ModelEvent[] = [
   { type: "POKE" },
-  { type: "LEAD_DONE" },
+  { type: "LEAD_DONE", count: 1 },
   { type: "STOP" },
   ...[0, 1].map((n) => ({ type: "CLAIMED" as const, leads: modelLeads(n) })),
   { type: "CLAIM_FAILED", error: "claim failed" },
