@@ -236,6 +236,7 @@ export class Dispatcher {
       claimLeaseMs: this.config.claimLeaseMs,
       drainTimeoutMs: this.config.drainTimeoutMs,
       run,
+      inspect: leadLog.inspector(),
       onError,
       onClaimed: (lead) => emit("lead:claimed", { leadId: lead.id, token: lead.token as string }),
       // Leads join a line only while some wait: then the count is read again.

@@ -38,10 +38,10 @@ export function createLeadRunner(deps: LeadActorDeps) {
   const { clock, config, store, alerter } = deps;
   const { steps, recordLater } = createGateSteps(deps);
 
-  // The process's gate actor, and the parent of every lead actor: they join its actor system instead
-  // of each building one of its own (about 1 KB less per parked lead in bench/heap.ts). It ignores the
-  // done/error events they send it; each runner below observes its own actor.
-  // Inspecting it sees every lead actor of its system: the gate results at debug.
+  // The process's gate actor. It is also the parent of a lead actor run without a supervisor (the
+  // supervisor's `leads` actor is otherwise): lead actors join one actor system instead of each
+  // building one of their own (about 1 KB less per parked lead in bench/heap.ts). Inspecting a system
+  // sees its lead actors: the gate results at debug.
   const gateActor = createActor(gateActorLogic(steps), {
     id: "gates",
     inspect: deps.leadLog?.inspector(),
@@ -122,9 +122,10 @@ export function createLeadRunner(deps: LeadActorDeps) {
     },
   });
 
-  return function run(lead: LeadRecord): RunningLead {
+  /** `owner`: the parent actor, the supervisor's `leads` actor when it runs the lead. */
+  return function run(lead: LeadRecord, owner: AnyActorRef = gateActor): RunningLead {
     const token = lead.token as string;
-    const actor = createActor(machine, { input: { lead }, parent: gateActor });
+    const actor = createActor(machine, { input: { lead }, parent: owner });
     deps.leadLog?.track(actor, lead.id);
     const done = new Promise<LeadEnd | null>((resolve) => {
       actor.subscribe({

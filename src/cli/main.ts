@@ -106,7 +106,7 @@ program
 program
   .command("viz")
   .description(
-    "write lead-machine.md and lead-machine.html from the lead statechart " +
+    "write <chart>.md and <chart>.html from the lead and supervisor statecharts " +
       "(default: the current directory; docs/ in a dialgate checkout)",
   )
   .option("--out-dir <dir>", "write (or --check) the diagrams in this directory")

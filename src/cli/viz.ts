@@ -3,13 +3,14 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { AnyStateMachine, AnyStateNode } from "xstate";
 import { leadMachine } from "../machines/lead-machine.js";
+import { supervisorMachine } from "../machines/supervisor-machine.js";
 
 /**
- * `dialgate viz`: the lead statechart as reviewers read it.
+ * `dialgate viz`: the lead and supervisor statecharts as reviewers read them.
  *
  * Walks `machine.root` itself (states, `on`, gate replies, invoke onDone/onError, `always`, `after`) rather than
- * `toDirectedGraph`, which drops edges. Writes docs/lead-machine.md (Mermaid) and docs/lead-machine.html
- * (inline SVG laid out by Graphviz from a DOT text embedded in the page). `--check` compares the diagram
+ * `toDirectedGraph`, which drops edges. Writes docs/<chart>.md (Mermaid) and docs/<chart>.html (inline
+ * SVG laid out by Graphviz from a DOT text embedded in the page) for each chart of CHARTS. `--check` compares the diagram
  * text, never the rendered SVG (design §7.21), so a Graphviz upgrade does not make the docs stale.
  */
 
@@ -72,13 +73,96 @@ export const STATE_SPEC: Readonly<Record<string, string>> = {
     "until reconciled by dialRef or holdMinutes",
 };
 
+/** The spec line of each state of the supervisor chart (design §3), keyed by state path. */
+export const SUPERVISOR_SPEC: Readonly<Record<string, string>> = {
+  claiming:
+    "§3: claims due leads with a lease (owner + expiry), never more than the free slots; a poke or an " +
+    "ending lead actor while the claim is out claims once more after it; a stop stops the running leads " +
+    "before their dial at once, waits for the claim and hands its leads back (re-queued now), never " +
+    "leaves them to their lease. Its answer: stop asked → draining; every slot busy → full; every free " +
+    "slot filled or something changed meanwhile → claim again; else idle",
+  full: "§3: every slot busy: no claim and no read of the next due time until a lead actor ends",
+  idle:
+    "§3: free slots and nothing claimable now: a poke (a submit, a resume, a wake, another process) or " +
+    "an ending lead actor claims at once — event-driven, no polling delay",
+  "idle.readingNextDue":
+    "§3: reads when the next lead falls due; a poke meanwhile claims without waiting for the read, " +
+    "whose answer is then dropped; a failed read backs off",
+  "idle.dueKnown":
+    "§3: a lead due now → claiming; none scheduled → nothingDue; else a timer for its due time",
+  "idle.waitingForDue": "§3: wakes at the next due time, on the injectable clock",
+  "idle.nothingDue": "§3: nothing scheduled: only a poke or an ending lead actor wakes it",
+  "idle.backingOff": "§3: a failed claim or read is tried again after 1 s (CLAIM_RETRY_MS), sooner on a poke",
+  draining:
+    "§3 stop(): no more claims; lead actors before their dial stop (they release what they hold and the " +
+    "lead is re-queued now); committed dials are waited for up to drainTimeoutMs, never cancelled",
+  stopped:
+    "§3: every lead actor ended (drained), or the drain timed out: committed dials go on and end on their own",
+};
+
 /** The one state every release-on-reject path goes through (design §2 rules); its in-edges are coloured. */
 const RELEASE_STATE = "releasing";
-const SOURCE_FILE = "src/machines/lead-machine.ts";
-const MD_FILE = "lead-machine.md";
-const HTML_FILE = "lead-machine.html";
-const DOT_SCRIPT_OPEN = '<script type="text/vnd.graphviz" id="lead-machine-dot">';
+const DOT_SCRIPT_OPEN = '<script type="text/vnd.graphviz" id="';
 const DOT_SCRIPT_CLOSE = "</script>";
+
+/** One generated chart: the machine, its spec lines, and the words around it. */
+interface Chart {
+  machine: AnyStateMachine;
+  spec: Readonly<Record<string, string>>;
+  /** docs/<name>.md and docs/<name>.html */
+  name: string;
+  source: string;
+  title: string;
+  /** What one run of the machine is, opening the page's note. */
+  scope: string;
+  /** Markdown: what the edge labels mean. */
+  legend: string;
+  /** HTML: what the edge labels mean. */
+  htmlLegend: string;
+}
+
+const LEAD_CHART: Chart = {
+  machine: leadMachine,
+  spec: STATE_SPEC,
+  name: "lead-machine",
+  source: "src/machines/lead-machine.ts",
+  title: "Lead statechart",
+  scope: "One dispatch attempt of one lead (design §2)",
+  legend:
+    "Edge labels: `gate ✓` = the gate's step succeeded, " +
+    "`gate ✗` = it failed, `[guard]` = the named guard, `/ action` = the named actions; " +
+    `every edge into \`${RELEASE_STATE}\` is a release-on-reject path.`,
+  htmlLegend:
+    "Edge labels: <code>gate ✓</code> the gate's step succeeded, <code>gate ✗</code> it failed, " +
+    "<code>[guard]</code> the named guard, <code>/ action</code> the named actions.",
+};
+
+const SUPERVISOR_CHART: Chart = {
+  machine: supervisorMachine,
+  spec: SUPERVISOR_SPEC,
+  name: "supervisor-machine",
+  source: "src/machines/supervisor-machine.ts",
+  title: "Supervisor statechart",
+  scope:
+    "The supervisor of one process (design §3); its `leads` actor, invoked for its whole life, is the " +
+    "parent of every lead actor and runs them under a p-queue",
+  legend:
+    "Edge labels: `CLAIMED` / `CLAIM_FAILED` = the answer to the `claim` action, `nextDue ✓` / `✗` = the " +
+    "invoked read resolved / failed, `[guard]` = the named guard, `/ action` = the named actions, " +
+    "`after …` = a timer on the injectable clock.",
+  htmlLegend:
+    "Edge labels: <code>CLAIMED</code> / <code>CLAIM_FAILED</code> the answer to the <code>claim</code> " +
+    "action, <code>nextDue ✓</code> / <code>✗</code> the invoked read resolved / failed, <code>[guard]</code> " +
+    "the named guard, <code>/ action</code> the named actions, <code>after …</code> a timer on the injectable clock.",
+};
+
+/** Every chart `dialgate viz` writes and `--check` compares. */
+export const CHARTS: readonly Chart[] = [LEAD_CHART, SUPERVISOR_CHART];
+
+/** The chart of a machine by its id; a machine that is none of them (a test's) reads as the lead chart. */
+function chartOf(machine: AnyStateMachine): Chart {
+  return CHARTS.find((c) => c.machine.id === machine.id) ?? LEAD_CHART;
+}
 
 // ---- walking the machine ----------------------------------------------------------------------
 
@@ -255,7 +339,7 @@ export function annotate(
   if (missing.length) {
     throw new Error(
       `viz: no spec annotation for state(s) ${missing.join(", ")}: add the spec line each implements to ` +
-        "STATE_SPEC in src/cli/viz.ts",
+        `${annotations === SUPERVISOR_SPEC ? "SUPERVISOR_SPEC" : "STATE_SPEC"} in src/cli/viz.ts`,
     );
   }
   const known = new Set(graph.states.map((s) => s.path));
@@ -338,7 +422,7 @@ const COLORS = {
 /** Graphviz DOT: clusters for compound states, double circles for final ones, tooltips from the spec. */
 export function toDot(
   machine: AnyStateMachine,
-  annotations: Readonly<Record<string, string>> = STATE_SPEC,
+  annotations: Readonly<Record<string, string>> = chartOf(machine).spec,
 ): string {
   const graph = walkMachine(machine);
   const spec = annotate(graph, annotations);
@@ -450,7 +534,7 @@ function dotEscape(text: string): string {
 
 export function renderMarkdown(
   machine: AnyStateMachine,
-  annotations: Readonly<Record<string, string>> = STATE_SPEC,
+  annotations: Readonly<Record<string, string>> = chartOf(machine).spec,
 ): string {
   const graph = walkMachine(machine);
   const spec = annotate(graph, annotations);
@@ -458,16 +542,15 @@ export function renderMarkdown(
     (s) =>
       `| \`${s.path}\` | ${s.invokes.map((i) => `\`${i}\``).join(", ") || "—"} | ${mdCell(spec.get(s.path) as string)} |`,
   );
+  const chart = chartOf(machine);
+  const html = `${chart.name}.html`;
   return [
-    "<!-- Generated by `dialgate viz` from src/machines/lead-machine.ts. Do not edit: run `dialgate viz`. -->",
+    `<!-- Generated by \`dialgate viz\` from ${chart.source}. Do not edit: run \`dialgate viz\`. -->`,
     "",
-    "# Lead statechart",
+    `# ${chart.title}`,
     "",
-    `Generated by \`dialgate viz\` from \`${SOURCE_FILE}\`; do not edit. CI runs \`dialgate viz --check\`.`,
-    "One dispatch attempt of one lead (design §2). Edge labels: `gate ✓` = the gate's step succeeded, " +
-      "`gate ✗` = it failed, `[guard]` = the named guard, `/ action` = the named actions; " +
-      `every edge into \`${RELEASE_STATE}\` is a release-on-reject path. A rendered chart with the spec ` +
-      `lines as tooltips is in [${HTML_FILE}](${HTML_FILE}).`,
+    `Generated by \`dialgate viz\` from \`${chart.source}\`; do not edit. CI runs \`dialgate viz --check\`.`,
+    `${chart.scope}. ${chart.legend} A rendered chart with the spec lines as tooltips is in [${html}](${html}).`,
     "",
     "```mermaid",
     toMermaid(machine).trimEnd(),
@@ -485,7 +568,7 @@ export function renderMarkdown(
 /** The page: inline SVG rendered from the DOT, the DOT itself (what `--check` compares), a legend. */
 export async function renderHtml(
   machine: AnyStateMachine,
-  annotations: Readonly<Record<string, string>> = STATE_SPEC,
+  annotations: Readonly<Record<string, string>> = chartOf(machine).spec,
 ): Promise<string> {
   const dot = toDot(machine, annotations);
   const graph = walkMachine(machine);
@@ -493,6 +576,15 @@ export async function renderHtml(
   if (dot.includes("</"))
     throw new Error("viz: the DOT text must not contain '</' (it is embedded in a script)");
   const svg = inlineSvg(await renderSvg(dot));
+  const chart = chartOf(machine);
+  // Only a chart with the release state has release-on-reject edges to explain.
+  const hasRelease = graph.states.some((s) => s.path === RELEASE_STATE);
+  const releaseKeys = {
+    box: hasRelease
+      ? `  <li><span class="box release"></span><code>${RELEASE_STATE}</code>: the one place that gives back what was taken</li>\n`
+      : "",
+    line: hasRelease ? '  <li><span class="line release"></span>release-on-reject path</li>\n' : "",
+  };
   const rows = graph.states.map(
     (s) =>
       `<tr><td><code>${esc(s.path)}</code></td><td>${s.invokes.map((i) => `<code>${esc(i)}</code>`).join(", ") || "—"}</td><td>${esc(spec.get(s.path) as string)}</td></tr>`,
@@ -503,7 +595,7 @@ export async function renderHtml(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="dialgate viz">
-<title>dialgate — lead statechart</title>
+<title>dialgate — ${chart.title.toLowerCase()}</title>
 <style>
   body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: ${COLORS.ink}; margin: 24px auto; max-width: 1900px; padding: 0 16px; }
   h1 { font-size: 22px; margin: 0 0 4px; }
@@ -528,15 +620,13 @@ export async function renderHtml(
 </style>
 </head>
 <body>
-<!-- Generated by \`dialgate viz\` from ${SOURCE_FILE}. Do not edit: run \`dialgate viz\`. \`dialgate viz --check\` compares the DOT text in the script element at the end, not the SVG. -->
-<h1>Lead statechart</h1>
-<p class="note">One dispatch attempt of one lead (design §2), generated by <code>dialgate viz</code> from <code>${SOURCE_FILE}</code>; do not edit. Hover a state for the spec line it implements. Edge labels: <code>gate ✓</code> the gate's step succeeded, <code>gate ✗</code> it failed, <code>[guard]</code> the named guard, <code>/ action</code> the named actions.</p>
+<!-- Generated by \`dialgate viz\` from ${chart.source}. Do not edit: run \`dialgate viz\`. \`dialgate viz --check\` compares the DOT text in the script element at the end, not the SVG. -->
+<h1>${chart.title}</h1>
+<p class="note">${esc(chart.scope).replace(/`([^`]+)`/g, "<code>$1</code>")}, generated by <code>dialgate viz</code> from <code>${chart.source}</code>; do not edit. Hover a state for the spec line it implements. ${chart.htmlLegend}</p>
 <ul class="keys">
   <li><span class="box"></span>gate / step</li>
-  <li><span class="box release"></span><code>${RELEASE_STATE}</code>: the one place that gives back what was taken</li>
-  <li><span class="box final"></span>final state (the attempt's end)</li>
-  <li><span class="line release"></span>release-on-reject path</li>
-  <li><span class="line error"></span>gate failed (<code>✗</code>)</li>
+${releaseKeys.box}  <li><span class="box final"></span>final state (the attempt's end)</li>
+${releaseKeys.line}  <li><span class="line error"></span>gate failed (<code>✗</code>)</li>
   <li><span class="line stop"></span>external event only (<code>STOP</code>)</li>
   <li>transitions between the same two states share one arrow, one label line each, in priority order</li>
 </ul>
@@ -550,7 +640,7 @@ ${svg}
 ${rows.join("\n")}
 </tbody>
 </table>
-${DOT_SCRIPT_OPEN}
+${DOT_SCRIPT_OPEN}${chart.name}-dot">
 ${dot}${DOT_SCRIPT_CLOSE}
 </body>
 </html>
@@ -598,7 +688,9 @@ function mdCell(text: string): string {
 export function embeddedDot(html: string): string | null {
   const start = html.indexOf(DOT_SCRIPT_OPEN);
   if (start < 0) return null;
-  const from = start + DOT_SCRIPT_OPEN.length + 1;
+  const open = html.indexOf('">', start);
+  if (open < 0) return null;
+  const from = open + 3;
   const end = html.indexOf(DOT_SCRIPT_CLOSE, from);
   return end < 0 ? null : html.slice(from, end);
 }
@@ -639,29 +731,38 @@ function isDialgateCheckout(dir: string): boolean {
 
 export async function viz(options: { check?: boolean; outDir?: string } = {}): Promise<VizResult> {
   const outDir = path.resolve(options.outDir ?? defaultVizDir());
-  const mdPath = path.join(outDir, MD_FILE);
-  const htmlPath = path.join(outDir, HTML_FILE);
   const shown = (file: string) => {
     const relative = path.relative(process.cwd(), file);
     return relative === "" || relative.startsWith("..") || path.isAbsolute(relative) ? file : relative;
   };
 
+  const files = (chart: Chart) => ({
+    md: path.join(outDir, `${chart.name}.md`),
+    html: path.join(outDir, `${chart.name}.html`),
+  });
+
   if (options.check) {
     const stale: string[] = [];
-    const md = await readText(mdPath);
-    if (md === null || normalize(md) !== renderMarkdown(leadMachine)) stale.push(shown(mdPath));
-    const html = await readText(htmlPath);
-    const dot = html === null ? null : embeddedDot(normalize(html));
-    if (dot !== toDot(leadMachine)) stale.push(shown(htmlPath));
+    for (const chart of CHARTS) {
+      const { md: mdPath, html: htmlPath } = files(chart);
+      const md = await readText(mdPath);
+      if (md === null || normalize(md) !== renderMarkdown(chart.machine)) stale.push(shown(mdPath));
+      const html = await readText(htmlPath);
+      const dot = html === null ? null : embeddedDot(normalize(html));
+      if (dot !== toDot(chart.machine)) stale.push(shown(htmlPath));
+    }
     return { stale, written: [] };
   }
 
-  const md = renderMarkdown(leadMachine);
-  const html = await renderHtml(leadMachine);
   await mkdir(outDir, { recursive: true });
-  await writeFile(mdPath, md);
-  await writeFile(htmlPath, html);
-  return { stale: [], written: [shown(mdPath), shown(htmlPath)] };
+  const written: string[] = [];
+  for (const chart of CHARTS) {
+    const { md: mdPath, html: htmlPath } = files(chart);
+    await writeFile(mdPath, renderMarkdown(chart.machine));
+    await writeFile(htmlPath, await renderHtml(chart.machine));
+    written.push(shown(mdPath), shown(htmlPath));
+  }
+  return { stale: [], written };
 }
 
 /** What the CLI prints before exiting 1 on a stale `--check`. */

@@ -10,10 +10,15 @@ import { MemoryLeadStore } from "../../src/infra/memory/lead-store.js";
 import type { LeadRecord } from "../../src/machines/ports.js";
 import { PHONE, T0, TEMPLATE } from "../support/harness.js";
 
-/** A memory store whose nextDueAt reads are counted and can be held open. */
+/** A memory store whose nextDueAt reads are counted and can be held open, and its claims too. */
 class WatchedStore extends MemoryLeadStore {
   reads = 0;
   hold: Promise<void> | null = null;
+  holdClaims: Promise<void> | null = null;
+  override async claimDue(owner: string, now: number, limit: number, leaseMs: number): Promise<LeadRecord[]> {
+    await this.holdClaims;
+    return super.claimDue(owner, now, limit, leaseMs);
+  }
   override async nextDueAt(): Promise<number | null> {
     this.reads += 1;
     await this.hold;
@@ -26,6 +31,7 @@ function world(concurrency: number) {
   const store = new WatchedStore();
   const claimed: string[] = [];
   const finish = new Map<string, () => void>();
+  const stops = new Map<string, string[]>();
   const supervisor = new Supervisor({
     store,
     clock,
@@ -39,7 +45,9 @@ function world(concurrency: number) {
     run: (lead: LeadRecord): RunningLead => {
       claimed.push(lead.id);
       const done = new Promise<null>((resolve) => finish.set(lead.id, () => resolve(null)));
-      return { leadId: lead.id, token: lead.token as string, done, stop: () => {} };
+      stops.set(lead.id, []);
+      const stop = (reason: string) => stops.get(lead.id)?.push(reason);
+      return { leadId: lead.id, token: lead.token as string, done, stop };
     },
   });
   const submit = async (id: string, dueAt = clock.now()) => {
@@ -47,7 +55,7 @@ function world(concurrency: number) {
     supervisor.poke();
     await settle();
   };
-  return { clock, store, supervisor, claimed, finish, submit };
+  return { clock, store, supervisor, claimed, finish, stops, submit };
 }
 
 describe("supervisor", () => {
@@ -91,5 +99,46 @@ describe("supervisor", () => {
     expect(w.claimed).toEqual(["A", "C", "B"]);
     w.finish.get("B")?.();
     await w.supervisor.stop();
+  });
+
+  it("a stop while a claim is out stops the running leads at once and hands back what the claim brings", async () => {
+    const w = world(2);
+    w.supervisor.start();
+    await w.submit("A");
+    expect(w.claimed).toEqual(["A"]);
+    let open!: () => void;
+    w.store.holdClaims = new Promise((resolve) => {
+      open = resolve;
+    });
+    await w.submit("B");
+    expect(w.supervisor.snapshot.value, "the claim of B is out").toBe("claiming");
+
+    const stopped = w.supervisor.stop();
+    await settle();
+    expect(w.stops.get("A"), "A is stopped without waiting for the claim").toEqual(["shutdown"]);
+    open();
+    await settle();
+    expect(w.claimed).toEqual(["A", "B"]);
+    expect(w.stops.get("B"), "B, claimed during the stop, is handed back").toEqual(["shutdown"]);
+    expect(w.stops.get("A"), "told once").toEqual(["shutdown"]);
+    for (const end of w.finish.values()) end();
+    expect(await stopped).toEqual({ drained: true });
+  });
+
+  it("a drain that times out reports it, and leaves the committed dial running", async () => {
+    const w = world(1);
+    w.supervisor.start();
+    await w.submit("A");
+    const stopped = w.supervisor.stop();
+    await settle();
+    w.clock.advanceTo(T0 + 999);
+    await settle();
+    expect(w.supervisor.snapshot.value).toBe("draining");
+    w.clock.advanceTo(T0 + 1000);
+    expect(await stopped).toEqual({ drained: false });
+    expect(w.supervisor.inFlight, "never cancelled").toBe(1);
+    w.finish.get("A")?.();
+    await settle();
+    expect(w.supervisor.inFlight).toBe(0);
   });
 });
