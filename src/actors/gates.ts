@@ -102,10 +102,6 @@ export class PoolLineCounts {
     this.#epoch += 1;
   }
 
-  read(pool: OutboundNumber[], now: number): Promise<Map<string, number>> {
-    return this.#entry(pool, now).read;
-  }
-
   /** The pool number with the most free lines, less those picked on the same read; ties by id. */
   async pick(pool: OutboundNumber[], now: number): Promise<OutboundNumber> {
     const entry = this.#entry(pool, now);
