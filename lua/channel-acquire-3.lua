@@ -1,7 +1,8 @@
 --[[
   Channel acquire: a named hold on one line of a number, with a lease (design §2 step 5, §7.10).
   Strict cap: holds with an unexpired lease never exceed maxChannels. When no line is free the caller is
-  counted as a waiter, so the dispatcher can tell a short queue from a pile of distinct leads.
+  counted as a waiter and the count is returned; the dispatcher no longer reads it (a lead that finds
+  every line busy parks in the lead store, design §7.11).
 
   Redis is a cache of what the lead store knows (design §7.13). The number's epoch key says that its holds
   were rebuilt from the lead store (channel-restore-3) since this Redis last started empty. Without it the

@@ -389,7 +389,7 @@ export interface AcquireRequest {
   holder: string;
   now: number;
   leaseUntil: number;
-  /** Lead id counted as a distinct waiter when no line is free. */
+  /** Lead id counted as a distinct waiter when no line is free (a count nothing reads since parking). */
   waiter: string;
   /** How long a waiter stays counted. */
   waiterTtlMs: number;
