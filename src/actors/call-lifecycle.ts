@@ -13,7 +13,7 @@ import type {
   Timer,
 } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
-import { parseDialRef } from "./gates.js";
+import { parseDialRef, releaseLine } from "./gates.js";
 import type { Outbox } from "./outbox.js";
 import { largestWindowMs, type RuleWindows } from "./rule-windows.js";
 
@@ -326,20 +326,8 @@ export class CallLifecycle {
     return now + retry.delaySeconds * 1000;
   }
 
-  async #releaseLine(numberId: string, holder: string): Promise<void> {
-    try {
-      if (await this.#d.gates.release(numberId, holder))
-        this.#d.emit("channel:released", { numberId, holder });
-    } catch {
-      this.#d.outbox.add({
-        what: `release ${numberId} ${holder}`,
-        // Freed later is freed all the same: it wakes a lead parked for the line.
-        run: async () => {
-          if (await this.#d.gates.release(numberId, holder))
-            this.#d.emit("channel:released", { numberId, holder });
-        },
-      });
-    }
+  #releaseLine(numberId: string, holder: string): Promise<void> {
+    return releaseLine(this.#d, numberId, holder);
   }
 
   async #undoRecord(phone: string, token: string): Promise<void> {

@@ -501,21 +501,7 @@ export function createGateSteps(deps: GateDeps) {
   const release = async ({ lead, number, held, recorded }: ReleaseInput): Promise<void> => {
     const token = lead.token as string;
     recordedAt.delete(token);
-    if (held && number) {
-      try {
-        if (await gates.release(number.id, token))
-          deps.emit("channel:released", { numberId: number.id, holder: token });
-      } catch {
-        deps.outbox.add({
-          what: `release ${number.id} ${token}`,
-          // Freed later is freed all the same: it wakes a lead parked for the line.
-          run: async () => {
-            if (await gates.release(number.id, token))
-              deps.emit("channel:released", { numberId: number.id, holder: token });
-          },
-        });
-      }
-    }
+    if (held && number) await releaseLine(deps, number.id, token);
     const key = keyOf(lead);
     const late = pendingRecords.get(token);
     if (late) pendingRecords.delete(token); // the dial did not happen: stop counting it
@@ -552,6 +538,25 @@ export function createGateSteps(deps: GateDeps) {
     release,
   };
   return { steps, recordLater };
+}
+
+/**
+ * Gives a line back by name and announces it (`channel:released` wakes a lead parked for it). When the
+ * store fails the outbox gives it back later: freed later is freed all the same, and wakes one too.
+ */
+export async function releaseLine(
+  deps: Pick<GateDeps, "gates" | "outbox" | "emit">,
+  numberId: string,
+  holder: string,
+): Promise<void> {
+  const release = async () => {
+    if (await deps.gates.release(numberId, holder)) deps.emit("channel:released", { numberId, holder });
+  };
+  try {
+    await release();
+  } catch {
+    deps.outbox.add({ what: `release ${numberId} ${holder}`, run: release });
+  }
 }
 
 /** The rate-limit record of a dial made while the store failed open (design §7.6). */
