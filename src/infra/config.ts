@@ -1,3 +1,4 @@
+import { DateTime } from "luxon";
 import { z } from "zod";
 import { maskPhones } from "./mask.js";
 import { normalisePhone } from "./phone.js";
@@ -114,6 +115,33 @@ export const rateRuleSchema = z.object({
   failMode: z.enum(["open", "closed"]).optional(),
 });
 
+export const cooldownRuleSchema = z
+  .object({
+    seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(31 * 86400),
+    afterOutcomes: z.array(text.min(1).max(50)).min(1),
+    failMode: z.enum(["open", "closed"]).optional(),
+  })
+  .strict();
+
+const isoDate = z
+  .string()
+  .regex(/^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/, "must be a date YYYY-MM-DD")
+  .refine((d) => DateTime.fromISO(d).isValid, "must be a date that exists");
+
+const windowHoursSchema = z.object({
+  start: hhmm,
+  end: hhmm,
+  days: z
+    .array(z.enum(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]))
+    .min(1)
+    .optional(),
+  excludeDates: z.array(isoDate).optional(),
+});
+
 export const configSchema = z
   .object({
     rateLimit: z
@@ -186,7 +214,7 @@ export const templateSchema = z
     resellerId: id,
     numberId: id.optional(),
     provider: text.min(1).optional(),
-    window: z.object({ start: hhmm, end: hhmm, timeZone: ianaZone }).strict().optional(),
+    window: windowHoursSchema.extend({ timeZone: ianaZone }).strict().optional(),
     retry: z
       .object({
         maxAttempts: z.number().int().min(1),
@@ -196,6 +224,41 @@ export const templateSchema = z
       .strict()
       .optional(),
     rateLimitRules: z.array(rateRuleSchema).min(1).optional(),
+    cooldowns: z.array(cooldownRuleSchema).min(1).optional(),
+    regions: z
+      .array(
+        z
+          .object({
+            match: z
+              .object({
+                country: z
+                  .string()
+                  .regex(/^[A-Z]{2}$/, "must be an ISO 3166 country code such as US")
+                  .optional(),
+                region: z
+                  .string()
+                  .regex(/^[A-Z]{2}$/, "must be a state or province code such as FL")
+                  .optional(),
+                areaCodes: z
+                  .array(z.string().regex(/^[2-9]\d\d$/, "must be a NANP area code such as 305"))
+                  .min(1)
+                  .optional(),
+              })
+              .strict()
+              .refine((m) => Object.keys(m).length > 0, "must name a country, region or areaCodes"),
+            window: windowHoursSchema.strict().optional(),
+            rateLimitRules: z.array(rateRuleSchema).min(1).optional(),
+            cooldowns: z.array(cooldownRuleSchema).min(1).optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .optional(),
+    presets: z
+      .array(z.enum(["tcpa", "florida", "regF", "trai"]))
+      .min(1)
+      .optional(),
+    callerId: z.enum(["pool", "local"]).optional(),
   })
   .strict();
 

@@ -43,13 +43,55 @@ export interface RateRule {
   failMode?: "open" | "closed";
 }
 
-export interface CallingWindow {
+export type Weekday = "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+
+/** Hours of a window, without its zone (a regional override is judged in the callee's zones). */
+export interface WindowHours {
   /** "HH:MM", inclusive. */
   start: string;
   /** "HH:MM", exclusive; end < start wraps past midnight. */
   end: string;
+  /** Local weekdays on which the window opens (a wrapping window belongs to the day it opens); all when unset. */
+  days?: Weekday[];
+  /** Local dates ("YYYY-MM-DD", holidays) on which it does not open. */
+  excludeDates?: string[];
+}
+
+export interface CallingWindow extends WindowHours {
+  /** The zone used when neither the lead nor its number gives the callee's (design §7.8). */
   timeZone: string;
 }
+
+/**
+ * After a call that ended with one of `afterOutcomes`, the phone takes no call from any template
+ * with this same rule for `seconds` (design §7.6). Enforced in the atomic record step.
+ */
+export interface CooldownRule {
+  seconds: number;
+  afterOutcomes: string[];
+  failMode?: "open" | "closed";
+}
+
+/** Which callees a regional override applies to; every given field must match. */
+export interface RegionMatch {
+  /** ISO 3166 country of the callee's number ("US"). */
+  country?: string;
+  /** NANP state or province postal code ("FL"). */
+  region?: string;
+  /** NANP area codes ("305"). */
+  areaCodes?: string[];
+}
+
+/** Narrows a template for the callees it matches: a window that must also be open, rules added. */
+export interface RegionalRule {
+  match: RegionMatch;
+  window?: WindowHours;
+  rateLimitRules?: RateRule[];
+  cooldowns?: CooldownRule[];
+}
+
+/** Named sets of rules a template can take instead of writing them by hand (design §7.8). */
+export type PresetName = "tcpa" | "florida" | "regF" | "trai";
 
 export interface RetryPolicy {
   /** Placed calls at most, the first included. */
@@ -69,6 +111,14 @@ export interface Template {
   retry?: RetryPolicy;
   /** Replaces the dispatcher's rate-limit rules for this template. */
   rateLimitRules?: RateRule[];
+  /** Cooldowns after chosen outcomes, beside the rate-limit rules. */
+  cooldowns?: CooldownRule[];
+  /** Overrides for callees in a country, state or area code; they narrow, never widen. */
+  regions?: RegionalRule[];
+  /** Calling-law presets, added to the template's own window and rules (each only narrows). */
+  presets?: PresetName[];
+  /** `local`: prefer pool numbers near the callee (area code, then region, then country). Default `pool`. */
+  callerId?: "pool" | "local";
 }
 
 export type NumberStatus = "AVAILABLE" | "DISABLED";

@@ -1199,6 +1199,23 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         ).toEqual(["a", "b"]);
         expect(await store.upsertTemplates([])).toEqual([]);
       });
+
+      it("keeps the calling law as given, and a change of regions or presets counts as a window change", async () => {
+        const law: Template = {
+          id: "law",
+          resellerId: "r1",
+          window: { start: "08:00", end: "21:00", timeZone: "America/New_York", days: ["mon", "fri"] },
+          cooldowns: [{ seconds: 604_800, afterOutcomes: ["ANSWERED"] }],
+          regions: [{ match: { region: "FL" }, window: { start: "08:00", end: "20:00" } }],
+          presets: ["tcpa"],
+          callerId: "local",
+        };
+        await store.upsertTemplates([law]);
+        expect(await store.template("law")).toStrictEqual(law);
+        expect(await store.upsertTemplates([{ ...law, callerId: "pool" }])).toEqual([]);
+        expect(await store.upsertTemplates([{ ...law, presets: ["tcpa", "florida"] }])).toEqual(["law"]);
+        expect(await store.upsertTemplates([{ ...law, regions: undefined }])).toEqual(["law"]);
+      });
     });
 
     describe("block list", () => {

@@ -257,6 +257,7 @@ describe("migrate", () => {
       "003_dial_time_index.sql",
       "004_config_notify.sql",
       "005_park.sql",
+      "006_calling_law.sql",
     ]);
     expect(await migrate(pool, { schema })).toEqual([]);
     const { rows } = await pool.query(
@@ -268,6 +269,7 @@ describe("migrate", () => {
       { name: "003_dial_time_index.sql" },
       { name: "004_config_notify.sql" },
       { name: "005_park.sql" },
+      { name: "006_calling_law.sql" },
     ]);
   });
 
@@ -280,6 +282,7 @@ describe("migrate", () => {
       "003_dial_time_index.sql",
       "004_config_notify.sql",
       "005_park.sql",
+      "006_calling_law.sql",
     ]);
   });
 

@@ -392,7 +392,8 @@ export class MemoryLeadStore implements LeadStore {
     }
     return [...before]
       .filter(
-        ([id, old]) => old !== undefined && !isDeepStrictEqual(old.window, this.#templates.get(id)?.window),
+        ([id, old]) =>
+          old !== undefined && !isDeepStrictEqual(windowOf(old), windowOf(this.#templates.get(id))),
       )
       .map(([id]) => id);
   }
@@ -489,4 +490,9 @@ function normalScope(scope: PauseScope): PauseScope {
   if ("global" in scope) return { global: true };
   if ("resellerId" in scope) return { resellerId: scope.resellerId };
   return { templateId: scope.templateId };
+}
+
+/** What decides when a template's leads may be called: its window, regions and presets (design §7.8). */
+function windowOf(t: Template | undefined) {
+  return [t?.window, t?.regions, t?.presets];
 }

@@ -53,7 +53,12 @@ export interface TemplateRow {
   calling_window: Template["window"] | null;
   retry: Template["retry"] | null;
   rate_limit_rules: Template["rateLimitRules"] | null;
+  calling_law: CallingLaw | null;
 }
+
+/** The calling-law fields of a template, stored as one jsonb (migration 006). */
+type CallingLaw = Pick<Template, "cooldowns" | "regions" | "presets" | "callerId">;
+const LAW_FIELDS = ["cooldowns", "regions", "presets", "callerId"] as const;
 
 export type NumberRow = Omit<OutboundNumber, "maxChannels"> & { max_channels: number };
 
@@ -123,6 +128,7 @@ export function toTemplate(row: TemplateRow): Template {
   if (row.calling_window !== null) template.window = row.calling_window;
   if (row.retry !== null) template.retry = row.retry;
   if (row.rate_limit_rules !== null) template.rateLimitRules = row.rate_limit_rules;
+  if (row.calling_law !== null) Object.assign(template, row.calling_law);
   return template;
 }
 
@@ -135,7 +141,14 @@ export function templateRow(t: Template) {
     calling_window: t.window,
     retry: t.retry,
     rate_limit_rules: t.rateLimitRules,
+    calling_law: lawOf(t),
   };
+}
+
+function lawOf(t: Template): CallingLaw | undefined {
+  const law: Record<string, unknown> = {};
+  for (const field of LAW_FIELDS) if (t[field] !== undefined) law[field] = t[field];
+  return Object.keys(law).length > 0 ? (law as CallingLaw) : undefined;
 }
 
 export function toNumber(row: NumberRow): OutboundNumber {

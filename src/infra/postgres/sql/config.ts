@@ -12,21 +12,25 @@ export function configStatements(s: string) {
     upsertTemplates: `
       WITH input AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, reseller_id text, number_id text,
-          provider text, calling_window jsonb, retry jsonb, rate_limit_rules jsonb)
+          provider text, calling_window jsonb, retry jsonb, rate_limit_rules jsonb, calling_law jsonb)
       ), old AS (
-        SELECT t.id, t.calling_window FROM ${s}.templates t
+        SELECT t.id, t.calling_window, t.calling_law FROM ${s}.templates t
         WHERE t.id IN (SELECT input.id COLLATE "C" FROM input)
       ), upserted AS (
-        INSERT INTO ${s}.templates (id, reseller_id, number_id, provider, calling_window, retry, rate_limit_rules)
+        INSERT INTO ${s}.templates (id, reseller_id, number_id, provider, calling_window, retry, rate_limit_rules,
+          calling_law)
         SELECT * FROM input
         ON CONFLICT (id) DO UPDATE SET
           reseller_id = excluded.reseller_id, number_id = excluded.number_id, provider = excluded.provider,
           calling_window = excluded.calling_window, retry = excluded.retry,
-          rate_limit_rules = excluded.rate_limit_rules
-        RETURNING id, calling_window
+          rate_limit_rules = excluded.rate_limit_rules, calling_law = excluded.calling_law
+        RETURNING id, calling_window, calling_law
       )
+      -- Regions and presets change a window as much as the window itself does.
       SELECT upserted.id FROM upserted JOIN old ON old.id = upserted.id
-      WHERE old.calling_window IS DISTINCT FROM upserted.calling_window`,
+      WHERE old.calling_window IS DISTINCT FROM upserted.calling_window
+        OR old.calling_law -> 'regions' IS DISTINCT FROM upserted.calling_law -> 'regions'
+        OR old.calling_law -> 'presets' IS DISTINCT FROM upserted.calling_law -> 'presets'`,
 
     numberById: `SELECT * FROM ${s}.numbers WHERE id = $1`,
     poolNumbers: `
