@@ -39,6 +39,14 @@ node --input-type=module -e '
   console.log(`pack-test: ${sql.length} migrations found from dist/`);
 '
 
+# The callee's zone comes from libphonenumber's tables, read from the installed dependency.
+node --input-type=module -e '
+  import { placeOf } from "./node_modules/dialgate/dist/infra/geo.js";
+  const place = placeOf("+14155550123");
+  if (place.zones.join() !== "America/Los_Angeles" || place.region !== "CA") throw new Error(JSON.stringify(place));
+  console.log(`pack-test: +1 415 is in ${place.region}, ${place.zones}`);
+'
+
 # (b) strict consumer, the package's .d.ts and its dependencies' checked too.
 npx --no-install tsc -p tsconfig.json
 echo "pack-test: consumer.ts type-checks (strict, noUncheckedIndexedAccess, exactOptionalPropertyTypes, skipLibCheck false)"
