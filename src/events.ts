@@ -1,11 +1,25 @@
-import type { Alert, DeferReason, PauseScope } from "./machines/ports.js";
+import type { Alert, CallerIdMatch, DeferReason, PauseScope, ZoneSource } from "./machines/ports.js";
 
 /** Everything a dispatcher tells its host. Payloads never carry a phone number. */
 export interface DispatcherEvents {
   /** A lead was claimed and its actor started. */
   "lead:claimed": { leadId: string; token: string };
-  /** makeCall was invoked (whatever its result comes to be). */
-  "lead:dialling": { leadId: string; token: string; numberId: string; dialRef: string };
+  /**
+   * makeCall was invoked (whatever its result comes to be). `callerId`: for a template that asks for
+   * local presence, how near the chosen number is to the callee (design §7.9).
+   */
+  "lead:dialling": {
+    leadId: string;
+    token: string;
+    numberId: string;
+    dialRef: string;
+    callerId?: CallerIdMatch;
+  };
+  /**
+   * The window gate judged the lead's windows (design §7.8) in `zones`, found from `zoneSource`: the
+   * lead's timeZone, the callee's number, or the template's window. Only for leads with a window.
+   */
+  "lead:window": { leadId: string; zones: string[]; zoneSource: ZoneSource; open: boolean };
   /** makeCall returned; `result` is the provider's classification. */
   "lead:dialResult": { leadId: string; numberId: string; dialRef: string; result: string };
   /** The provider placed the call: the lead is PROCESSING and holds its line until the call ends. */

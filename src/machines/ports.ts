@@ -90,6 +90,12 @@ export interface RegionalRule {
   cooldowns?: CooldownRule[];
 }
 
+/** Where the zones a lead's windows are judged in came from (design §7.8). */
+export type ZoneSource = "lead" | "number" | "template" | "none";
+
+/** How near a local-presence pick is to the callee: same area code, region, country, or none of those. */
+export type CallerIdMatch = "areaCode" | "region" | "country" | "pool";
+
 /** Named sets of rules a template can take instead of writing them by hand (design §7.8). */
 export type PresetName = "tcpa" | "florida" | "regF" | "trai";
 
@@ -410,6 +416,11 @@ export interface RateOptions {
    * as the provider sees the calls, a dial-row write after the record. Default 0.
    */
   marginMs?: number;
+  /**
+   * The lead's cooldowns (design §7.6): the phone is blocked while a call that ended with one of a
+   * cooldown's outcomes ended less than its `seconds` ago (the marks `markEnd` wrote). None by default.
+   */
+  cooldowns?: readonly CooldownRule[];
 }
 
 export interface RateLimiter {
@@ -430,6 +441,11 @@ export interface RateLimiter {
   ): Promise<RateDecision>;
   /** Removes exactly that member. True when it was there. */
   undo(phoneKey: string, member: string): Promise<boolean>;
+  /**
+   * A call to the phone ended with `outcome` at `at`: the cooldowns listing that outcome count from
+   * the latest such end (design §7.6). Kept at least `keepMs`; an older end never replaces a newer.
+   */
+  markEnd(phoneKey: string, outcome: string, at: number, keepMs: number): Promise<void>;
 }
 
 export interface AcquireRequest {
