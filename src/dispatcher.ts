@@ -334,7 +334,7 @@ export class Dispatcher {
   }
 
   async #upsertTemplates(templates: Template[]): Promise<void> {
-    for (const template of templates) this.#ruleWindows.widen(template.rateLimitRules);
+    for (const template of templates) this.#ruleWindows.widenTemplate(template);
     const moved = await this.store.upsertTemplates(templates);
     let woken = 0;
     for (const templateId of moved) {
@@ -587,6 +587,7 @@ export class Dispatcher {
       config: this.config,
       hmacSecret: this.#hmacSecret,
       keepMs: () => this.#ruleWindows.keepMs,
+      cooling: () => this.#ruleWindows.cooling(),
     });
     this.gates.rebuildFrom(source, (report) => {
       if (report.kind === "failed") this.logger.warn({ err: report.error }, "gate store rebuild failed");

@@ -146,6 +146,7 @@ export class CallLifecycle {
       return { kind: "duplicate", leadId: lead.id };
     }
     const now = this.#d.clock.now();
+    await this.#markEnd(lead.phone, outcome, now);
     const retryAt = await this.#retryAt(lead, outcome, now);
     const token = lead.token as string;
     const settled = await this.#d.store.settle(token, { kind: "ended", outcome, retryAt }, now);
@@ -158,6 +159,19 @@ export class CallLifecycle {
     } else this.#d.emit("lead:finished", { leadId: lead.id, outcome: settled.outcome ?? outcome });
     this.#d.poke();
     return { kind: "ended", leadId: lead.id, next: settled.status === "SCHEDULED" ? "retry" : "finished" };
+  }
+
+  /**
+   * A cooldown in force lists the outcome (design §7.6): the phone's mark is written before the lead
+   * settles, so no lead can dial the phone after the end without meeting it. When the gate store fails
+   * the outbox writes it later (the mark keeps the end's own time).
+   */
+  async #markEnd(phone: string, outcome: string, at: number): Promise<void> {
+    const keepMs = this.#d.ruleWindows?.coolingMs(outcome) ?? 0;
+    if (keepMs === 0) return;
+    const key = phoneKey(this.#d.hmacSecret, phone);
+    const mark = () => this.#d.gates.markEnd(key, outcome, at, keepMs);
+    await mark().catch(() => this.#d.outbox.add({ what: `cooldown mark ${outcome}`, run: mark }));
   }
 
   /**

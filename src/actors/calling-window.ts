@@ -1,13 +1,20 @@
 import { DateTime, IANAZone } from "luxon";
-import type { CallingWindow } from "../machines/ports.js";
+import type { CallingWindow, WindowHours } from "../machines/ports.js";
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
+const DAY_MS = 24 * HOUR_MS;
+/** How far ahead an opening is looked for: a year of holidays and a week of weekdays fit in it. */
+const HORIZON_DAYS = 400;
+const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
+
+export type WindowDecision = { open: true } | { open: false; opensAt: number };
 
 /**
  * Whether `now` is inside the window, evaluated in `zone` (design §7.8), and otherwise the exact next
  * instant it opens. Start is inclusive, end exclusive (whole minutes of the local wall clock); end <
- * start wraps past midnight; start = end is always open. `now` is the decision's one clock reading.
+ * start wraps past midnight; start = end is always open (on its days, from `start` for 24 hours, when
+ * it has days or excluded dates). `now` is the decision's one clock reading.
  *
  * Across DST changes the next opening is the first instant at which the local wall clock is inside
  * the window: a start that falls in a spring-forward gap opens at the end of the gap when the window
@@ -19,11 +26,29 @@ export function windowDecision(
   window: CallingWindow | undefined,
   now: number,
   zone = window?.timeZone,
-): { open: true } | { open: false; opensAt: number } {
+): WindowDecision {
   if (!window || !zone) return { open: true };
-  const rule = { start: minutesOf(window.start), end: minutesOf(window.end), zone };
-  if (rule.start === rule.end || isOpenAt(rule, now)) return { open: true };
-  return { open: false, opensAt: nextOpening(rule, now) };
+  return lawWindowDecision([window], [zone], now);
+}
+
+/**
+ * A lead's calling law (design §7.8): open when every window is open in every zone at once, and
+ * otherwise the first instant they all are. Each window's next opening moves the instant on until
+ * none is closed; no common instant within the horizon looks again a day later.
+ */
+export function lawWindowDecision(
+  windows: readonly WindowHours[],
+  zones: readonly string[],
+  now: number,
+): WindowDecision {
+  const rules = windows.flatMap((w) => zones.map((zone) => ruleOf(w, zone))).filter((r) => !r.always);
+  let at = now;
+  while (at - now <= HORIZON_DAYS * DAY_MS) {
+    const closed = rules.find((rule) => !isOpenAt(rule, at));
+    if (!closed) return at === now ? { open: true } : { open: false, opensAt: at };
+    at = nextOpening(closed, at);
+  }
+  return { open: false, opensAt: now + DAY_MS };
 }
 
 interface Rule {
@@ -31,39 +56,67 @@ interface Rule {
   start: number;
   end: number;
   zone: string;
+  /** Luxon weekdays (1 = Monday) the window opens on; all when null. */
+  days: Set<number> | null;
+  /** Local dates (YYYY-MM-DD) it does not open on. */
+  excluded: Set<string>;
+  /** Open at every instant: start = end with no days and no excluded dates. */
+  always: boolean;
 }
 
-function isOpenAt({ start, end, zone }: Rule, at: number): boolean {
+function ruleOf(window: WindowHours, zone: string): Rule {
+  const start = minutesOf(window.start);
+  const end = minutesOf(window.end);
+  const days = window.days ? new Set(window.days.map((d) => WEEKDAYS.indexOf(d) + 1)) : null;
+  const excluded = new Set(window.excludeDates ?? []);
+  return { start, end, zone, days, excluded, always: start === end && !days && excluded.size === 0 };
+}
+
+/** Whether the window may open on this local date (its weekday listed, the date not excluded). */
+function opensOn(rule: Rule, date: DateTime): boolean {
+  if (rule.days && !rule.days.has(date.weekday)) return false;
+  return rule.excluded.size === 0 || !rule.excluded.has(date.toISODate() as string);
+}
+
+function isOpenAt(rule: Rule, at: number): boolean {
+  const { start, end, zone } = rule;
   const local = DateTime.fromMillis(at, { zone });
   const minute = local.hour * 60 + local.minute;
-  return start <= end ? minute >= start && minute < end : minute >= start || minute < end;
+  // The local day whose window `at` falls in: a wrapping window (or a 24-hour one) belongs to the
+  // day it opened.
+  let opened: DateTime | null;
+  if (start < end) opened = minute >= start && minute < end ? local : null;
+  else if (minute >= start) opened = local;
+  else opened = minute < end ? local.startOf("day").minus({ days: 1 }) : null;
+  return opened !== null && opensOn(rule, opened);
 }
 
 /**
- * The window opens either where the wall clock reaches `start` (once per local day, twice in a
- * fall-back overlap, never in a spring-forward gap) or where a DST transition makes the wall clock
- * jump into the window. Both kinds of instant are found and the earliest one after `now` wins.
+ * The window opens either where the wall clock reaches `start` on a day it opens (once per local day,
+ * twice in a fall-back overlap, never in a spring-forward gap) or where a DST transition makes the wall
+ * clock jump into the window. Both kinds of instant are found and the earliest one after `now` wins.
  */
 function nextOpening(rule: Rule, now: number): number {
   const zone = IANAZone.create(rule.zone);
   const offsetAt = (t: number) => zone.offset(t);
   const today = DateTime.fromMillis(now, { zone: rule.zone }).startOf("day");
-  // Every offset the zone uses around these days: a wall time is checked against each of them.
-  const offsets = new Set<number>();
-  for (let k = -2; k <= 8; k++) offsets.add(offsetAt(now + k * 12 * HOUR_MS));
 
   let best = Number.POSITIVE_INFINITY;
-  for (let day = 0; day <= 3 && best === Number.POSITIVE_INFINITY; day++) {
+  for (let day = 0; day <= HORIZON_DAYS && best === Number.POSITIVE_INFINITY; day++) {
     const date = today.plus({ days: day });
+    if (!opensOn(rule, date)) continue;
     const wall = Date.UTC(date.year, date.month - 1, date.day, 0, rule.start);
+    // Every offset the zone uses around that day: the wall time is checked against each of them.
+    const offsets = new Set<number>();
+    for (let k = -3; k <= 3; k++) offsets.add(offsetAt(wall + k * 12 * HOUR_MS));
     for (const offset of offsets) {
       const at = wall - offset * MINUTE_MS;
       // The wall clock reads `start` at `at` only when the zone uses that offset then.
       if (at > now && at < best && offsetAt(at) === offset) best = at;
     }
   }
-  // Never reached with real zones (a start exists at least every other day); look again in a day.
-  if (best === Number.POSITIVE_INFINITY) return now + 24 * HOUR_MS;
+  // No day within the horizon opens (every one excluded): look again in a day.
+  if (best === Number.POSITIVE_INFINITY) return now + DAY_MS;
   const transition = firstTransition(offsetAt, now, best);
   return transition !== null && isOpenAt(rule, transition) ? transition : best;
 }

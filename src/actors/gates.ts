@@ -1,7 +1,9 @@
 import { isValidPhoneNumber } from "libphonenumber-js";
 import { type AnyActorRef, fromCallback } from "xstate";
 import type { DispatcherEvents } from "../events.js";
+import { hasCallingLaw, type LeadLaw, lawOf, NEARNESS_RANK, nearness } from "../infra/calling-law.js";
 import type { DispatcherConfig } from "../infra/config.js";
+import { placeOf } from "../infra/geo.js";
 import { decide } from "../infra/memory/gate-store.js";
 import { phoneKey } from "../infra/phone-key.js";
 import {
@@ -23,7 +25,9 @@ import {
   type WindowOutput,
 } from "../machines/lead-machine.js";
 import type {
+  CallerIdMatch,
   Clock,
+  CooldownRule,
   DialResult,
   GateStore,
   LeadRecord,
@@ -36,7 +40,7 @@ import type {
   RateRule,
   Template,
 } from "../machines/ports.js";
-import { windowDecision } from "./calling-window.js";
+import { lawWindowDecision } from "./calling-window.js";
 import type { Outbox } from "./outbox.js";
 import { runPreDialChecks } from "./pre-dial-checks.js";
 import { RuleWindows } from "./rule-windows.js";
@@ -73,9 +77,12 @@ export class RecordFailedClosedError extends Error {
   }
 }
 
-/** True when a store error must defer the dial: some rule of the lead fails closed (design §7.6). */
-export function failsClosed(rules: readonly RateRule[] | undefined): boolean {
-  return (rules ?? []).some((rule) => rule.failMode === "closed");
+/** True when a store error must defer the dial: some rule or cooldown of the lead fails closed (design §7.6). */
+export function failsClosed(
+  rules: readonly RateRule[] | undefined,
+  cooldowns: readonly CooldownRule[] = [],
+): boolean {
+  return [...(rules ?? []), ...cooldowns].some((rule) => rule.failMode === "closed");
 }
 
 /**
@@ -102,15 +109,28 @@ export class PoolLineCounts {
     this.#epoch += 1;
   }
 
-  /** The pool number with the most free lines, less those picked on the same read; ties by id. */
-  async pick(pool: OutboundNumber[], now: number): Promise<OutboundNumber> {
+  /**
+   * The pool number with the most free lines, less those picked on the same read; ties by id. With
+   * `rank` (local presence, design §7.9) the lowest rank among the numbers with a free line wins
+   * first, then the most free; when none has a free line, the most free, then the lowest rank.
+   */
+  async pick(
+    pool: OutboundNumber[],
+    now: number,
+    rank?: (n: OutboundNumber) => number,
+  ): Promise<OutboundNumber> {
     const entry = this.#entry(pool, now);
     const used = await entry.read;
-    let best = pool[0] as OutboundNumber;
-    let bestFree = Number.NEGATIVE_INFINITY;
-    for (const n of pool) {
+    const score = (n: OutboundNumber) => {
       const free = n.maxChannels - (used.get(n.id) ?? 0) - (entry.picked.get(n.id) ?? 0);
-      if (free > bestFree) [best, bestFree] = [n, free];
+      const r = rank ? rank(n) : 0;
+      return free > 0 ? [1, -r, free] : [0, free, -r];
+    };
+    let best = pool[0] as OutboundNumber;
+    let bestScore = score(best);
+    for (const n of pool.slice(1)) {
+      const candidate = score(n);
+      if (isGreater(candidate, bestScore)) [best, bestScore] = [n, candidate];
     }
     entry.picked.set(best.id, (entry.picked.get(best.id) ?? 0) + 1);
     return best;
@@ -133,6 +153,12 @@ export class PoolLineCounts {
     entry.read.then(forget, forget);
     return entry;
   }
+}
+
+/** Lexicographic a > b. */
+function isGreater(a: number[], b: number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return (a[i] as number) > (b[i] as number);
+  return false;
 }
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
@@ -228,9 +254,25 @@ export function createGateSteps(deps: GateDeps) {
   };
   const enforcing = config.rateLimit.mode === "block";
   const ruleWindows = deps.ruleWindows ?? new RuleWindows(config.rateLimit.rules);
-  const rateOptions = (): RateOptions => ({
+  /** Templates whose rules and cooldowns are in ruleWindows already (a lead reads its template each attempt). */
+  const widened = new WeakSet<Template>();
+  /**
+   * Each claimed lead's calling law (design §7.8), worked out once per attempt; none for a template
+   * that has nothing but rate-limit rules.
+   */
+  const laws = new WeakMap<LeadRecord, LeadLaw | null>();
+  const lawFor = ({ lead, template, rules }: Pick<GateInput, "lead" | "template" | "rules">) => {
+    let law = laws.get(lead);
+    if (law === undefined) {
+      law = template && hasCallingLaw(template) ? lawOf(template, lead, rules) : null;
+      laws.set(lead, law);
+    }
+    return law;
+  };
+  const rateOptions = (law?: LeadLaw | null): RateOptions => ({
     keepMs: ruleWindows.keepMs,
     marginMs: config.rateLimit.marginMs,
+    ...(law && law.cooldowns.length > 0 && { cooldowns: law.cooldowns }),
   });
   /**
    * Records of fail-open dials (the store failed at record time), by token, until they are in the
@@ -267,18 +309,28 @@ export function createGateSteps(deps: GateDeps) {
     const cached = store.cachedTemplate?.(lead.templateId);
     const template = cached === undefined ? await store.template(lead.templateId) : cached;
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
-    ruleWindows.widen(template.rateLimitRules);
+    if (!widened.has(template)) {
+      ruleWindows.widenTemplate(template);
+      widened.add(template);
+    }
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
     if (cached === undefined || lead.blocked === undefined) {
       const [blocked, current] = await Promise.all([store.isBlocked(lead.phone), store.get(lead.id)]);
       if (blocked) return { kind: "finish", outcome: "BLACKLISTED" };
       if (current?.status !== "CLAIMED" || current.token !== lead.token) return { kind: "drop" };
     } else if (lead.blocked) return { kind: "finish", outcome: "BLACKLISTED" };
-    return { kind: "ok", template, rules: template.rateLimitRules ?? config.rateLimit.rules };
+    const rules = template.rateLimitRules ?? config.rateLimit.rules;
+    // The law's rules: the template's (or the dispatcher's), its presets' and its callee's regions'.
+    laws.delete(lead);
+    return { kind: "ok", template, rules: lawFor({ lead, template, rules })?.rules ?? rules };
   };
 
-  const window = async ({ lead, template }: GateInput): Promise<WindowOutput> => {
-    const decision = windowDecision(template?.window, clock.now(), lead.timeZone ?? undefined);
+  const window = async (input: GateInput): Promise<WindowOutput> => {
+    const law = lawFor(input);
+    if (!law || law.windows.length === 0) return { kind: "open" };
+    const decision = lawWindowDecision(law.windows, law.zones, clock.now());
+    const { zones, zoneSource } = law;
+    deps.emit("lead:window", { leadId: input.lead.id, zones, zoneSource, open: decision.open });
     return decision.open ? { kind: "open" } : { kind: "closed", opensAt: decision.opensAt };
   };
 
@@ -309,8 +361,9 @@ export function createGateSteps(deps: GateDeps) {
     return { kind: "defer", deferAt: clock.now() + Math.round(outcome.seconds * 1000) };
   };
 
-  const peek = async ({ lead, rules }: GateInput): Promise<PeekOutput> => {
-    const decision = await gates.peek(keyOf(lead), rules, clock.now(), rateOptions());
+  const peek = async (input: GateInput): Promise<PeekOutput> => {
+    const { lead, rules } = input;
+    const decision = await gates.peek(keyOf(lead), rules, clock.now(), rateOptions(lawFor(input)));
     deps.emit("gate:result", {
       leadId: lead.id,
       gate: "peek",
@@ -320,27 +373,33 @@ export function createGateSteps(deps: GateDeps) {
     return enforcing ? { kind: "blocked", deferAt: decision.retryAt } : { kind: "over" };
   };
 
-  const selectNumber = async ({ template }: GateInput): Promise<SelectOutput> => {
+  const selectNumber = async ({ lead, template }: GateInput): Promise<SelectOutput> => {
     if (template?.numberId) {
       const pinned = await store.number(template.numberId);
       if (pinned?.status === "AVAILABLE") return { kind: "selected", number: pinned, candidates: [pinned] };
     }
     const pool = await store.poolNumbers(template?.provider);
-    const number = await leastBusy(pool);
+    const number = await leastBusy(pool, rankFor(lead, template));
     return number ? { kind: "selected", number, candidates: pool } : { kind: "none" };
   };
 
-  /** The pool number with the most free lines, ties by id (design §7.9). */
-  async function leastBusy(pool: OutboundNumber[]): Promise<OutboundNumber | undefined> {
+  /**
+   * The pool number with the most free lines, ties by id (design §7.9); with local presence the
+   * nearest to the callee that has a free line.
+   */
+  async function leastBusy(
+    pool: OutboundNumber[],
+    rank: ((n: OutboundNumber) => number) | undefined,
+  ): Promise<OutboundNumber | undefined> {
     if (pool.length <= 1) return pool[0];
     try {
-      return await lineCounts.pick(pool, clock.now());
+      return await lineCounts.pick(pool, clock.now(), rank);
     } catch {
       return pool[0]; // the channel gate meets the outage and fails closed there, with its alert
     }
   }
 
-  const acquire = async ({ lead, number, candidates }: GateInput): Promise<AcquireOutput> => {
+  const acquire = async ({ lead, template, number, candidates }: GateInput): Promise<AcquireOutput> => {
     if (!number || !lead.token) throw new Error("acquire needs a number and a claim token");
     const token = lead.token;
     const tryLine = async (n: OutboundNumber) => {
@@ -371,10 +430,11 @@ export function createGateSteps(deps: GateDeps) {
         others.map((n) => n.id),
         clock.now(),
       );
+      const rank = rankFor(lead, template) ?? (() => 0);
       const free = others
-        .map((n) => ({ n, free: n.maxChannels - (used.get(n.id) ?? 0) }))
+        .map((n) => ({ n, free: n.maxChannels - (used.get(n.id) ?? 0), rank: rank(n) }))
         .filter((c) => c.free > 0)
-        .sort((a, b) => b.free - a.free || (a.n.id < b.n.id ? -1 : 1));
+        .sort((a, b) => a.rank - b.rank || b.free - a.free || (a.n.id < b.n.id ? -1 : 1));
       for (const { n } of free) {
         try {
           if (await tryLine(n)) return { kind: "held", number: n };
@@ -390,16 +450,18 @@ export function createGateSteps(deps: GateDeps) {
     return { kind: "full", parkOn };
   };
 
-  const record = async ({ lead, rules }: GateInput): Promise<RecordOutput> => {
+  const record = async (input: GateInput): Promise<RecordOutput> => {
+    const { lead, rules } = input;
     const token = lead.token as string;
     const now = clock.now();
+    const law = lawFor(input);
     let decision: RateDecision;
     try {
       for (const [other, late] of pendingRecords)
         if (late.key === keyOf(lead) && !late.written) await writeLate(other, late);
-      decision = await gates.record(keyOf(lead), token, rules, now, enforcing, rateOptions());
+      decision = await gates.record(keyOf(lead), token, rules, now, enforcing, rateOptions(law));
     } catch (error) {
-      if (failsClosed(rules)) throw new RecordFailedClosedError(lead.id, error);
+      if (failsClosed(rules, law?.cooldowns)) throw new RecordFailedClosedError(lead.id, error);
       // Failing open: the store cannot count, but this process still knows the dials it made while
       // it could not record them. Those alone at a rule's max: defer like a lost race.
       const pending = pendingDecision(keyOf(lead), rules, now);
@@ -432,11 +494,13 @@ export function createGateSteps(deps: GateDeps) {
     return written ? { kind: "written", dialRef } : { kind: "lost" };
   };
 
-  const makeCall = async ({ lead, number, dialRef }: GateInput): Promise<CallOutput> => {
+  const makeCall = async ({ lead, template, number, dialRef }: GateInput): Promise<CallOutput> => {
     const from = number as OutboundNumber;
     const ref = dialRef as string;
     const provider = deps.providers.get(from.provider);
-    const result = provider ? await dialWithTimeout(provider, lead, from, ref) : noAdapter(from);
+    const callerId =
+      template?.callerId === "local" ? nearness(placeOf(lead.phone), placeOf(from.e164)) : undefined;
+    const result = provider ? await dialWithTimeout(provider, lead, from, ref, callerId) : noAdapter(from);
     const late = pendingRecords.get(lead.token as string);
     if (late && (result.kind === "placed" || result.kind === "unknown")) {
       // The dial stands: its record stays for good once written (no release will take it back).
@@ -452,6 +516,7 @@ export function createGateSteps(deps: GateDeps) {
     lead: LeadRecord,
     from: OutboundNumber,
     dialRef: string,
+    callerId: CallerIdMatch | undefined,
   ): Promise<DialResult> {
     const leadId = lead.id;
     const controller = new AbortController();
@@ -466,7 +531,8 @@ export function createGateSteps(deps: GateDeps) {
         resolve({ kind: "unknown", reason: "timeout" });
       });
     });
-    deps.emit("lead:dialling", { leadId, token: parseDialRef(dialRef).token, numberId: from.id, dialRef });
+    const token = parseDialRef(dialRef).token;
+    deps.emit("lead:dialling", { leadId, token, numberId: from.id, dialRef, ...(callerId && { callerId }) });
     let call: Promise<DialResult>;
     try {
       call = provider.makeCall({
@@ -516,6 +582,13 @@ export function createGateSteps(deps: GateDeps) {
       }
     }
   };
+
+  /** Local presence (design §7.9): a pool number's rank by nearness to the callee, nearest 0. */
+  function rankFor(lead: LeadRecord, template: Template | null) {
+    if (template?.callerId !== "local") return undefined;
+    const callee = placeOf(lead.phone);
+    return (n: OutboundNumber) => NEARNESS_RANK[nearness(callee, placeOf(n.e164))];
+  }
 
   /** The record of a dial made while the store failed open, written when it is back (design §7.6). */
   function recordLater(lead: GateInput["lead"], rules: GateInput["rules"], at: number): void {

@@ -1,4 +1,5 @@
 import type {
+  CallerIdMatch,
   CooldownRule,
   PresetName,
   RateRule,
@@ -87,7 +88,7 @@ export function matches(match: RegionMatch | undefined, place: Place): boolean {
  * The law of one lead of `template`. `baseRules`: the template's own rules, or the dispatcher's when
  * it has none. The zones: the lead's `timeZone` when given; else every zone the callee's number may
  * ring in (all of them must be open: several zones is the conservative reading); else the template
- * window's zone; else UTC.
+ * window's zone (see zonesOf); else UTC.
  */
 export function lawOf(
   template: Template,
@@ -108,14 +109,16 @@ export function lawOf(
   return { zones, zoneSource, windows, rules: uniqueRules(rules), cooldowns, place };
 }
 
-function zonesOf(
-  leadZone: string | null,
-  place: Place,
-  template: Template,
-): [string[], LeadLaw["zoneSource"]] {
+/**
+ * A number the tables place only by its country code (toll-free, 555, non-geographic: `zonesPrecise`
+ * false) is judged in the template's zone when it has one, as an unplaced lead always was; every zone
+ * of its country is the last resort before UTC.
+ */
+function zonesOf(leadZone: string | null, place: Place, template: Template): [string[], ZoneSource] {
   if (leadZone) return [[leadZone], "lead"];
-  if (place.zones.length > 0) return [place.zones, "number"];
+  if (place.zones.length > 0 && place.zonesPrecise) return [place.zones, "number"];
   if (template.window) return [[template.window.timeZone], "template"];
+  if (place.zones.length > 0) return [place.zones, "number"];
   return [["UTC"], "none"];
 }
 
@@ -147,8 +150,28 @@ export function templateCooldowns(template: Template): CooldownRule[] {
   return cooldowns;
 }
 
-/** Whether the template has any window at all: its own, a preset's or a region's. */
-export function hasWindows(template: Template): boolean {
-  return template.window !== undefined || clausesOf(template).some((c) => c.window !== undefined);
+/** Whether the template has any calling law beyond its rate-limit rules (else no lead needs a place). */
+export function hasCallingLaw(template: Template): boolean {
+  return (
+    template.window !== undefined ||
+    template.presets !== undefined ||
+    template.regions !== undefined ||
+    template.cooldowns !== undefined
+  );
 }
 
+/** How near a caller ID is to the callee (design §7.9): same area code, region, country, or neither. */
+export function nearness(callee: Place, caller: Place): CallerIdMatch {
+  if (callee.areaCode !== undefined && callee.areaCode === caller.areaCode) return "areaCode";
+  if (callee.region !== undefined && callee.region === caller.region) return "region";
+  if (callee.country !== undefined && callee.country === caller.country) return "country";
+  return "pool";
+}
+
+/** The order of preference of local presence: nearest first. */
+export const NEARNESS_RANK: Readonly<Record<CallerIdMatch, number>> = {
+  areaCode: 0,
+  region: 1,
+  country: 2,
+  pool: 3,
+};

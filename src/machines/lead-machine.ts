@@ -163,7 +163,9 @@ export const leadMachine = setup({
     isNoNumber: ({ event }) => out<SelectOutput>(event).kind === "none",
     isChannelFull: ({ event }) => out<AcquireOutput>(event).kind === "full",
     isRecordRejected: ({ event }) => out<RecordOutput>(event).kind === "rejected",
-    isFailClosed: ({ context }) => context.rules.some((rule) => rule.failMode === "closed"),
+    // The record step throws RecordFailedClosedError when a rule or cooldown of the lead fails closed.
+    isFailClosed: ({ event }) =>
+      ((event as { error?: { name?: unknown } }).error?.name ?? null) === "RecordFailedClosedError",
     isDialRowLost: ({ event }) => out<BeginDialOutput>(event).kind === "lost",
     isPlaced: ({ event }) => out<CallOutput>(event).kind === "placed",
     isUnknown: ({ event }) => out<CallOutput>(event).kind === "unknown",

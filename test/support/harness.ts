@@ -57,6 +57,7 @@ export function seededRandom(seed = 42): () => number {
 
 const EVENT_NAMES = [
   "lead:claimed",
+  "lead:window",
   "lead:dialling",
   "lead:dialResult",
   "lead:dialled",

@@ -1,0 +1,249 @@
+/**
+ * Calling law (design §7.8, §7.6, §7.9): a lead without a zone is judged in its number's zones; windows
+ * with days and excluded dates; regional overrides that narrow; the presets; cooldowns after chosen
+ * outcomes; caller IDs near the callee. Once in memory, once on Redis + Postgres.
+ */
+import { describe, expect, it } from "vitest";
+import type { Dispatcher } from "../../src/dispatcher.js";
+import type { VirtualClock } from "../../src/infra/clock.js";
+import type { DialRequest, DialResult, Provider } from "../../src/machines/ports.js";
+import { memoryBackend, realBackend, useBackend } from "../support/backends.js";
+import { createHarness, HOUR, MINUTE, NUMBER, SECOND } from "../support/harness.js";
+
+const DAY = 24 * HOUR;
+/** rateLimit.marginMs by default. */
+const MARGIN_MS = 250;
+const LA = "+14155550123";
+const NY = "+12125551234";
+const MIAMI = "+13055550123";
+const MIAMI_2 = "+13055550199";
+/** Monday 2031-01-06, at an hour of UTC (EST = UTC−5, PST = UTC−8). */
+const monday = (hourUtc: number, minute = 0) => Date.UTC(2031, 0, 6, hourUtc, minute);
+
+/** Places every call and ends it `callMs` later with the outcome `outcomeOf` gives. */
+class EndingProvider implements Provider {
+  readonly name = "sim";
+  readonly calls: { req: DialRequest; at: number }[] = [];
+  #ids = 0;
+  constructor(
+    private readonly clock: VirtualClock,
+    private readonly dispatcher: () => Dispatcher,
+    private readonly outcomeOf: (req: DialRequest) => string = () => "ANSWERED",
+    private readonly callMs = MINUTE,
+  ) {}
+
+  async makeCall(req: DialRequest): Promise<DialResult> {
+    this.calls.push({ req, at: this.clock.now() });
+    const callId = `call-${++this.#ids}`;
+    const outcome = this.outcomeOf(req);
+    this.clock.setTimer(this.clock.now() + this.callMs, () => {
+      void this.dispatcher().callEnded({ callId, outcome });
+    });
+    return { kind: "placed", callId };
+  }
+
+  to(phone: string) {
+    return this.calls.filter((c) => c.req.to === phone);
+  }
+}
+
+describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling law on $name", (backend) => {
+  useBackend(backend);
+  const harness = (
+    templates: unknown[],
+    options: { start?: number; numbers?: unknown[]; outcomeOf?: (req: DialRequest) => string } = {},
+  ) =>
+    createHarness({
+      backend,
+      templates,
+      numbers: options.numbers,
+      start: options.start ?? monday(6),
+      provider: (clock, dispatcher) => new EndingProvider(clock, dispatcher, options.outcomeOf),
+    });
+
+  it("a lead without a timeZone is judged in its number's zone; the lead's own timeZone wins", async () => {
+    const h = await harness([{ id: "tcpa", resellerId: "r", presets: ["tcpa"] }]);
+    // 06:00 UTC: 22:00 Sunday in Los Angeles, 01:00 in New York, 11:30 in Kolkata.
+    await h.dispatcher.submit([
+      { id: "LA", phone: LA, templateId: "tcpa" },
+      { id: "NY", phone: NY, templateId: "tcpa" },
+      { id: "IST", phone: NY, templateId: "tcpa", timeZone: "Asia/Kolkata" },
+    ]);
+    await h.settle();
+    expect(h.provider.calls.map((c) => c.req.leadId)).toEqual(["IST"]);
+    expect((await h.lead("LA")).nextAttemptAt).toBe(monday(16)); // 08:00 PST
+    expect((await h.lead("NY")).nextAttemptAt).toBe(monday(13)); // 08:00 EST
+    const windows = h.of("lead:window");
+    expect(windows).toContainEqual({
+      leadId: "LA",
+      zones: ["America/Los_Angeles"],
+      zoneSource: "number",
+      open: false,
+    });
+    expect(windows).toContainEqual({
+      leadId: "IST",
+      zones: ["Asia/Kolkata"],
+      zoneSource: "lead",
+      open: true,
+    });
+
+    await h.advance(monday(16) - h.clock.now());
+    const at = Object.fromEntries(h.provider.calls.map((c) => [c.req.leadId, c.at]));
+    expect(at).toEqual({ IST: monday(6), NY: monday(13), LA: monday(16) });
+  });
+
+  it("a window opens only on its days and never on an excluded date", async () => {
+    const h = await harness([
+      {
+        id: "weekdays",
+        resellerId: "r",
+        window: {
+          start: "09:00",
+          end: "17:00",
+          timeZone: "America/New_York",
+          days: ["tue", "wed", "thu"],
+          excludeDates: ["2031-01-07"],
+        },
+      },
+    ]);
+    await h.dispatcher.submit({ id: "L1", phone: NY, templateId: "weekdays" });
+    await h.settle();
+    // Monday is not a day of the window and Tuesday the 7th is excluded: Wednesday 09:00 EST.
+    expect((await h.lead("L1")).nextAttemptAt).toBe(Date.UTC(2031, 0, 8, 14));
+    await h.advance(Date.UTC(2031, 0, 8, 14) - h.clock.now());
+    expect(h.provider.calls.map((c) => c.at)).toEqual([Date.UTC(2031, 0, 8, 14)]);
+  });
+
+  it("a regional override narrows the window for the callees it matches and no others", async () => {
+    const h = await harness(
+      [
+        {
+          id: "t",
+          resellerId: "r",
+          window: { start: "08:00", end: "21:00", timeZone: "America/New_York" },
+          regions: [{ match: { region: "FL" }, window: { start: "10:00", end: "12:00" } }],
+        },
+      ],
+      { start: monday(13, 30) }, // 08:30 EST
+    );
+    await h.dispatcher.submit([
+      { id: "NY", phone: NY, templateId: "t" },
+      { id: "FL", phone: MIAMI, templateId: "t" },
+    ]);
+    await h.settle();
+    expect(h.provider.calls.map((c) => c.req.leadId)).toEqual(["NY"]);
+    expect((await h.lead("FL")).nextAttemptAt).toBe(monday(15)); // 10:00 EST
+  });
+
+  it("the florida preset: 3 calls per 24 h and 08:00–20:00 for Florida callees; New York is not Florida", async () => {
+    const h = await harness(
+      [
+        {
+          id: "fl",
+          resellerId: "r",
+          presets: ["florida"],
+          retry: { maxAttempts: 100, onOutcomes: ["NO_ANSWER"], delaySeconds: 1800 },
+        },
+      ],
+      { start: monday(12), outcomeOf: () => "NO_ANSWER" }, // 07:00 EST
+    );
+    await h.dispatcher.submit([
+      { id: "FL", phone: MIAMI, templateId: "fl" },
+      { id: "NY", phone: NY, templateId: "fl" },
+    ]);
+    await h.advance(DAY + 4 * HOUR);
+    const fl = h.provider.to(MIAMI).map((c) => c.at);
+    // Not before 08:00 EST (13:00 UTC); three, then the fourth once the first left the 24 h window.
+    expect(fl.slice(0, 3)).toEqual([monday(13), monday(13, 31), monday(14, 2)]);
+    expect(fl[3]).toBe(monday(13) + DAY + MARGIN_MS);
+    for (const at of fl) {
+      const hour = new Date(at).getUTCHours(); // EST = UTC−5: 08:00–20:00 is 13:00–01:00 UTC
+      expect(hour >= 13 || hour < 1).toBe(true);
+    }
+    // New York callees meet neither rule: a call each half hour from 07:00 EST on.
+    expect(h.provider.to(NY).length).toBeGreaterThan(20);
+    expect(h.provider.to(NY)[0]?.at).toBe(monday(12));
+  });
+
+  it("the regF preset: no call within 7 days of an answered call, from its templates only; NO_ANSWER does not cool", async () => {
+    const h = await harness(
+      [
+        { id: "debt", resellerId: "r", presets: ["regF"] },
+        { id: "plain", resellerId: "r" },
+      ],
+      { start: monday(12), outcomeOf: (req) => (req.to === LA ? "ANSWERED" : "NO_ANSWER") },
+    );
+    await h.dispatcher.submit([
+      { id: "A1", phone: LA, templateId: "debt" },
+      { id: "N1", phone: NY, templateId: "debt" },
+    ]);
+    await h.advance(2 * MINUTE); // both calls ended a minute after they started
+    const answeredEnd = monday(12, 1);
+    await h.dispatcher.submit([
+      { id: "A2", phone: LA, templateId: "debt" },
+      { id: "N2", phone: NY, templateId: "debt" },
+      { id: "P1", phone: LA, templateId: "plain" },
+    ]);
+    await h.settle();
+    expect(h.provider.calls.map((c) => c.req.leadId)).toEqual(["A1", "N1", "N2", "P1"]);
+    expect((await h.lead("A2")).nextAttemptAt).toBe(answeredEnd + 7 * DAY);
+    await h.advance(7 * DAY);
+    expect(h.provider.calls.filter((c) => c.req.leadId === "A2").map((c) => c.at)).toEqual([
+      answeredEnd + 7 * DAY,
+    ]);
+  });
+
+  it("local presence picks a free number of the callee's area code, then region, then country, then any", async () => {
+    const line = (id: string, e164: string) => ({ ...NUMBER, id, e164, maxChannels: 1 });
+    const numbers = [
+      line("a-uk", "+442079460000"),
+      line("b-ny", "+12125550100"),
+      line("c-sf", "+14155550100"),
+      line("d-pa", "+16505550100"), // Palo Alto: California, another area code
+    ];
+    const h = await harness(
+      [
+        { id: "local", resellerId: "r", callerId: "local" },
+        { id: "pool", resellerId: "r" },
+      ],
+      { numbers, start: monday(18) },
+    );
+    const sf = (i: number) => `+1415555${String(1000 + i)}`;
+    await h.dispatcher.submit([1, 2, 3, 4].map((i) => ({ id: `L${i}`, phone: sf(i), templateId: "local" })));
+    await h.settle();
+    const picks = h.of("lead:dialling").map((e) => [e.leadId, e.numberId, e.callerId]);
+    expect(picks).toEqual([
+      ["L1", "c-sf", "areaCode"],
+      ["L2", "d-pa", "region"],
+      ["L3", "b-ny", "country"],
+      ["L4", "a-uk", "pool"],
+    ]);
+    // Lines free again: the same area code first, every time one is free.
+    await h.advance(2 * MINUTE);
+    await h.dispatcher.submit({ id: "L5", phone: sf(5), templateId: "local" });
+    await h.dispatcher.submit({ id: "P1", phone: sf(6), templateId: "pool" });
+    await h.settle();
+    const later = h.of("lead:dialling").slice(4);
+    expect(later.map((e) => [e.leadId, e.numberId, e.callerId])).toEqual([
+      ["L5", "c-sf", "areaCode"],
+      ["P1", "a-uk", undefined], // no local presence: the least busy number, ties by id
+    ]);
+  });
+
+  it("a cooldown that fails closed defers the lead when the gate store cannot count", async () => {
+    const h = await harness([
+      {
+        id: "strict",
+        resellerId: "r",
+        cooldowns: [{ seconds: 3600, afterOutcomes: ["ANSWERED"], failMode: "closed" }],
+      },
+    ]);
+    h.gates.fail(["record"]);
+    await h.dispatcher.submit({ id: "L1", phone: MIAMI_2, templateId: "strict" });
+    await h.settle();
+    expect(h.provider.calls).toHaveLength(0);
+    expect(h.of("gate:failClosed")).toHaveLength(1);
+    expect((await h.lead("L1")).status).toBe("SCHEDULED");
+    expect((await h.lead("L1")).nextAttemptAt).toBeGreaterThanOrEqual(h.clock.now() + 5 * SECOND);
+  });
+});
