@@ -121,16 +121,12 @@ export class PoolLineCounts {
   ): Promise<OutboundNumber> {
     const entry = this.#entry(pool, now);
     const used = await entry.read;
-    const score = (n: OutboundNumber) => {
+    let best = pool[0] as OutboundNumber;
+    let [bestFree, bestRank] = [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY];
+    for (const n of pool) {
       const free = n.maxChannels - (used.get(n.id) ?? 0) - (entry.picked.get(n.id) ?? 0);
       const r = rank ? rank(n) : 0;
-      return free > 0 ? [1, -r, free] : [0, free, -r];
-    };
-    let best = pool[0] as OutboundNumber;
-    let bestScore = score(best);
-    for (const n of pool.slice(1)) {
-      const candidate = score(n);
-      if (isGreater(candidate, bestScore)) [best, bestScore] = [n, candidate];
+      if (isBetterPick(free, r, bestFree, bestRank)) [best, bestFree, bestRank] = [n, free, r];
     }
     entry.picked.set(best.id, (entry.picked.get(best.id) ?? 0) + 1);
     return best;
@@ -155,10 +151,11 @@ export class PoolLineCounts {
   }
 }
 
-/** Lexicographic a > b. */
-function isGreater(a: number[], b: number[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return (a[i] as number) > (b[i] as number);
-  return false;
+/** A free line first; among free lines the nearest, then the most free; among none the most free. */
+function isBetterPick(free: number, rank: number, bestFree: number, bestRank: number): boolean {
+  if (free > 0 !== bestFree > 0) return free > 0;
+  if (free > 0 && rank !== bestRank) return rank < bestRank;
+  return free > bestFree || (free === bestFree && rank < bestRank);
 }
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */

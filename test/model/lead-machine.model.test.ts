@@ -10,7 +10,9 @@
  *    PostgresLeadStore on the harness's servers, behind a per-path outcome injector that
  *    forces the path's outcome. An acquire or record "error" is a store timeout: in the first traversal
  *    the command ran and only its reply was lost (design §7.12), in the second it never ran. A release
- *    "error" finds the store down, so the real release queues its work in the Outbox.
+ *    "error" finds the store down, so the real release queues its work in the Outbox. The template
+ *    has a calling law (design §7.8): a closed window, a peek blocked and a record rejected are the
+ *    real gates' answers to the callee's zone and to a Regulation F cooldown, not forced.
  * 3. At every snapshot: nothing held before acquiringChannel, no record without the hold, makeCall only
  *    from placingCall. At every end: what was taken is given back exactly once (after the Outbox is
  *    flushed), or, for inCall / heldUnknown, exactly one hold and one record remain.
@@ -68,8 +70,20 @@ const NUMBER: OutboundNumber = {
   status: "AVAILABLE",
   pool: true,
 };
-const TEMPLATE: Template = { id: "tpl-1", resellerId: "res-1" };
+/**
+ * A template with a calling law (design §7.8): the TCPA window and Regulation F's 7-in-7 cap and
+ * cooldown. The lead is in Kolkata by its own zone (open at T0); the window and the cooldown close
+ * the gates for real on the paths that need them closed.
+ */
+const TEMPLATE: Template = { id: "tpl-1", resellerId: "res-1", presets: ["tcpa", "regF"] };
 const CONFIG = configSchema.parse({});
+const DAY_MS = 24 * 3600_000;
+const LAW_RULES = [...CONFIG.rateLimit.rules, { maxCalls: 7, windowSeconds: 7 * 86400 }];
+/** The window's next opening for the lead without its own zone: 08:00 in Los Angeles, its number's. */
+const OPENS_AT = T0 + 10 * 3600_000;
+/** An ANSWERED call to the phone ended an hour before T0: Regulation F's cooldown runs 7 days from it. */
+const ANSWERED_AT = T0 - 3600_000;
+const COOLED_UNTIL = ANSWERED_AT + 7 * DAY_MS;
 const LEAD_ID = "lead-1";
 
 /** Fewer complete paths than this means the model (or its serialization) lost branches. */
@@ -106,7 +120,7 @@ async function createWorld(notPlacedStreak: number, backend: TestBackend = memor
   const gates = new FaultyGateStore({ clock, inner, inspect });
   await store.upsertTemplates([TEMPLATE]);
   await store.upsertNumbers([NUMBER]);
-  await store.submit([{ id: LEAD_ID, phone: PHONE, templateId: TEMPLATE.id }], T0);
+  await store.submit([{ id: LEAD_ID, phone: PHONE, templateId: TEMPLATE.id, timeZone: "Asia/Kolkata" }], T0);
   let [lead] = await store.claimDue("model", T0, 1, CONFIG.claimLeaseMs);
   if (notPlacedStreak > 0) {
     await store.settle(lead.token as string, { kind: "defer", at: T0, notPlacedStreak }, T0);
@@ -144,19 +158,19 @@ const call = (result: DialResult): CallOutput => ({ ...result, at: T0 });
 function modelEvents(lead: LeadRecord): ModelEvent[] {
   const finishes = ["NO_CONFIG", "INVALID_PHONE", "BLACKLISTED", "EXPIRED"] as const;
   return [
-    done("check", { kind: "ok", template: TEMPLATE, rules: CONFIG.rateLimit.rules } satisfies CheckOutput),
+    done("check", { kind: "ok", template: TEMPLATE, rules: LAW_RULES } satisfies CheckOutput),
     done("check", { kind: "drop" } satisfies CheckOutput),
     ...finishes.map((outcome) => done("check", { kind: "finish", outcome } satisfies CheckOutput)),
     error("check"),
     done("window", { kind: "open" } satisfies WindowOutput),
-    done("window", { kind: "closed", opensAt: T0 + 3 * 3600_000 } satisfies WindowOutput),
+    done("window", { kind: "closed", opensAt: OPENS_AT } satisfies WindowOutput),
     error("window"),
     done("precheck", { kind: "proceed" } satisfies PrecheckOutput),
     done("precheck", { kind: "abort", reason: "on the do-not-call list" } satisfies PrecheckOutput),
     done("precheck", { kind: "defer", deferAt: T0 + 600_000 } satisfies PrecheckOutput),
     error("precheck"),
     done("peek", { kind: "allowed" } satisfies PeekOutput),
-    done("peek", { kind: "blocked", deferAt: T0 + 1800_000 } satisfies PeekOutput),
+    done("peek", { kind: "blocked", deferAt: COOLED_UNTIL } satisfies PeekOutput),
     done("peek", { kind: "over" } satisfies PeekOutput),
     error("peek"),
     done("selectNumber", { kind: "selected", number: NUMBER, candidates: [NUMBER] } satisfies SelectOutput),
@@ -166,7 +180,8 @@ function modelEvents(lead: LeadRecord): ModelEvent[] {
     done("acquire", { kind: "full", parkOn: [NUMBER.id] } satisfies AcquireOutput),
     error("acquire"),
     done("record", { kind: "recorded" } satisfies RecordOutput),
-    done("record", { kind: "rejected", deferAt: T0 + 1800_400 } satisfies RecordOutput),
+    // The real record adds the seeded jitter: random() = 0.5 of a second.
+    done("record", { kind: "rejected", deferAt: COOLED_UNTIL + 500 } satisfies RecordOutput),
     done("record", { kind: "over" } satisfies RecordOutput),
     error("record"),
     done("beginDial", { kind: "written", dialRef: `${lead.token}@${T0}` } satisfies BeginDialOutput),
@@ -308,8 +323,8 @@ async function inject(
   }
 
   const output = (event as { output?: { kind?: string } }).output;
-  const expectReal = async (expected: unknown) => {
-    const value = await runReal(real, input);
+  const expectReal = async (expected: unknown, realInput = input) => {
+    const value = await runReal(real, realInput);
     if (!isDeepStrictEqual(value, expected))
       w.violations.push(
         `${id}: real gate said ${JSON.stringify(value)}, path needs ${JSON.stringify(expected)}`,
@@ -332,6 +347,16 @@ async function inject(
       // alertOnly: the member is added although the phone is over its limit.
       await expectReal({ kind: "recorded" });
       break;
+    case "window:closed":
+      // The same lead without its own zone: judged in its number's (Los Angeles), where T0 is night.
+      await expectReal(output, { ...(input as GateInput), lead: { ...w.lead, timeZone: null } });
+      break;
+    case "peek:blocked":
+    case "record:rejected":
+      // The phone's answered call an hour ago: the cooldown blocks for real.
+      await w.gates.markEnd(w.key, "ANSWERED", ANSWERED_AT, 7 * DAY_MS);
+      await expectReal(output);
+      break;
     case "beginDial:lost":
       // Cancelled meanwhile (by another process): the dial-row compare-and-set fails.
       await w.store.cancel(w.lead.id, w.clock.now());
@@ -343,7 +368,7 @@ async function inject(
         w.provider.answer(result as DialResult);
         await expectReal(output);
       }
-    // Any other outcome (drop, finish, closed, blocked, none, full, rejected) touches no store.
+    // Any other outcome (drop, finish, none, full) touches no store.
   }
   return { ok: true, value: output };
 }

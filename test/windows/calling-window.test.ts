@@ -207,12 +207,15 @@ describe("windowDecision", () => {
 });
 
 describe("calling windows in the dispatcher", () => {
+  // New York numbers: a lead without a zone is judged in its number's (design §7.8).
+  const NY_PHONE = "+12125551234";
+  const NY_PHONE_2 = "+12125551235";
   const NY_OFFICE = { id: "t-ny", resellerId: "r1", window: win("09:00", "17:00") };
   const OTHER = { id: "t-other", resellerId: "r1", window: win("09:00", "17:00") };
 
   it("a closed-window lead parks at exactly the next window start and dials at that instant", async () => {
     const w = await createWorld({ templates: [NY_OFFICE] });
-    await w.dispatcher.submit({ id: "L1", phone: PHONES[0], templateId: "t-ny" });
+    await w.dispatcher.submit({ id: "L1", phone: NY_PHONE, templateId: "t-ny" });
     await w.settle();
     const start = at("2031-01-06T14:00:00Z");
     expect(w.of("lead:deferred")).toEqual([{ leadId: "L1", reason: "window", at: start }]);
@@ -249,13 +252,14 @@ describe("calling windows in the dispatcher", () => {
   it("a template whose window opens now wakes its parked leads, and only those", async () => {
     const w = await createWorld({ templates: [NY_OFFICE, OTHER] });
     await w.dispatcher.submit([
-      { id: "parked", phone: PHONES[0], templateId: "t-ny" },
-      { id: "later", phone: PHONES[1], templateId: "t-ny", dueAt: T0 + 10 * HOUR },
+      { id: "parked", phone: NY_PHONE, templateId: "t-ny" },
+      { id: "later", phone: NY_PHONE_2, templateId: "t-ny", dueAt: T0 + 10 * HOUR },
       { id: "other", phone: PHONES[2], templateId: "t-other" },
     ]);
     await w.settle();
 
-    await w.dispatcher.upsertTemplates([{ ...NY_OFFICE, window: win("05:00", "12:00", LONDON) }]);
+    // Now from 01:00 in New York (T0): open for the New York callee.
+    await w.dispatcher.upsertTemplates([{ ...NY_OFFICE, window: win("01:00", "12:00") }]);
     await w.settle();
     expect(w.of("window:changed")).toEqual([{ templateId: "t-ny", woken: 1 }]);
     expect(w.provider.dialled("parked")).toEqual([T0]);
@@ -266,7 +270,7 @@ describe("calling windows in the dispatcher", () => {
 
   it("a window that now starts later re-parks its leads at the new start, not the old one", async () => {
     const w = await createWorld({ templates: [NY_OFFICE] });
-    await w.dispatcher.submit({ id: "L1", phone: PHONES[0], templateId: "t-ny" });
+    await w.dispatcher.submit({ id: "L1", phone: NY_PHONE, templateId: "t-ny" });
     await w.settle();
     await w.advance(HOUR);
     await w.dispatcher.upsertTemplates([{ ...NY_OFFICE, window: win("12:00", "17:00") }]);
@@ -279,7 +283,7 @@ describe("calling windows in the dispatcher", () => {
 
   it("removing the window dials the parked leads now; an unchanged window wakes nobody", async () => {
     const w = await createWorld({ templates: [NY_OFFICE] });
-    await w.dispatcher.submit({ id: "L1", phone: PHONES[0], templateId: "t-ny" });
+    await w.dispatcher.submit({ id: "L1", phone: NY_PHONE, templateId: "t-ny" });
     await w.settle();
     await w.dispatcher.upsertTemplates([
       { ...NY_OFFICE, retry: { maxAttempts: 2, onOutcomes: ["BUSY"], delaySeconds: 60 } },
@@ -297,7 +301,7 @@ describe("calling windows in the dispatcher", () => {
   it("a restart with an edited window moves the leads the old one parked", async () => {
     const store = new MemoryLeadStore();
     const first = await createWorld({ leadStore: store, templates: [NY_OFFICE] });
-    await first.dispatcher.submit({ id: "L1", phone: PHONES[0], templateId: "t-ny" });
+    await first.dispatcher.submit({ id: "L1", phone: NY_PHONE, templateId: "t-ny" });
     await first.settle();
     expect(await first.lead("L1")).toMatchObject({
       deferReason: "window",
@@ -308,7 +312,7 @@ describe("calling windows in the dispatcher", () => {
     const second = await createWorld({
       leadStore: store,
       start: T0 + MINUTE,
-      templates: [{ ...NY_OFFICE, window: win("06:00", "18:00", LONDON) }],
+      templates: [{ ...NY_OFFICE, window: win("00:30", "18:00") }],
     });
     await second.settle();
     expect(second.provider.dialled("L1")).toEqual([T0 + MINUTE]);
