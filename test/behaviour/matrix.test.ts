@@ -477,7 +477,8 @@ describe.each(BACKENDS)("on $name", (backend) => {
       const nineInNewYork = Date.UTC(2031, 0, 6, 14, 0); // T0 is 01:00 there
 
       await h.dispatcher.submit([
-        lead("L1", PHONES[0]),
+        // A New York number: without a zone of its own the lead is judged in its number's.
+        lead("L1", PHONES[3]),
         // The callee's own zone wins: 11:30 in Kolkata is inside the window.
         lead("L2", PHONES[4], { timeZone: "Asia/Kolkata" }),
       ]);
@@ -485,7 +486,7 @@ describe.each(BACKENDS)("on $name", (backend) => {
 
       expect(await h.lead("L1")).toMatchObject({ status: "SCHEDULED", nextAttemptAt: nineInNewYork });
       expect(h.of("lead:deferred")).toEqual([{ leadId: "L1", reason: "window", at: nineInNewYork }]);
-      expect(h.gates.count("peek", h.key(PHONES[0]))).toBe(0);
+      expect(h.gates.count("peek", h.key(PHONES[3]))).toBe(0);
       expect(h.provider.dials.map((d) => d.leadId)).toEqual(["L2"]);
 
       await h.advance(nineInNewYork - h.clock.now() - 1);
