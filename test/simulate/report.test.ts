@@ -156,6 +156,8 @@ function runOf(calls: [string, string, number, string?][], over: Partial<Scenari
       stored({ id, templateId, status: "FINISHED", outcome: "ANSWERED" }),
     ),
     owner: "simulate",
+    windowZones: new Map(),
+    callerIds: new Map(),
   };
 }
 

@@ -3,7 +3,14 @@ import { createDispatcher, type DispatcherStats } from "../../dispatcher.js";
 import { runVirtual, VirtualClock } from "../../infra/clock.js";
 import { createLogger, envLogLevel } from "../../infra/logger.js";
 import { type SimDial, SimulatedProvider } from "../../infra/providers/simulated.js";
-import type { Alert, LeadInput, LeadRecord, Provider } from "../../machines/ports.js";
+import type {
+  Alert,
+  CallerIdMatch,
+  LeadInput,
+  LeadRecord,
+  Provider,
+  ZoneSource,
+} from "../../machines/ports.js";
 import { type BackendFactory, memoryBackend } from "./backends.js";
 import { faultActive, injectStoreFaults } from "./faults.js";
 import { DISPATCHER_STREAM, randomStream } from "./random.js";
@@ -23,6 +30,12 @@ export interface DeferEvent {
   reason: string;
 }
 
+/** The zones the window gate judged a lead's windows in (its last `lead:window`). */
+export interface WindowZones {
+  zones: string[];
+  zoneSource: ZoneSource;
+}
+
 /** Everything a run observed; `buildReport` turns it into the report of simulate.md. */
 export interface SimulationRun {
   scenario: Scenario;
@@ -40,6 +53,10 @@ export interface SimulationRun {
   stored: LeadRecord[];
   /** The claim owner of this run's dispatcher: the only live owner (design §7.4). */
   owner: string;
+  /** Per lead, the last `lead:window` (leads that never met a window are absent). */
+  windowZones: Map<string, WindowZones>;
+  /** Per dialRef, the caller-ID match `lead:dialling` announced (local-presence templates only). */
+  callerIds: Map<string, CallerIdMatch>;
 }
 
 const OWNER = "simulate";
@@ -85,6 +102,14 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
     const defers = new Map<string, DeferEvent[]>();
     const finishedAt = new Map<string, number>();
     const alerts: Alert[] = [];
+    const windowZones = new Map<string, WindowZones>();
+    const callerIds = new Map<string, CallerIdMatch>();
+    dispatcher.on("lead:window", ({ leadId, zones, zoneSource }) => {
+      windowZones.set(leadId, { zones: [...zones], zoneSource });
+    });
+    dispatcher.on("lead:dialling", ({ dialRef, callerId }) => {
+      if (callerId !== undefined) callerIds.set(dialRef, callerId);
+    });
     dispatcher.on("lead:deferred", ({ leadId, reason, at }) => {
       const list = defers.get(leadId) ?? [];
       defers.set(leadId, list);
@@ -120,6 +145,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
       finishedAt,
       stored: await backend.leadStore.list(),
       owner: OWNER,
+      windowZones,
+      callerIds,
     };
   } finally {
     await backend.close();

@@ -20,6 +20,12 @@ export function violations(report: Report, run: SimulationRun): string[] {
         );
     }
   }
+  const law = inv.callingLaw;
+  if (law.outsideWindow > 0)
+    found.push(`${law.outsideWindow} call(s) outside a calling window in the callee's local time`);
+  // A cooldown is kept by the record step, like the caps: alertOnly lets it pass by design too.
+  if (law.inCooldown > 0 && run.scenario.config.rateLimit.mode === "block")
+    found.push(`${law.inCooldown} call(s) inside a cooldown after an earlier call's end`);
   if (inv.duplicateDials > 0) found.push(`${inv.duplicateDials} duplicate dial(s)`);
   if (inv.lostLeads > 0) found.push(`${inv.lostLeads} lost lead(s)`);
   return found;
@@ -59,6 +65,9 @@ export function formatSummary(report: Report, run: SimulationRun, title: string)
     ["finished", pairs(totals.finished)],
     ["deferred", pairs(totals.deferred)],
     ["gates", pairs(gates)],
+    // Only for runs that met a window or chose a local number.
+    ...optionalRow("zones from", totals.zoneSource),
+    ...optionalRow("caller ID", totals.callerId),
     [
       "alerts",
       `${report.alerts.length}${report.alerts.length ? `  ${pairs(countBy(report.alerts, (a) => a.kind))}` : ""}`,
@@ -76,9 +85,13 @@ export function formatSummary(report: Report, run: SimulationRun, title: string)
         .map(
           (r) =>
             `${r.maxDialsPerPhone}/${r.maxCalls} per ${r.windowSeconds} s` +
-            (r.templateId === null ? "" : ` (${r.templateId})`),
+            (r.templateId === null ? "" : ` (${[r.templateId, ...ruleSource(r)].join(" ")})`),
         )
         .join("  "),
+    ],
+    [
+      "calling law",
+      `outside window ${inv.callingLaw.outsideWindow}  in cooldown ${inv.callingLaw.inCooldown}`,
     ],
     ["duplicate dials", String(inv.duplicateDials)],
     ["lost leads", String(inv.lostLeads)],
@@ -94,10 +107,27 @@ export function formatSummary(report: Report, run: SimulationRun, title: string)
   return `${title}\n\n${body}\n`;
 }
 
-/** "config rule 0", "template t2 rule 1": the rule's place in its list. */
+/**
+ * "config rule 0", "template t2 rule 1", "template t2 preset florida rule 0", "template t2 region 1
+ * rule 0": the rule's place in its list.
+ */
 function ruleName(rule: RuleReport, all: readonly RuleReport[]): string {
-  const index = all.filter((r) => r.templateId === rule.templateId).indexOf(rule);
-  return rule.templateId === null ? `config rule ${index}` : `template ${rule.templateId} rule ${index}`;
+  const sameList = (r: RuleReport) =>
+    r.templateId === rule.templateId && r.preset === rule.preset && r.region === rule.region;
+  const index = all.filter(sameList).indexOf(rule);
+  if (rule.templateId === null) return `config rule ${index}`;
+  return ["template", rule.templateId, ...ruleSource(rule), "rule", index].join(" ");
+}
+
+/** Where a template's rule comes from, in words: nothing for its own, else its preset or region. */
+function ruleSource(rule: RuleReport): string[] {
+  if (rule.preset !== undefined) return ["preset", rule.preset];
+  if (rule.region !== undefined) return ["region", String(rule.region)];
+  return [];
+}
+
+function optionalRow(label: string, record: Record<string, number>): [string, string][] {
+  return Object.keys(record).length > 0 ? [[label, pairs(record)]] : [];
 }
 
 function pairs(record: Record<string, number>): string {
