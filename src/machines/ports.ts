@@ -282,8 +282,16 @@ export interface GateRebuildRows {
    * that failed open is recorded later anyway (design §7.6).
    */
   countedDials: { token: string; phone: string; at: number }[];
-  /** The window used: the caller's, or the largest window of a template's own rules when that is longer. */
+  /**
+   * The window used: the caller's, or the largest window of a template's rules (its own, its presets'
+   * and its regions') when that is longer.
+   */
   windowMs: number;
+  /**
+   * Calls that ended with one of the `cooling` outcomes after `now − cooling.ms`: the cooldown marks
+   * (design §7.6) to write back. Empty without `cooling`.
+   */
+  endedCalls: { phone: string; outcome: string; at: number }[];
 }
 
 /** What an operator pauses: all dispatch, one reseller's templates, or one template. */
@@ -366,14 +374,27 @@ export interface LeadStore {
   list(): Promise<LeadRecord[]>;
   /**
    * The gate state to rebuild after a gate store restart (design §7.13), read in one consistent
-   * snapshot. `windowMs`: the largest window of the dispatcher's rules (templates' own rules may widen
-   * it); null reads no counted dials (a cheap look at numbers, claims and live dials).
+   * snapshot. `windowMs`: the largest window of the dispatcher's rules (templates' rules may widen
+   * it); null reads no counted dials (a cheap look at numbers, claims and live dials). `cooling`: the
+   * longest cooldown in force and every outcome one follows; the dials that ended so are read too.
    */
-  gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows>;
+  gateRebuildRows(
+    now: number,
+    windowMs: number | null,
+    cooling?: { ms: number; outcomes: string[] },
+  ): Promise<GateRebuildRows>;
 
   template(id: string): Promise<Template | null>;
-  /** The largest window (ms) of any stored template's own rules, 0 when none has rules of its own. */
+  /**
+   * The largest window (ms) of any stored template's rules (its own, its presets' and its regions'),
+   * 0 when none has rules of its own.
+   */
   templateWindowMs(): Promise<number>;
+  /**
+   * Every cooldown any stored template may apply (its own, its presets' and its regions'), in no
+   * order, a repeated one maybe more than once: which call ends must be marked, and kept how long.
+   */
+  templateCooldowns(): Promise<CooldownRule[]>;
   /**
    * The template as `template(id)` would return it when that needs no I/O, else undefined. A store
    * without a cache leaves it out.

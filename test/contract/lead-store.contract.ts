@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type {
+  CooldownRule,
   LeadInput,
   LeadStore,
   OutboundNumber,
@@ -1099,6 +1100,73 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         expect(rows.windowMs).toBe(24 * HOUR);
         expect(rows.countedDials).toEqual([{ token, phone: PHONE, at: T0 + 1 }]);
       });
+
+      it("widens the window to the rules of a template's presets and regions", async () => {
+        const region = {
+          match: { region: "FL" },
+          rateLimitRules: [{ maxCalls: 2, windowSeconds: 2 * 86_400 }],
+        };
+        await store.upsertTemplates([{ id: "tpl", resellerId: "r1", regions: [region] }]);
+        const token = await inCall("a");
+        expect((await store.gateRebuildRows(T0 + 30 * HOUR, HOUR)).windowMs).toBe(48 * HOUR);
+        await store.upsertTemplates([{ id: "debt", resellerId: "r1", presets: ["regF"] }]);
+        const rows = await store.gateRebuildRows(T0 + 100 * HOUR, HOUR);
+        expect(rows.windowMs).toBe(7 * 24 * HOUR);
+        expect(rows.countedDials).toEqual([{ token, phone: PHONE, at: T0 + 1 }]);
+      });
+
+      it("keeps how and when each call ended: the ends of the cooling outcomes inside its window (design §7.6)", async () => {
+        const OTHER = "+14155550177";
+        await store.submit([lead("o", { phone: OTHER })], T0);
+        const answered = await inCall("o");
+        await store.settle(answered, { kind: "ended", outcome: "ANSWERED" }, T0 + 100);
+        // A late second end signal of that call is refused and changes nothing.
+        expect(await store.settle(answered, { kind: "ended", outcome: "VOICEMAIL" }, T0 + 900)).toBeNull();
+        // A retried lead: each dial row keeps its own call's end.
+        const first = await inCall("r");
+        await store.settle(first, { kind: "ended", outcome: "VOICEMAIL", retryAt: T0 + 200 }, T0 + 150);
+        const second = await claimNext(T0 + 200);
+        await store.beginDial(second, {
+          dialRef: `${second}@${T0 + 201}`,
+          numberId: "n1",
+          at: T0 + 201,
+          recorded: true,
+        });
+        await store.settle(second, { kind: "placed", callId: "call-r2" }, T0 + 202);
+        await store.settle(second, { kind: "ended", outcome: "ANSWERED" }, T0 + 300);
+        // A cancel requested during the call finishes the lead CANCELLED; the call still ended ANSWERED.
+        const cancelled = await inCall("c");
+        await store.cancel("c", T0 + 50);
+        expect(await store.settle(cancelled, { kind: "ended", outcome: "ANSWERED" }, T0 + 400)).toEqual({
+          status: "FINISHED",
+          outcome: "CANCELLED",
+        });
+        const busy = await inCall("b");
+        await store.settle(busy, { kind: "ended", outcome: "BUSY" }, T0 + 120);
+        await inCall("live");
+
+        const cooling = { ms: HOUR, outcomes: ["ANSWERED", "VOICEMAIL"] };
+        const byEnd = (rows: { at: number }[]) => rows.toSorted((a, b) => a.at - b.at);
+        const rows = await store.gateRebuildRows(T0 + 100 + HOUR - 1, HOUR, cooling);
+        expect(byEnd(rows.endedCalls)).toEqual([
+          { phone: OTHER, outcome: "ANSWERED", at: T0 + 100 },
+          { phone: PHONE, outcome: "VOICEMAIL", at: T0 + 150 },
+          { phone: PHONE, outcome: "ANSWERED", at: T0 + 300 },
+          { phone: PHONE, outcome: "ANSWERED", at: T0 + 400 },
+        ]);
+        // Half-open: an end at t is read while now < t + ms; also with the cheap read (no window).
+        expect(byEnd((await store.gateRebuildRows(T0 + 300 + HOUR, null, cooling)).endedCalls)).toEqual([
+          { phone: PHONE, outcome: "ANSWERED", at: T0 + 400 },
+        ]);
+        expect(
+          (await store.gateRebuildRows(T0 + 500, HOUR, { ms: HOUR, outcomes: ["BUSY"] })).endedCalls,
+        ).toEqual([{ phone: PHONE, outcome: "BUSY", at: T0 + 120 }]);
+        // Without cooling, or without outcomes: none.
+        expect((await store.gateRebuildRows(T0 + 500, HOUR)).endedCalls).toEqual([]);
+        expect((await store.gateRebuildRows(T0 + 500, HOUR, { ms: HOUR, outcomes: [] })).endedCalls).toEqual(
+          [],
+        );
+      });
     });
 
     describe("numbers", () => {
@@ -1215,6 +1283,55 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         expect(await store.upsertTemplates([{ ...law, callerId: "pool" }])).toEqual([]);
         expect(await store.upsertTemplates([{ ...law, presets: ["tcpa", "florida"] }])).toEqual(["law"]);
         expect(await store.upsertTemplates([{ ...law, regions: undefined }])).toEqual(["law"]);
+      });
+    });
+
+    describe("templates' rules and cooldowns, presets and regions included (design §7.6)", () => {
+      const DAY_MS = 86_400_000;
+      /** Each distinct cooldown once, in a fixed order: stores may repeat one and list in any order. */
+      const distinct = (cooldowns: CooldownRule[]) =>
+        [...new Set(cooldowns.map((c) => JSON.stringify([c.seconds, c.afterOutcomes, c.failMode ?? null])))]
+          .sort()
+          .map((key) => JSON.parse(key) as [number, string[], string | null]);
+
+      it("templateWindowMs and templateCooldowns read every template's own, its presets' and its regions'", async () => {
+        expect(await store.templateWindowMs()).toBe(0);
+        expect(await store.templateCooldowns()).toEqual([]);
+        await store.upsertTemplates([
+          {
+            id: "own",
+            resellerId: "r1",
+            rateLimitRules: [{ maxCalls: 3, windowSeconds: 3600 }],
+            cooldowns: [{ seconds: 600, afterOutcomes: ["BUSY"] }],
+          },
+          {
+            id: "fl",
+            resellerId: "r1",
+            regions: [
+              {
+                match: { country: "US", region: "FL" },
+                rateLimitRules: [{ maxCalls: 2, windowSeconds: 2 * 86_400 }],
+                cooldowns: [{ seconds: 3600, afterOutcomes: ["VOICEMAIL", "NO_ANSWER"], failMode: "closed" }],
+              },
+            ],
+          },
+          { id: "plain", resellerId: "r1" },
+        ]);
+        expect(await store.templateWindowMs()).toBe(2 * DAY_MS);
+        expect(distinct(await store.templateCooldowns())).toEqual([
+          [3600, ["VOICEMAIL", "NO_ANSWER"], "closed"],
+          [600, ["BUSY"], null],
+        ]);
+        await store.upsertTemplates([
+          { id: "debt", resellerId: "r1", presets: ["regF"] },
+          { id: "debt2", resellerId: "r1", presets: ["tcpa", "regF"] },
+        ]);
+        expect(await store.templateWindowMs()).toBe(7 * DAY_MS);
+        expect(distinct(await store.templateCooldowns())).toEqual([
+          [3600, ["VOICEMAIL", "NO_ANSWER"], "closed"],
+          [600, ["BUSY"], null],
+          [604_800, ["ANSWERED"], null],
+        ]);
       });
     });
 

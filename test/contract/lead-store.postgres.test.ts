@@ -200,6 +200,34 @@ describe("PostgresLeadStore dial rows", () => {
       },
     ]);
   });
+
+  it("an ended call writes its outcome and end time on the dial row of that claim only (007)", async () => {
+    const { store, schema } = await freshStore();
+    await store.submit([lead("a")], T0);
+    const dial = async (at: number) => {
+      const [claim] = await store.claimDue("w1", at, 1, LEASE);
+      const token = claim.token as string;
+      await store.beginDial(token, { dialRef: `${token}@${at}`, numberId: "n1", at, recorded: true });
+      await store.settle(token, { kind: "placed", callId: `call-${at}` }, at + 1);
+      return token;
+    };
+    const first = await dial(T0);
+    await store.settle(first, { kind: "ended", outcome: "NO_ANSWER", retryAt: T0 + 100 }, T0 + 50);
+    const second = await dial(T0 + 100);
+    const read = () =>
+      pool.query(
+        `SELECT token, outcome, ended_at FROM ${pg.escapeIdentifier(schema)}.dial_attempts ORDER BY at`,
+      );
+    expect((await read()).rows).toEqual([
+      { token: first, outcome: "NO_ANSWER", ended_at: String(T0 + 50) },
+      { token: second, outcome: null, ended_at: null },
+    ]);
+    await store.settle(second, { kind: "ended", outcome: "ANSWERED" }, T0 + 150);
+    expect((await read()).rows).toEqual([
+      { token: first, outcome: "NO_ANSWER", ended_at: String(T0 + 50) },
+      { token: second, outcome: "ANSWERED", ended_at: String(T0 + 150) },
+    ]);
+  });
 });
 
 describe("PostgresLeadStore.onLeadsAdded", () => {
@@ -258,6 +286,7 @@ describe("migrate", () => {
       "004_config_notify.sql",
       "005_park.sql",
       "006_calling_law.sql",
+      "007_dial_end.sql",
     ]);
     expect(await migrate(pool, { schema })).toEqual([]);
     const { rows } = await pool.query(
@@ -270,6 +299,7 @@ describe("migrate", () => {
       { name: "004_config_notify.sql" },
       { name: "005_park.sql" },
       { name: "006_calling_law.sql" },
+      { name: "007_dial_end.sql" },
     ]);
   });
 
@@ -283,6 +313,7 @@ describe("migrate", () => {
       "004_config_notify.sql",
       "005_park.sql",
       "006_calling_law.sql",
+      "007_dial_end.sql",
     ]);
   });
 

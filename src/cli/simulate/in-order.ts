@@ -29,6 +29,7 @@ const LEAD_READS: ReadonlySet<PropertyKey> = new Set([
   "gateRebuildRows",
   "template",
   "templateWindowMs",
+  "templateCooldowns",
   "number",
   "poolNumbers",
   "isBlocked",

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import type {
+  CooldownRule,
   DeferReason,
   DialInfo,
   DialRow,
@@ -15,6 +16,14 @@ import type {
   Template,
 } from "../../machines/ports.js";
 import { SETTLES_FROM } from "../../machines/ports.js";
+import { templateCooldowns, templateRules } from "../calling-law.js";
+
+/** A dial row: the lead's dial, and how and when its call ended (design §7.13 rebuilds from these). */
+interface Dial {
+  leadId: string;
+  dial: DialInfo;
+  ended: { outcome: string; at: number } | null;
+}
 
 /** Leads, templates, numbers and the block list in one process: the embedded default. */
 export class MemoryLeadStore implements LeadStore {
@@ -23,8 +32,11 @@ export class MemoryLeadStore implements LeadStore {
   #numbers = new Map<string, OutboundNumber>();
   #blocked = new Set<string>();
   #byDial = new Map<string, string>();
-  /** Every dial ever begun (a lead row keeps only its last): the rate-limit rebuild counts them all. */
-  #dials: { leadId: string; token: string; dial: DialInfo }[] = [];
+  /**
+   * Every dial ever begun, by its claim token (a lead row keeps only its last): the rate-limit rebuild
+   * counts them all.
+   */
+  #dials = new Map<string, Dial>();
   /** Ids of the parked leads (parkedOn set). */
   #parked = new Set<string>();
   /** The parked leads by each number of their set. */
@@ -142,7 +154,7 @@ export class MemoryLeadStore implements LeadStore {
     lead.parkedAt = null;
     lead.dial = { ...row, callId: null, unknown: false };
     // The same object as the lead's: settles that mark it placed or unknown show here too.
-    this.#dials.push({ leadId: lead.id, token, dial: lead.dial });
+    this.#dials.set(token, { leadId: lead.id, dial: lead.dial, ended: null });
     this.#byDial.set(`ref:${row.dialRef}`, lead.id);
     return true;
   }
@@ -176,7 +188,10 @@ export class MemoryLeadStore implements LeadStore {
       case "unknown":
         this.#toUnknown(lead);
         break;
-      case "ended":
+      case "ended": {
+        // The dial row of this claim remembers how and when its call ended (cooldowns, design §7.6).
+        const dial = this.#dials.get(token);
+        if (dial) dial.ended = { outcome: s.outcome, at: now };
         if (lead.cancelRequested) this.#finish(lead, "CANCELLED");
         else if (s.retryAt !== undefined) {
           lead.attempt += 1;
@@ -184,6 +199,7 @@ export class MemoryLeadStore implements LeadStore {
           this.#schedule(lead, s.retryAt);
         } else this.#finish(lead, s.outcome);
         break;
+      }
       case "unknownExpired":
         if (!lead.dial?.unknown) return null;
         if (lead.cancelRequested) this.#finish(lead, "CANCELLED");
@@ -320,7 +336,11 @@ export class MemoryLeadStore implements LeadStore {
     return [...this.#leads.values()].map((l) => structuredClone(l));
   }
 
-  async gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows> {
+  async gateRebuildRows(
+    now: number,
+    windowMs: number | null,
+    cooling?: { ms: number; outcomes: string[] },
+  ): Promise<GateRebuildRows> {
     const leads = [...this.#leads.values()];
     const claims = leads
       .filter((l) => l.status === "CLAIMED")
@@ -333,33 +353,40 @@ export class MemoryLeadStore implements LeadStore {
         at: l.dial?.at as number,
       }));
     const numberIds = [...this.#numbers.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    if (windowMs === null) return { numberIds, claims, liveDials, countedDials: [], windowMs: 0 };
+    const phoneOf = (leadId: string) => (this.#leads.get(leadId) as LeadRecord).phone;
+    const endedCalls = [...this.#dials.values()].flatMap(({ leadId, ended }) =>
+      ended && cooling?.outcomes.includes(ended.outcome) && ended.at > now - cooling.ms
+        ? [{ phone: phoneOf(leadId), ...ended }]
+        : [],
+    );
+    if (windowMs === null) return { numberIds, claims, liveDials, countedDials: [], windowMs: 0, endedCalls };
 
     const window = Math.max(windowMs, this.#templateWindowMs());
-    const countedDials = this.#dials
-      .filter(({ leadId, dial }) => {
+    const countedDials = [...this.#dials]
+      .filter(([, { leadId, dial }]) => {
         if (dial.at <= now - window) return false;
         const lead = this.#leads.get(leadId) as LeadRecord;
         const dialling = lead.dial === dial && lead.status === "DIALING";
         return dial.callId !== null || dial.unknown || dialling;
       })
-      .map(({ leadId, token, dial }) => ({
-        token,
-        phone: (this.#leads.get(leadId) as LeadRecord).phone,
-        at: dial.at,
-      }));
-    return { numberIds, claims, liveDials, countedDials, windowMs: window };
+      .map(([token, { leadId, dial }]) => ({ token, phone: phoneOf(leadId), at: dial.at }));
+    return { numberIds, claims, liveDials, countedDials, windowMs: window, endedCalls };
   }
 
   async templateWindowMs(): Promise<number> {
     return this.#templateWindowMs();
   }
 
+  /** Every template's rules count: its own, its presets' and its regions' (design §7.6). */
   #templateWindowMs(): number {
     let window = 0;
     for (const t of this.#templates.values())
-      for (const rule of t.rateLimitRules ?? []) window = Math.max(window, rule.windowSeconds * 1000);
+      for (const rule of templateRules(t)) window = Math.max(window, rule.windowSeconds * 1000);
     return window;
+  }
+
+  async templateCooldowns(): Promise<CooldownRule[]> {
+    return structuredClone([...this.#templates.values()].flatMap(templateCooldowns));
   }
 
   async template(id: string): Promise<Template | null> {

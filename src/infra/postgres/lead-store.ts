@@ -1,5 +1,6 @@
 import pg from "pg";
 import type {
+  CooldownRule,
   DeferReason,
   DialRow,
   GateRebuildRows,
@@ -18,7 +19,12 @@ import { redactError } from "../mask.js";
 import { Batcher } from "./batch.js";
 import { ChannelListener } from "./channel-listener.js";
 import { ConfigCache, ConfigWatch } from "./config-cache.js";
-import { readGateRebuildRows } from "./gate-rebuild-rows.js";
+import {
+  lawsCooldowns,
+  lawsWindowMs,
+  readGateRebuildRows,
+  type TemplateLawRow,
+} from "./gate-rebuild-rows.js";
 import { assertSchemaName, leadsChannel } from "./migrate.js";
 import {
   firstById,
@@ -241,13 +247,20 @@ export class PostgresLeadStore implements LeadStore {
     return this.#leads(this.#sql.listLeads, []);
   }
 
-  gateRebuildRows(now: number, windowMs: number | null): Promise<GateRebuildRows> {
-    return readGateRebuildRows(this.#pool, this.#sql.gateRebuild, now, windowMs);
+  gateRebuildRows(
+    now: number,
+    windowMs: number | null,
+    cooling?: { ms: number; outcomes: string[] },
+  ): Promise<GateRebuildRows> {
+    return readGateRebuildRows(this.#pool, this.#sql.gateRebuild, now, windowMs, cooling);
   }
 
   async templateWindowMs(): Promise<number> {
-    const [row] = await this.#rows<{ ms: string | null }>(this.#sql.gateRebuild.templateWindowMs, []);
-    return Number(row?.ms ?? 0);
+    return lawsWindowMs(await this.#rows<TemplateLawRow>(this.#sql.gateRebuild.templateLaws, []));
+  }
+
+  async templateCooldowns(): Promise<CooldownRule[]> {
+    return lawsCooldowns(await this.#rows<TemplateLawRow>(this.#sql.gateRebuild.templateLaws, []));
   }
 
   template(id: string): Promise<Template | null> {

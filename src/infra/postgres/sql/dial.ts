@@ -37,7 +37,10 @@ export const SETTLE_INPUT: {
   },
   placed: { columns: ["call_id text", "now bigint"], values: (s, now) => [s.callId, now] },
   unknown: { columns: ["now bigint"], values: (_s, now) => [now] },
-  ended: { columns: ["new_outcome text", "retry_at bigint"], values: (s) => [s.outcome, s.retryAt ?? null] },
+  ended: {
+    columns: ["new_outcome text", "retry_at bigint", "now bigint"],
+    values: (s, now) => [s.outcome, s.retryAt ?? null, now],
+  },
   unknownExpired: { columns: ["at bigint"], values: (s) => [s.at] },
 };
 
@@ -129,7 +132,8 @@ export function dialStatements(s: string) {
         where: "AND l.dial_ref IS NOT NULL",
         dialSet: "unknown = true, result = 'unknown', result_at = x.now",
       }),
-      // A requested cancel wins over the retry policy (design §7.16).
+      // A requested cancel wins over the retry policy (design §7.16). The dial row keeps how and when
+      // its call ended: cooldown marks are rebuilt from it (design §7.6, §7.13).
       ended: settle(
         "ended",
         `status = CASE WHEN ${retries} THEN 'SCHEDULED' ELSE 'FINISHED' END,
@@ -138,6 +142,7 @@ export function dialStatements(s: string) {
          next_attempt_at = CASE WHEN ${retries} THEN x.retry_at ELSE next_attempt_at END,
          due_at = CASE WHEN ${retries} THEN x.retry_at ELSE due_at END,
          ${RELEASE}`,
+        { dialSet: "outcome = x.new_outcome, ended_at = x.now" },
       ),
       // Only a held unknown dial expires; a placed call waits for its end.
       unknownExpired: settle(
