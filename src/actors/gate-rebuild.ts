@@ -7,7 +7,7 @@ import { largestWindowMs } from "./rule-windows.js";
 
 /**
  * Redis is a cache of what the lead store knows (design §7.13): after a restart it has forgotten the
- * holds of live calls and the rate-limit records, and its gates stay closed until they are written
+ * holds of live calls, the rate-limit records and the cooldown marks, and its gates stay closed until they are written
  * back. This module reads them from the lead store; the gate store (src/infra/redis) decides when a
  * rebuild is needed, makes sure one process runs it, and writes the result.
  */
@@ -19,6 +19,11 @@ export interface GateStateSourceDeps {
   hmacSecret: string;
   /** The largest window of every rule in force (RuleWindows); the config's rules alone by default. */
   keepMs?: () => number;
+  /**
+   * The longest cooldown in force and every outcome one follows (RuleWindows): the call ends whose
+   * marks are written back (design §7.6). None: no marks.
+   */
+  cooling?: () => { ms: number; outcomes: string[] };
 }
 
 /** Same as the margin of a hold taken at the channel gate (src/actors/gates.ts). */
@@ -75,7 +80,8 @@ export function createGateStateSource(deps: GateStateSourceDeps): GateStateSourc
     }
 
     const now = clock.now();
-    const rows = await store.gateRebuildRows(now, ruleWindowMs());
+    const cooling = deps.cooling?.();
+    const rows = await store.gateRebuildRows(now, ruleWindowMs(), cooling);
     return {
       now,
       numberIds: rows.numberIds,
@@ -90,6 +96,12 @@ export function createGateStateSource(deps: GateStateSourceDeps): GateStateSourc
         at: dial.at,
       })),
       windowMs: rows.windowMs,
+      ends: rows.endedCalls.map((end) => ({
+        phoneKey: phoneKey(deps.hmacSecret, end.phone),
+        outcome: end.outcome,
+        at: end.at,
+      })),
+      coolMs: cooling?.ms ?? 0,
     };
   };
   return { numberIds, read };

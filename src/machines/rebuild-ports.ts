@@ -17,6 +17,10 @@ export interface GateState {
   records: { phoneKey: string; member: string; at: number }[];
   /** That largest window (ms): how long the records must be kept. */
   windowMs: number;
+  /** Ends with an outcome some cooldown follows (design §7.6): per phone and outcome, the latest counts. */
+  ends: { phoneKey: string; outcome: string; at: number }[];
+  /** The longest cooldown in force (ms): how long the marks must be kept. */
+  coolMs: number;
 }
 
 /** Where a gate store that forgot its data reads it back from: the lead store. */
@@ -31,7 +35,7 @@ export interface GateStateSource {
 }
 
 export type RebuildReport =
-  | { kind: "rebuilt"; numbers: number; holds: number; records: number; tookMs: number }
+  | { kind: "rebuilt"; numbers: number; holds: number; records: number; marks: number; tookMs: number }
   | { kind: "failed"; error: unknown };
 
 /** A gate store that can forget (Redis, design §7.13). The memory store never does: it is always ready. */

@@ -272,6 +272,144 @@ export function gateStoreContract(name: string, factory: GateStoreFactory): void
       });
     });
 
+    describe("cooldowns (design §7.6)", () => {
+      const MINUTE = 60 * SECOND;
+      const cooling = (seconds: number, ...afterOutcomes: string[]) => ({ seconds, afterOutcomes });
+      /** A 10-minute cooldown after ANSWERED. */
+      const answered = { cooldowns: [cooling(600, "ANSWERED")] };
+
+      it("a mark blocks peek and record until exactly its end + seconds, only where a cooldown lists it", async () => {
+        const store = await openOne();
+        await store.markEnd("p1", "ANSWERED", T0, HOUR);
+        const blocked = { allowed: false, counts: [0], retryAt: T0 + 10 * MINUTE };
+        expect(await store.peek("p1", hourly, T0 + 1, answered)).toEqual(blocked);
+        expect(await store.record("p1", "a", hourly, T0 + 10 * MINUTE - 1, true, answered)).toEqual(blocked);
+        // Without cooldowns, or with cooldowns after other outcomes, the mark changes nothing.
+        expect(await store.peek("p1", hourly, T0 + 1)).toEqual({ allowed: true, counts: [0] });
+        const others = { cooldowns: [cooling(600, "NO_ANSWER", "BUSY")] };
+        expect(await store.peek("p1", hourly, T0 + 1, others)).toEqual({ allowed: true, counts: [0] });
+        // Nor does it touch another phone.
+        expect(await store.peek("p2", hourly, T0 + 1, answered)).toEqual({ allowed: true, counts: [0] });
+        // Half-open: allowed at the instant itself; the refused record above added nothing.
+        expect(await store.peek("p1", hourly, T0 + 10 * MINUTE, answered)).toEqual({
+          allowed: true,
+          counts: [0],
+        });
+        expect(await store.record("p1", "a", hourly, T0 + 10 * MINUTE, true, answered)).toEqual({
+          allowed: true,
+          counts: [0],
+        });
+      });
+
+      it("counts from the latest end of each outcome: an older end never replaces a newer one", async () => {
+        const store = await openOne();
+        await store.markEnd("p1", "ANSWERED", T0 + 2 * MINUTE, HOUR);
+        // A late end signal of an earlier call.
+        await store.markEnd("p1", "ANSWERED", T0, HOUR);
+        await store.markEnd("p1", "VOICEMAIL", T0 + MINUTE, HOUR);
+        const either = { cooldowns: [cooling(600, "ANSWERED", "VOICEMAIL")] };
+        expect(await store.peek("p1", hourly, T0 + 11 * MINUTE, either)).toEqual({
+          allowed: false,
+          counts: [0],
+          retryAt: T0 + 12 * MINUTE,
+        });
+        // Several cooldowns: the latest instant over all that block.
+        const two = { cooldowns: [cooling(60, "ANSWERED"), cooling(3000, "VOICEMAIL")] };
+        expect(await store.peek("p1", hourly, T0 + 5 * MINUTE, two)).toEqual({
+          allowed: false,
+          counts: [0],
+          retryAt: T0 + 51 * MINUTE,
+        });
+        // A newer end moves the mark.
+        await store.markEnd("p1", "ANSWERED", T0 + 20 * MINUTE, HOUR);
+        expect(await store.peek("p1", hourly, T0 + 21 * MINUTE, answered)).toEqual({
+          allowed: false,
+          counts: [0],
+          retryAt: T0 + 30 * MINUTE,
+        });
+      });
+
+      it("blocks while the rules allow, and the other way round; blocked by both, retryAt is the later", async () => {
+        const store = await openOne();
+        const rule: RateRule[] = [{ maxCalls: 1, windowSeconds: 60 }];
+        expect(await store.record("p1", "a", rule, T0, true, answered)).toEqual({
+          allowed: true,
+          counts: [0],
+        });
+        await store.markEnd("p1", "ANSWERED", T0 + 10 * SECOND, HOUR);
+        // The rule has room at T0 + 60 s, the 30 s cooldown at T0 + 40 s: the rule's instant.
+        expect(
+          await store.peek("p1", rule, T0 + 20 * SECOND, { cooldowns: [cooling(30, "ANSWERED")] }),
+        ).toEqual({
+          allowed: false,
+          counts: [1],
+          retryAt: T0 + MINUTE,
+        });
+        // The 10-minute cooldown ends later: its instant.
+        expect(await store.record("p1", "b", rule, T0 + 20 * SECOND, true, answered)).toEqual({
+          allowed: false,
+          counts: [1],
+          retryAt: T0 + 10 * SECOND + 10 * MINUTE,
+        });
+        // The rule has room again; the cooldown alone blocks.
+        expect(await store.record("p1", "b", rule, T0 + MINUTE, true, answered)).toEqual({
+          allowed: false,
+          counts: [0],
+          retryAt: T0 + 10 * SECOND + 10 * MINUTE,
+        });
+        // A phone without a mark: the rule alone decides.
+        await recordAll(store, "p2", ["c"], rule, T0);
+        expect(await store.record("p2", "d", rule, T0 + SECOND, true, answered)).toEqual({
+          allowed: false,
+          counts: [1],
+          retryAt: T0 + MINUTE,
+        });
+      });
+
+      it("alertOnly: a record in a cooldown still adds the member and says it was over", async () => {
+        const store = await openOne();
+        await store.markEnd("p1", "ANSWERED", T0, HOUR);
+        expect(await store.record("p1", "a", hourly, T0 + 1, false, answered)).toEqual({
+          allowed: false,
+          counts: [0],
+          retryAt: T0 + 10 * MINUTE,
+        });
+        expect(await store.peek("p1", hourly, T0 + 2)).toEqual({ allowed: true, counts: [1] });
+      });
+
+      it("a member already recorded answers allowed in a cooldown (a retried record)", async () => {
+        const store = await openOne();
+        expect(await store.record("p1", "a", hourly, T0, true, answered)).toEqual({
+          allowed: true,
+          counts: [0],
+        });
+        await store.markEnd("p1", "ANSWERED", T0 + 1, HOUR);
+        expect(await store.record("p1", "a", hourly, T0 + 2, true, answered)).toEqual({
+          allowed: true,
+          counts: [1],
+        });
+        expect(await store.record("p1", "b", hourly, T0 + 2, true, answered)).toMatchObject({
+          allowed: false,
+        });
+      });
+
+      it("a mark is kept as long as keepMs, whatever other calls read meanwhile", async () => {
+        const store = await openOne();
+        const week = { cooldowns: [cooling(7 * 86_400, "ANSWERED")] };
+        await store.markEnd("p1", "ANSWERED", T0, 7 * DAY);
+        expect(await store.peek("p1", hourly, T0 + DAY, answered)).toEqual({ allowed: true, counts: [0] });
+        expect(await store.record("p1", "a", hourly, T0 + 3 * DAY, true, answered)).toMatchObject({
+          allowed: true,
+        });
+        expect(await store.peek("p1", hourly, T0 + 7 * DAY - 1, week)).toEqual({
+          allowed: false,
+          counts: [0],
+          retryAt: T0 + 7 * DAY,
+        });
+        expect(await store.peek("p1", hourly, T0 + 7 * DAY, week)).toEqual({ allowed: true, counts: [0] });
+      });
+    });
+
     describe("channels", () => {
       const acquire = (store: GateStore, over: Partial<AcquireRequest> & { holder: string }) =>
         store.acquire({

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
+import calculateSlot from "cluster-key-slot";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createRedisClient, RedisGateStore } from "../../src/infra/redis/gate-store.js";
@@ -88,6 +89,37 @@ describe("RedisGateStore on a real server", () => {
     // GC only: far beyond the largest window, the lease and the waiter/throttle windows.
     expect(await client.pttl(`${prefix}{p:hmac1}:rl`)).toBeGreaterThan(2 * DAY + DAY - 60_000);
     for (const key of keys) expect(await client.pttl(prefix + key)).toBeGreaterThan(DAY - 60_000);
+    await client.quit();
+  });
+
+  it("keeps a phone's cooldown marks in its slot: the latest end per outcome, with a GC TTL", async () => {
+    const prefix = freshPrefix();
+    const client = await connect(server.url);
+    const store = new RedisGateStore(client, { prefix });
+    await store.markEnd("hmac1", "ANSWERED", T0 + 5, 7 * DAY);
+    await store.markEnd("hmac1", "ANSWERED", T0, DAY);
+    await store.markEnd("hmac1", "BUSY", T0 + 1, DAY);
+    const cool = `${prefix}{p:hmac1}:cool`;
+    expect(await client.hgetall(cool)).toEqual({ ANSWERED: String(T0 + 5), BUSY: String(T0 + 1) });
+    // GC only, and never shortened by a shorter keep: the longest cooldown doubled, plus a day.
+    expect(await client.pttl(cool)).toBeGreaterThan(2 * 7 * DAY + DAY - 60_000);
+    expect(calculateSlot(cool)).toBe(calculateSlot(`${prefix}{p:hmac1}:rl`));
+    await client.quit();
+  });
+
+  it("a peek or record without cooldowns never reads the marks", async () => {
+    const prefix = freshPrefix();
+    const client = await connect(server.url);
+    const store = new RedisGateStore(client, { prefix });
+    // A key of the wrong type: any read of it fails (WRONGTYPE).
+    await client.set(`${prefix}{p:hmac1}:cool`, "not a hash");
+    expect(await store.peek("hmac1", rules, T0)).toEqual({ allowed: true, counts: [0, 0] });
+    expect(await store.record("hmac1", "a", rules, T0, true, { cooldowns: [] })).toEqual({
+      allowed: true,
+      counts: [0, 0],
+    });
+    const cooldowns = [{ seconds: 60, afterOutcomes: ["ANSWERED"] }];
+    await expect(store.peek("hmac1", rules, T0, { cooldowns })).rejects.toThrow(/WRONGTYPE/);
     await client.quit();
   });
 

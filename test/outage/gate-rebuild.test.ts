@@ -18,11 +18,12 @@ import {
   RedisGateStore,
 } from "../../src/infra/redis/gate-store.js";
 import type { AcquireRequest, RateRule } from "../../src/machines/ports.js";
-import type { GateState, GateStateSource } from "../../src/machines/rebuild-ports.js";
+import type { GateState, GateStateSource, RebuildReport } from "../../src/machines/rebuild-ports.js";
 import { type RedisServer, startRedis, startRedisCluster } from "../harness/redis.js";
 
 const T0 = Date.UTC(2031, 0, 1);
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 const PREFIX = "dg:";
 const hourly: RateRule[] = [{ maxCalls: 7, windowSeconds: 3600 }];
 
@@ -78,7 +79,16 @@ function scriptedSource(state: Partial<GateState> = {}) {
         control.reads += 1;
         reading();
         await gate;
-        return { now: T0, numberIds: [], holds: [], records: [], windowMs: HOUR, ...state };
+        return {
+          now: T0,
+          numberIds: [],
+          holds: [],
+          records: [],
+          windowMs: HOUR,
+          ends: [],
+          coolMs: 0,
+          ...state,
+        };
       },
     } satisfies GateStateSource,
   };
@@ -222,6 +232,43 @@ describe("RedisGateStore rebuild after Redis forgot its data", () => {
     expect(await admin.pttl(`${PREFIX}{p:hmac1}:rl`)).toBeGreaterThan(2 * HOUR);
   });
 
+  it("restores the cooldown marks, never over a newer mark made since the read (design §7.6)", async () => {
+    const store = await openStore();
+    // A call that ended after the read: its mark is newer than the rows the rebuild writes.
+    await store.markEnd("hmac1", "ANSWERED", T0 + 500, HOUR);
+    const read = scriptedSource({
+      numberIds: ["n1"],
+      ends: [
+        { phoneKey: "hmac1", outcome: "ANSWERED", at: T0 },
+        { phoneKey: "hmac1", outcome: "BUSY", at: T0 + 1 },
+        { phoneKey: "hmac2", outcome: "ANSWERED", at: T0 + 2 },
+        { phoneKey: "hmac2", outcome: "ANSWERED", at: T0 + 1 },
+      ],
+      coolMs: DAY,
+    });
+    const reports: RebuildReport[] = [];
+    store.rebuildFrom(read.source, (report) => reports.push(report));
+    expect(await acquire(store, "a:1")).toEqual({ held: true });
+    expect(reports).toMatchObject([{ kind: "rebuilt", marks: 2 }]);
+    const cool = { cooldowns: [{ seconds: 600, afterOutcomes: ["ANSWERED"] }] };
+    expect(await store.peek("hmac1", hourly, T0 + 600, cool)).toEqual({
+      allowed: false,
+      counts: [0],
+      retryAt: T0 + 500 + 600_000,
+    });
+    expect(await store.peek("hmac2", hourly, T0 + 600, cool)).toEqual({
+      allowed: false,
+      counts: [0],
+      retryAt: T0 + 2 + 600_000,
+    });
+    const admin = await connect();
+    expect(await admin.hgetall(`${PREFIX}{p:hmac1}:cool`)).toEqual({
+      ANSWERED: String(T0 + 500),
+      BUSY: String(T0 + 1),
+    });
+    expect(await admin.pttl(`${PREFIX}{p:hmac2}:cool`)).toBeGreaterThan(2 * DAY);
+  });
+
   it("one process rebuilds: another one fails closed until the epoch keys appear", async () => {
     const [a, b] = [await openStore(), await openStore({ rebuildWaitMs: 50 })];
     const readA = scriptedSource({ numberIds: ["n1"] });
@@ -329,6 +376,8 @@ describe("rebuild on a Redis Cluster", () => {
         numberIds: numbers,
         holds: numbers.map((numberId) => ({ numberId, holder: `live-${numberId}:1`, leaseUntil: T0 + HOUR })),
         records: numbers.map((_, i) => ({ phoneKey: `hmac${i}`, member: `lead${i}:1`, at: T0 })),
+        ends: numbers.map((_, i) => ({ phoneKey: `hmac${i}`, outcome: "ANSWERED", at: T0 })),
+        coolMs: HOUR,
       });
       store.rebuildFrom(read.source);
       for (const numberId of numbers) {
@@ -339,8 +388,15 @@ describe("rebuild on a Redis Cluster", () => {
       }
       expect(read.reads).toBe(1);
       expect(await store.inUse(numbers, T0)).toEqual(new Map(numbers.map((id) => [id, 1])));
-      for (let i = 0; i < numbers.length; i++)
+      const cool = { cooldowns: [{ seconds: 60, afterOutcomes: ["ANSWERED"] }] };
+      for (let i = 0; i < numbers.length; i++) {
         expect(await store.peek(`hmac${i}`, hourly, T0)).toEqual({ allowed: true, counts: [1] });
+        expect(await store.peek(`hmac${i}`, hourly, T0, cool)).toEqual({
+          allowed: false,
+          counts: [1],
+          retryAt: T0 + 60_000,
+        });
+      }
       expect(await store.release("num0", "live-num0:1")).toBe(true);
     } finally {
       client.disconnect();
@@ -389,6 +445,24 @@ describe("createGateStateSource", () => {
     });
   });
 
+  it("reads the ends of the cooling outcomes, and none without `cooling`", async () => {
+    const clock = new VirtualClock(T0);
+    const store = new MemoryLeadStore();
+    await store.submit([{ id: "a", phone: PHONE, templateId: "t" }], T0);
+    const [claim] = await store.claimDue("w1", T0, 1, 60_000);
+    const token = claim.token as string;
+    await store.beginDial(token, { dialRef: `${token}@${T0}`, numberId: "n1", at: T0, recorded: true });
+    await store.settle(token, { kind: "placed", callId: "c1" }, T0 + 1);
+    await store.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 60_000);
+    const deps = { store, clock, config, hmacSecret: "s" };
+    expect(await createGateStateSource(deps).read(() => false)).toMatchObject({ ends: [], coolMs: 0 });
+    const cooling = () => ({ ms: DAY, outcomes: ["ANSWERED"] });
+    expect(await createGateStateSource({ ...deps, cooling }).read(() => false)).toMatchObject({
+      ends: [{ phoneKey: phoneKey("s", PHONE), outcome: "ANSWERED", at: T0 + 60_000 }],
+      coolMs: DAY,
+    });
+  });
+
   it("does not wait for a claim whose acquire is running, nor for one whose lease ran out", async () => {
     const clock = new VirtualClock(T0);
     const { store, token } = await leadStoreWithClaim(clock);
@@ -406,5 +480,39 @@ describe("createGateStateSource", () => {
     await runVirtual(clock, { until: T0 + 61_000, isDone: () => done });
     await reading;
     expect(done).toBe(true);
+  });
+});
+
+describe("a cooldown after Redis forgot everything (design §7.6, §7.13)", () => {
+  const config = parseOrThrow(configSchema, { maxCallMinutes: 10 }, "config");
+  const PHONE = "+14155550123";
+
+  it("is back once the rebuild read the call's end from the lead store", async () => {
+    const clock = new VirtualClock(T0 + 2 * HOUR);
+    const leads = new MemoryLeadStore();
+    await leads.upsertNumbers([
+      { id: "n1", e164: "+14155550000", provider: "sim", maxChannels: 2, status: "AVAILABLE", pool: true },
+    ]);
+    await leads.submit([{ id: "a", phone: PHONE, templateId: "t" }], T0);
+    const [claim] = await leads.claimDue("w1", T0, 1, 60_000);
+    const token = claim.token as string;
+    await leads.beginDial(token, { dialRef: `${token}@${T0}`, numberId: "n1", at: T0, recorded: true });
+    await leads.settle(token, { kind: "placed", callId: "c1" }, T0 + 1);
+    await leads.settle(token, { kind: "ended", outcome: "ANSWERED" }, T0 + 60_000);
+
+    const store = await openStore();
+    const key = phoneKey("s", PHONE);
+    await store.markEnd(key, "ANSWERED", T0 + 60_000, DAY);
+    const cool = { cooldowns: [{ seconds: 86_400, afterOutcomes: ["ANSWERED"] }] };
+    const blocked = { allowed: false, counts: [0], retryAt: T0 + 60_000 + DAY };
+    expect(await store.peek(key, hourly, clock.now(), cool)).toEqual(blocked);
+
+    await (await connect()).flushall();
+    expect(await store.peek(key, hourly, clock.now(), cool)).toEqual({ allowed: true, counts: [0] });
+    const cooling = () => ({ ms: DAY, outcomes: ["ANSWERED"] });
+    store.rebuildFrom(createGateStateSource({ store: leads, clock, config, hmacSecret: "s", cooling }));
+    await store.ensureReady();
+    expect(await store.peek(key, hourly, clock.now(), cool)).toEqual(blocked);
+    expect(await store.record(key, "b:1", hourly, clock.now(), true, cool)).toEqual(blocked);
   });
 });

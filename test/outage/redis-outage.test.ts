@@ -22,6 +22,7 @@ import type {
   LeadRecord,
   Provider,
   RateDecision,
+  RateOptions,
   RateRule,
 } from "../../src/machines/ports.js";
 import type {
@@ -250,16 +251,25 @@ class TimedGates implements RebuildableGateStore {
   readonly reports: (RebuildReport & { at: number })[] = [];
   constructor(readonly inner: RedisGateStore) {}
 
-  peek(phoneKey: string, rules: RateRule[], now: number): Promise<RateDecision> {
-    return this.#time("peek", () => this.inner.peek(phoneKey, rules, now));
+  peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
+    return this.#time("peek", () => this.inner.peek(phoneKey, rules, now, options));
   }
-  record(phoneKey: string, member: string, rules: RateRule[], now: number, enforce?: boolean) {
-    return this.#time("record", () => this.inner.record(phoneKey, member, rules, now, enforce));
+  record(
+    phoneKey: string,
+    member: string,
+    rules: RateRule[],
+    now: number,
+    enforce?: boolean,
+    options?: RateOptions,
+  ) {
+    return this.#time("record", () => this.inner.record(phoneKey, member, rules, now, enforce, options));
   }
   acquire(req: AcquireRequest): Promise<AcquireResult> {
     return this.#time("acquire", () => this.inner.acquire(req));
   }
   undo = (phoneKey: string, member: string) => this.inner.undo(phoneKey, member);
+  markEnd = (phoneKey: string, outcome: string, at: number, keepMs: number) =>
+    this.inner.markEnd(phoneKey, outcome, at, keepMs);
   release = (numberId: string, holder: string) => this.inner.release(numberId, holder);
   inUse = (numberIds: string[], now: number) => this.inner.inUse(numberIds, now);
   listHolders = (numberId: string, now: number) => this.inner.listHolders(numberId, now);

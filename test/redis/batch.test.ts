@@ -110,6 +110,27 @@ describe("RedisGateStore batches one turn's operations on one Redis", () => {
     expect(calls()).toBe(2);
   });
 
+  it("records and peeks with cooldowns: one call per kind, each phone decided on its own marks", async () => {
+    const client = await single();
+    const store = new RedisGateStore(client, { prefix: `dialgate-test:${randomUUID()}:` });
+    await store.markEnd("p1", "ANSWERED", T0 - 1000, 3_600_000);
+    const calls = scriptCalls(client);
+    const cool = { cooldowns: [{ seconds: 60, afterOutcomes: ["ANSWERED"] }] };
+
+    const decisions = await Promise.all([
+      store.record("p1", "t1", RULES, T0, true, cool),
+      store.record("p2", "t2", RULES, T0, true, cool),
+      store.record("p3", "t3", RULES, T0),
+      store.peek("p1", RULES, T0, cool),
+      store.peek("p1", RULES, T0),
+    ]);
+
+    expect(calls()).toBe(2);
+    const blocked = { allowed: false, counts: [0], retryAt: T0 + 59_000 };
+    const allowed = { allowed: true, counts: [0] };
+    expect(decisions).toEqual([blocked, allowed, allowed, blocked, allowed]);
+  });
+
   it("one operation's error fails that caller only", async () => {
     const client = await single();
     const prefix = `dialgate-test:${randomUUID()}:`;
@@ -144,5 +165,21 @@ describe("RedisGateStore batches per hash slot on a cluster", () => {
     const numberSlots = slots(["n:num0", "n:num1", "n:num2", "n:num3"]);
     expect(calls()).toBe(slots(PHONES.map((phone) => `p:${phone}`)) + numberSlots);
     expect(numberSlots).toBeLessThan(PHONES.length);
+  });
+
+  it("peeks and records with cooldowns read each phone's marks in its own slot: no CROSSSLOT", async () => {
+    const client = await clustered();
+    const store = new RedisGateStore(client, { prefix: `dialgate-test:${randomUUID()}:` });
+    const marked = PHONES.filter((_, i) => i % 2 === 0);
+    await Promise.all(marked.map((phone) => store.markEnd(phone, "ANSWERED", T0 - 1000, 3_600_000)));
+    const cool = { cooldowns: [{ seconds: 60, afterOutcomes: ["ANSWERED"] }] };
+
+    const peeks = await Promise.all(PHONES.map((phone) => store.peek(phone, RULES, T0, cool)));
+    const records = await Promise.all(
+      PHONES.map((phone) => store.record(phone, `t-${phone}`, RULES, T0, true, cool)),
+    );
+
+    for (const decisions of [peeks, records])
+      expect(decisions.map((d) => d.allowed)).toEqual(PHONES.map((_, i) => i % 2 !== 0));
   });
 });

@@ -18,7 +18,16 @@ import type {
 import { isRebuildable, type RebuildableGateStore } from "../../src/machines/rebuild-ports.js";
 import { type GateInspector, memoryInspector } from "./backends.js";
 
-export type GateOp = "peek" | "record" | "undo" | "acquire" | "release" | "inUse" | "reap" | "allow";
+export type GateOp =
+  | "peek"
+  | "record"
+  | "undo"
+  | "markEnd"
+  | "acquire"
+  | "release"
+  | "inUse"
+  | "reap"
+  | "allow";
 
 /**
  * `before`: the command never reached the store. `after`: it ran, and its reply was lost (a timed-out
@@ -46,7 +55,7 @@ export interface GateCall {
   at: number;
   /** The first argument: phone key (rate limit), number id (channels) or throttle key. */
   subject: string;
-  /** Member (record/undo) or holder (acquire/release). */
+  /** Member (record/undo), outcome (markEnd) or holder (acquire/release). */
   name?: string;
   failed: boolean;
 }
@@ -133,6 +142,12 @@ export class FaultyGateStore implements GateStore {
       if (removed) bump(this.recordsUndone, member);
       return removed;
     });
+  }
+
+  async markEnd(phoneKey: string, outcome: string, at: number, keepMs: number): Promise<void> {
+    return this.#run({ op: "markEnd", subject: phoneKey, name: outcome }, () =>
+      this.inner.markEnd(phoneKey, outcome, at, keepMs),
+    );
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {

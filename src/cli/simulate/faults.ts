@@ -75,6 +75,10 @@ export class FaultInjectingGateStore implements GateStore {
     return this.#guard("undo", () => this.#inner.undo(phoneKey, member));
   }
 
+  markEnd(phoneKey: string, outcome: string, at: number, keepMs: number): Promise<void> {
+    return this.#guard("markEnd", () => this.#inner.markEnd(phoneKey, outcome, at, keepMs));
+  }
+
   acquire(req: AcquireRequest): Promise<AcquireResult> {
     return this.#guard("acquire", () => this.#inner.acquire(req));
   }

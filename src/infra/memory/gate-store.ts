@@ -1,6 +1,7 @@
 import type {
   AcquireRequest,
   AcquireResult,
+  CooldownRule,
   GateStore,
   RateDecision,
   RateOptions,
@@ -15,12 +16,14 @@ interface Hold {
 const PACING_WINDOW_MS = 1000;
 
 /**
- * Rate limits, channel holds and alert throttle in one process: the embedded default.
+ * Rate limits, cooldown marks, channel holds and alert throttle in one process: the embedded default.
  * Same semantics as the Lua scripts in lua/ (the contract suite runs both).
  */
 export class MemoryGateStore implements GateStore {
   /** phoneKey → records (member, at) ordered by time. */
   #records = new Map<string, { member: string; at: number }[]>();
+  /** phoneKey → outcome → the latest end of a call so, and until when it is kept (design §7.6). */
+  #marks = new Map<string, Map<string, { at: number; keepUntil: number }>>();
   /** numberId → holds. */
   #holds = new Map<string, Hold[]>();
   /** numberId → waiter → counted until. */
@@ -33,7 +36,8 @@ export class MemoryGateStore implements GateStore {
   #replays = new Map<string, number>();
 
   async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
-    return decide(this.#trim(phoneKey, rules, now, options), rules, now, options?.marginMs);
+    const decision = decide(this.#trim(phoneKey, rules, now, options), rules, now, options?.marginMs);
+    return this.#cool(decision, phoneKey, now, options?.cooldowns);
   }
 
   async record(
@@ -45,7 +49,12 @@ export class MemoryGateStore implements GateStore {
     options?: RateOptions,
   ): Promise<RateDecision> {
     const records = this.#trim(phoneKey, rules, now, options);
-    const decision = decide(records, rules, now, options?.marginMs);
+    const decision = this.#cool(
+      decide(records, rules, now, options?.marginMs),
+      phoneKey,
+      now,
+      options?.cooldowns,
+    );
     // A retried record that had already run is the same record: allowed, counted once.
     if (records.some((r) => r.member === member)) return { allowed: true, counts: decision.counts };
     if (decision.allowed || !enforce) {
@@ -61,6 +70,14 @@ export class MemoryGateStore implements GateStore {
     if (!records || index < 0) return false;
     records.splice(index, 1);
     return true;
+  }
+
+  async markEnd(phoneKey: string, outcome: string, at: number, keepMs: number): Promise<void> {
+    const marks = this.#marks.get(phoneKey) ?? new Map<string, { at: number; keepUntil: number }>();
+    this.#marks.set(phoneKey, marks);
+    const mark = marks.get(outcome);
+    const keepUntil = Math.max(mark?.keepUntil ?? 0, at + keepMs);
+    marks.set(outcome, { at: Math.max(mark?.at ?? at, at), keepUntil });
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
@@ -155,6 +172,21 @@ export class MemoryGateStore implements GateStore {
     return (this.#records.get(phoneKey) ?? []).map((r) => r.member);
   }
 
+  /** `decision` with the phone's cooldowns folded in; marks past their keep are dropped (lazily). */
+  #cool(
+    decision: RateDecision,
+    phoneKey: string,
+    now: number,
+    cooldowns: readonly CooldownRule[] = [],
+  ): RateDecision {
+    const marks = cooldowns.length > 0 ? this.#marks.get(phoneKey) : undefined;
+    if (!marks) return decision;
+    for (const [outcome, mark] of marks) if (mark.keepUntil <= now) marks.delete(outcome);
+    if (marks.size === 0) this.#marks.delete(phoneKey);
+    const ends = new Map([...marks].map(([outcome, mark]) => [outcome, mark.at]));
+    return cooledDecision(decision, ends, cooldowns, now);
+  }
+
   #liveHolds(numberId: string, now: number): Hold[] {
     const live = (this.#holds.get(numberId) ?? []).filter((h) => h.leaseUntil > now);
     this.#holds.set(numberId, live);
@@ -202,4 +234,26 @@ export function decide(
     }
   }
   return retryAt < 0 ? { allowed: true, counts } : { allowed: false, counts, retryAt };
+}
+
+/**
+ * `decision` with cooldowns folded in (design §7.6): blocked while, for some cooldown and one of its
+ * outcomes, the latest end with it (`ends`) is less than the cooldown's seconds ago; then until the
+ * latest such instant, or the rules' retryAt when that is later. The counts stay the rules'.
+ */
+export function cooledDecision(
+  decision: RateDecision,
+  ends: ReadonlyMap<string, number>,
+  cooldowns: readonly CooldownRule[],
+  now: number,
+): RateDecision {
+  let retryAt = decision.allowed ? -1 : decision.retryAt;
+  for (const cooldown of cooldowns) {
+    for (const outcome of cooldown.afterOutcomes) {
+      const end = ends.get(outcome);
+      if (end !== undefined && now < end + cooldown.seconds * 1000)
+        retryAt = Math.max(retryAt, end + cooldown.seconds * 1000);
+    }
+  }
+  return retryAt < 0 ? decision : { allowed: false, counts: decision.counts, retryAt };
 }

@@ -5,6 +5,7 @@ import { type Cluster, Redis } from "ioredis";
 import type {
   AcquireRequest,
   AcquireResult,
+  CooldownRule,
   RateDecision,
   RateOptions,
   RateRule,
@@ -20,10 +21,11 @@ import { Batcher } from "../postgres/batch.js";
 
 /** Client command name → script in lua/, named `<name>-<numKeys>.lua`. */
 const SCRIPTS = {
-  dialgateRateLimitPeek: "rate-limit-peek-1",
-  dialgateRateLimitRecord: "rate-limit-record-1",
+  dialgateRateLimitPeek: "rate-limit-peek-2",
+  dialgateRateLimitRecord: "rate-limit-record-2",
   dialgateRateLimitUndo: "rate-limit-undo-2",
   dialgateRateLimitRestore: "rate-limit-restore-2",
+  dialgateCoolMark: "cool-mark-1",
   dialgateChannelAcquire: "channel-acquire-3",
   dialgateChannelRelease: "channel-release-3",
   dialgateChannelRestore: "channel-restore-3",
@@ -129,7 +131,8 @@ const DAY_MS = 86_400_000;
 const RESTORE_BATCH = 500;
 
 /**
- * Rate limits, channel holds and alert throttle in Redis, one Lua script per operation (lua/).
+ * Rate limits, cooldown marks, channel holds and alert throttle in Redis, one Lua script per operation
+ * (lua/).
  * Every time-dependent decision takes the caller's `now`, so a virtual clock can drive it; Redis TTLs
  * only collect idle keys. Each script touches the keys of one hash tag (`{p:…}`, `{n:…}`, `{a:…}`),
  * so it runs unchanged on Redis Cluster.
@@ -138,11 +141,11 @@ const RESTORE_BATCH = 500;
  * Redis as a cache of the lead store. Each number has an epoch key in its own slot; a number without
  * one (Redis restarted empty, a cluster node lost its slots, or the number is new) refuses every
  * acquire. The first acquire that meets such a number starts a rebuild, under a lock so that one
- * process runs it: read the live calls and the counted dials from the lead store, write the records,
- * then the holds and the epoch key of every number. That acquire waits up to `rebuildWaitMs` for it and
- * tries once more, else it fails closed. Since every dial passes the channel gate before its record,
- * nothing dials on a forgotten number until its live calls are back. Without a source Redis is the only
- * truth and no epoch key is needed.
+ * process runs it: read the live calls, the counted dials and the ended calls from the lead store,
+ * write the records and the cooldown marks, then the holds and the epoch key of every number. That
+ * acquire waits up to `rebuildWaitMs` for it and tries once more, else it fails closed. Since every
+ * dial passes the channel gate before its record, nothing dials on a forgotten number until its live
+ * calls are back. Without a source Redis is the only truth and no epoch key is needed.
  */
 export class RedisGateStore implements RebuildableGateStore {
   readonly #client: RedisClient;
@@ -206,8 +209,8 @@ export class RedisGateStore implements RebuildableGateStore {
   }
 
   async peek(phoneKey: string, rules: RateRule[], now: number, options?: RateOptions): Promise<RateDecision> {
-    const args = [now, ...keepArgs(options), ...ruleArgs(rules)];
-    return toDecision(await this.#batched("dialgateRateLimitPeek", [this.#phone(phoneKey)], args));
+    const args = [now, ...keepArgs(options), ...coolArgs(options?.cooldowns), ...ruleArgs(rules)];
+    return toDecision(await this.#batched("dialgateRateLimitPeek", this.#rateKeys(phoneKey), args));
   }
 
   async record(
@@ -218,8 +221,19 @@ export class RedisGateStore implements RebuildableGateStore {
     enforce = true,
     options?: RateOptions,
   ): Promise<RateDecision> {
-    const args = [now, member, enforce ? 1 : 0, ...keepArgs(options), ...ruleArgs(rules)];
-    return toDecision(await this.#batched("dialgateRateLimitRecord", [this.#phone(phoneKey)], args));
+    const args = [
+      now,
+      member,
+      enforce ? 1 : 0,
+      ...keepArgs(options),
+      ...coolArgs(options?.cooldowns),
+      ...ruleArgs(rules),
+    ];
+    return toDecision(await this.#batched("dialgateRateLimitRecord", this.#rateKeys(phoneKey), args));
+  }
+
+  async markEnd(phoneKey: string, outcome: string, at: number, keepMs: number): Promise<void> {
+    await this.#run("dialgateCoolMark", [this.#cool(phoneKey)], [keepMs, outcome, at]);
   }
 
   async undo(phoneKey: string, member: string): Promise<boolean> {
@@ -387,10 +401,13 @@ export class RedisGateStore implements RebuildableGateStore {
       const forgotten = [...this.#forgotten];
       this.#forgotten.clear();
       const state = await rebuild.source.read((token) => this.#acquiring.has(token));
-      // Records first: once a number is marked its dials pass the channel gate and record.
+      // Records and cooldown marks first: once a number is marked its dials pass the channel gate and
+      // record.
       const records = await this.#restoreRecords(state);
+      const marks = await this.#restoreMarks(state);
       const { numbers, holds } = await this.#restoreHolds(state, forgotten);
-      rebuild.report({ kind: "rebuilt", numbers, holds, records, tookMs: this.#realTime.now() - started });
+      const tookMs = this.#realTime.now() - started;
+      rebuild.report({ kind: "rebuilt", numbers, holds, records, marks, tookMs });
     } catch (error) {
       rebuild.report({ kind: "failed", error });
       throw error;
@@ -408,6 +425,22 @@ export class RedisGateStore implements RebuildableGateStore {
         "dialgateRateLimitRestore",
         [this.#phone(key), this.#undone(key)],
         [keepMs, ...records.flatMap((r) => [r.member, r.at])],
+      ),
+    );
+    return written.reduce<number>((sum, n) => sum + Number(n), 0);
+  }
+
+  /**
+   * Writes the cooldown marks back (design §7.6), one script per phone: the latest end per outcome,
+   * never replacing a newer mark made since the read. Returns the marks written.
+   */
+  async #restoreMarks(state: GateState): Promise<number> {
+    const byPhone = groupBy(state.ends, (e) => e.phoneKey);
+    const written = await inBatches([...byPhone], ([key, ends]) =>
+      this.#run(
+        "dialgateCoolMark",
+        [this.#cool(key)],
+        [state.coolMs, ...ends.flatMap((e) => [e.outcome, e.at])],
       ),
     );
     return written.reduce<number>((sum, n) => sum + Number(n), 0);
@@ -499,6 +532,16 @@ export class RedisGateStore implements RebuildableGateStore {
     return `${this.#prefix}{p:${phoneKey}}:rl`;
   }
 
+  /** A phone's cooldown marks, in the slot of its records. */
+  #cool(phoneKey: string): string {
+    return `${this.#prefix}{p:${phoneKey}}:cool`;
+  }
+
+  /** The keys of rate-limit-peek-2 and rate-limit-record-2. */
+  #rateKeys(phoneKey: string): string[] {
+    return [this.#phone(phoneKey), this.#cool(phoneKey)];
+  }
+
   #holds(numberId: string): string {
     return `${this.#prefix}{n:${numberId}}:holds`;
   }
@@ -562,12 +605,21 @@ function keepArgs(options: RateOptions = {}): number[] {
   return [options.keepMs ?? 0, options.marginMs ?? 0];
 }
 
+/**
+ * Cooldowns as the rate-limit scripts read them: a count, then one (outcome, windowMs) pair per
+ * outcome of each cooldown. None: just the 0, and the scripts read no mark.
+ */
+function coolArgs(cooldowns: readonly CooldownRule[] = []): (string | number)[] {
+  const pairs = cooldowns.flatMap((c) => c.afterOutcomes.map((outcome) => [outcome, c.seconds * 1000]));
+  return [pairs.length, ...pairs.flat()];
+}
+
 /** Rules as the scripts read them: (maxCalls, windowMs) pairs. */
 function ruleArgs(rules: RateRule[]): number[] {
   return rules.flatMap((rule) => [rule.maxCalls, rule.windowSeconds * 1000]);
 }
 
-/** `{ allowed, retryAt, ...counts }` from rate-limit-peek-1 / rate-limit-record-1. */
+/** `{ allowed, retryAt, ...counts }` from rate-limit-peek-2 / rate-limit-record-2. */
 function toDecision(reply: unknown): RateDecision {
   const [allowed, retryAt, ...counts] = reply as number[];
   return allowed === 1 ? { allowed: true, counts } : { allowed: false, counts, retryAt };
