@@ -55,8 +55,15 @@ export class LeadLog {
     on("channel:waiting", ({ leadId, numberIds, dueAt }) =>
       info(leadId, { numberIds, dueAt }, `parked: waiting for a line on ${numberIds.join(", ")}`),
     );
-    on("lead:dialling", ({ leadId, numberId, dialRef }) =>
-      info(leadId, { numberId, dialRef }, `dial from ${numberId}`),
+    on("lead:window", ({ leadId, zones, zoneSource, open }) =>
+      debug(
+        leadId,
+        { zones, zoneSource },
+        `calling window ${open ? "open" : "closed"} in ${zones.join(", ")}`,
+      ),
+    );
+    on("lead:dialling", ({ leadId, numberId, dialRef, callerId }) =>
+      info(leadId, { numberId, dialRef, callerId }, `dial from ${numberId}`),
     );
     on("lead:dialResult", ({ leadId, dialRef, result }) =>
       debug(leadId, { dialRef, result }, `dial result: ${result}`),
