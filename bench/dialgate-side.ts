@@ -15,7 +15,7 @@ import { REDACT_PATHS } from "../src/infra/logger.js";
 import { PostgresLeadStore } from "../src/infra/postgres/lead-store.js";
 import { migrate } from "../src/infra/postgres/migrate.js";
 import { createRedisClient, RedisGateStore } from "../src/infra/redis/gate-store.js";
-import type { Provider } from "../src/machines/ports.js";
+import type { Provider, Weekday } from "../src/machines/ports.js";
 import {
   CostMeter,
   countingPool,
@@ -30,7 +30,7 @@ import type { RunResult, RunSpec } from "./lib/protocol.js";
 import { serveRuns } from "./lib/protocol.js";
 import { ProviderLedger, slowest } from "./lib/provider.js";
 import { percentile, perDial, round } from "./lib/stats.js";
-import { expectedDials, makeLeads, NUMBERS, TEMPLATE } from "./lib/workload.js";
+import { expectedDials, makeLeads, NUMBERS, RULE, TEMPLATE } from "./lib/workload.js";
 
 const REDIS_URL = process.env.REDIS_URL as string;
 const DATABASE_URL = process.env.DATABASE_URL as string;
@@ -60,6 +60,24 @@ serveRuns(runOnce, { pid: process.pid }, async () => {
   await pool.end();
   admin.disconnect();
 });
+
+/**
+ * BENCH_LAW=1: the template carries a calling law that never closes and never cools (design §7.8):
+ * a window of whole days in the callee's zone, a second rule, a cooldown on an outcome no call has and
+ * local presence, so every lead pays for the law's paths without the workload's dials changing.
+ */
+const LAW_TEMPLATE = {
+  ...TEMPLATE,
+  window: {
+    start: "00:00",
+    end: "00:00",
+    timeZone: "UTC",
+    days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as Weekday[],
+  },
+  rateLimitRules: [RULE, { maxCalls: RULE.maxCalls, windowSeconds: 7 * 86400 }],
+  cooldowns: [{ seconds: 3600, afterOutcomes: ["VOICEMAIL"] }],
+  callerId: "local" as const,
+};
 
 async function runOnce(spec: RunSpec): Promise<RunResult> {
   const run = `d${++seq}`;
@@ -93,7 +111,7 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
     // `dialgate run`'s default.
     sweepEveryMs: 5000,
     numbers: NUMBERS,
-    templates: [TEMPLATE],
+    templates: [process.env.BENCH_LAW === "1" ? LAW_TEMPLATE : TEMPLATE],
   });
   const profiler = spec.profile ? new Profiler(spec.profile, { store, gates, client, pool }) : null;
 
