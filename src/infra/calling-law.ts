@@ -41,7 +41,8 @@ const DAY_SECONDS = 86_400;
 
 /**
  * The presets (design §7.8 lists each one's source and what it does not cover). A preset only adds
- * rules: it narrows a template, never widens it.
+ * rules: it narrows a template, never widens it. Their caps and cooldowns are law: they fail closed
+ * (design §7.6), a missed call rather than one too many while the gate store cannot count.
  */
 export const PRESETS: Readonly<Record<PresetName, readonly Clause[]>> = {
   // US TCPA, 47 CFR § 64.1200(c)(1): no solicitation before 8 am or after 9 pm, callee's local time.
@@ -52,15 +53,15 @@ export const PRESETS: Readonly<Record<PresetName, readonly Clause[]>> = {
     {
       match: { country: "US", region: "FL" },
       window: { start: "08:00", end: "20:00" },
-      rateLimitRules: [{ maxCalls: 3, windowSeconds: DAY_SECONDS }],
+      rateLimitRules: [{ maxCalls: 3, windowSeconds: DAY_SECONDS, failMode: "closed" }],
     },
   ],
   // CFPB Regulation F, 12 CFR § 1006.14(b)(2): 7 calls within 7 days, and none within 7 days after a
   // telephone conversation (an ANSWERED call).
   regF: [
     {
-      rateLimitRules: [{ maxCalls: 7, windowSeconds: 7 * DAY_SECONDS }],
-      cooldowns: [{ seconds: 7 * DAY_SECONDS, afterOutcomes: ["ANSWERED"] }],
+      rateLimitRules: [{ maxCalls: 7, windowSeconds: 7 * DAY_SECONDS, failMode: "closed" }],
+      cooldowns: [{ seconds: 7 * DAY_SECONDS, afterOutcomes: ["ANSWERED"], failMode: "closed" }],
     },
   ],
   // India, TRAI TCCCPR 2018: commercial calls 09:00–21:00 IST (the callee's zone; IST for +91).
@@ -70,25 +71,34 @@ export const PRESETS: Readonly<Record<PresetName, readonly Clause[]>> = {
 /** Every clause of a template: its presets' and its regional overrides'. */
 function clausesOf(template: Template): Clause[] {
   const clauses: Clause[] = [];
-  for (const preset of template.presets ?? []) clauses.push(...PRESETS[preset]);
+  // A name this version does not know (a newer process stored it) adds nothing here.
+  for (const preset of template.presets ?? []) clauses.push(...(PRESETS[preset] ?? []));
   for (const region of template.regions ?? []) clauses.push(region);
   return clauses;
 }
 
-/** Whether a clause's match (every field given) fits the callee. */
+/**
+ * Whether a clause's match (every field given) fits the callee. A NANP callee whose area code the
+ * tables do not place (toll-free, or newer than the tables) may be in any region: a region's clause
+ * applies to it, since a clause only ever narrows (design §7.8).
+ */
 export function matches(match: RegionMatch | undefined, place: Place): boolean {
   if (!match) return true;
   if (match.country !== undefined && match.country !== place.country) return false;
-  if (match.region !== undefined && match.region !== place.region) return false;
+  if (match.region !== undefined && !inRegion(match.region, place)) return false;
   if (match.areaCodes !== undefined && !match.areaCodes.includes(place.areaCode ?? "")) return false;
   return true;
+}
+
+function inRegion(region: string, place: Place): boolean {
+  if (place.region === undefined) return place.areaCode !== undefined;
+  return place.region.split("/").includes(region);
 }
 
 /**
  * The law of one lead of `template`. `baseRules`: the template's own rules, or the dispatcher's when
  * it has none. The zones: the lead's `timeZone` when given; else every zone the callee's number may
- * ring in (all of them must be open: several zones is the conservative reading); else the template
- * window's zone (see zonesOf); else UTC.
+ * ring in (all of them must be open: several zones is the conservative reading); see calleeZones.
  */
 export function lawOf(
   template: Template,
@@ -105,20 +115,24 @@ export function lawOf(
     rules.push(...(clause.rateLimitRules ?? []));
     cooldowns.push(...(clause.cooldowns ?? []));
   }
-  const [zones, zoneSource] = zonesOf(lead.timeZone, place, template);
+  const [zones, zoneSource] = calleeZones(lead.timeZone, place, template);
   return { zones, zoneSource, windows, rules: uniqueRules(rules), cooldowns, place };
 }
 
 /**
- * A number the tables place only by its country code (toll-free, 555, non-geographic: `zonesPrecise`
- * false) is judged in the template's zone when it has one, as an unplaced lead always was; every zone
- * of its country is the last resort before UTC.
+ * The zones a callee is judged in: the lead's own; else every zone its number may ring in (those of
+ * its prefix, or every zone of its country when the tables know only its country: toll-free numbers,
+ * prefixes newer than the tables); else, for a number of no known country, the template window's zone;
+ * else UTC.
  */
-function zonesOf(leadZone: string | null, place: Place, template: Template): [string[], ZoneSource] {
+export function calleeZones(
+  leadZone: string | null,
+  place: Place,
+  template: Pick<Template, "window">,
+): [string[], ZoneSource] {
   if (leadZone) return [[leadZone], "lead"];
-  if (place.zones.length > 0 && place.zonesPrecise) return [place.zones, "number"];
-  if (template.window) return [[template.window.timeZone], "template"];
   if (place.zones.length > 0) return [place.zones, "number"];
+  if (template.window) return [[template.window.timeZone], "template"];
   return [["UTC"], "none"];
 }
 

@@ -2,7 +2,9 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { deserialize } from "bson";
+import { getTimezonesForCountry } from "countries-and-timezones";
 import { parsePhoneNumberFromString } from "libphonenumber-js";
+import { IANAZone } from "luxon";
 
 /**
  * Where a callee is, from the number alone (design §7.8): Google libphonenumber's time-zone and
@@ -17,15 +19,20 @@ export interface Place {
   /** NANP only (+1): the three-digit area code. */
   areaCode: string | undefined;
   /**
-   * NANP only: the state, territory or province the area code serves, as its postal code ("FL", "ON"),
-   * or the geocoder's own words when they name no single one ("Nova Scotia/Prince Edward Island").
+   * NANP only: the state, territory or province the area code serves, as its postal code ("FL", "ON");
+   * several joined by "/" when the area code serves several ("NS/PE"); the geocoder's own words when
+   * they name none; undefined when the tables do not know the area code.
    */
   region: string | undefined;
-  /** IANA zones the number's prefix is known to ring in; empty when the tables have nothing. */
+  /**
+   * IANA zones the number may ring in: those of its prefix, or, when the tables know only its country
+   * code, every zone of its country; empty when nothing is known.
+   */
   zones: string[];
   /**
-   * False when the tables cannot place the number inside a country of several zones: only the country
-   * code matched (toll-free, 555, non-geographic numbers), and `zones` lists every zone of the country.
+   * False when the tables cannot place the number by more than its country code (toll-free and other
+   * non-geographic numbers, or a prefix newer than the tables): `zones` is then every zone of its
+   * country, and its region is unknown.
    */
   zonesPrecise: boolean;
 }
@@ -74,18 +81,30 @@ export function placeOf(e164: string): Place {
   const callingCode = parsed?.countryCallingCode ?? "";
   const digits = e164.replace(/^\+/, "");
   const zoneHit = longestPrefix(table("timezones.bson"), digits);
-  const zones = zoneHit ? zoneHit[0].split("&") : [];
+  const byPrefix = zoneHit && zoneHit[1] > callingCode.length ? zoneHit[0].split("&") : null;
+  // Only the country code matched: every zone of the country (the code's entry spans every country
+  // that shares it: +1 is 25 of them).
+  const zones = byPrefix ?? countryZones(parsed?.country) ?? zoneHit?.[0].split("&") ?? [];
   const nanp = callingCode === "1" && digits.length === 11;
   place = {
     country: parsed?.country,
     areaCode: nanp ? digits.slice(1, 4) : undefined,
     region: nanp ? nanpRegion(digits.slice(1)) : undefined,
     zones,
-    zonesPrecise: zones.length === 1 || (zoneHit !== undefined && zoneHit[1] > callingCode.length),
+    zonesPrecise: byPrefix !== null || zones.length === 1,
   };
   if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
   cache.set(e164, place);
   return place;
+}
+
+/** Every zone of an ISO country (countries-and-timezones), or null when it knows none. */
+function countryZones(country: string | undefined): string[] | null {
+  if (!country) return null;
+  const zones = (getTimezonesForCountry(country) ?? [])
+    .map((z) => z.name)
+    .filter((z) => IANAZone.isValidZone(z));
+  return zones.length > 0 ? zones.sort() : null;
 }
 
 /** NANP region of a national number from the English geocoder ("Miami, FL" → FL, "Florida" → FL). */
@@ -94,7 +113,12 @@ function nanpRegion(national: string): string | undefined {
   if (!hit) return undefined;
   const words = hit[0];
   const code = /, ([A-Z]{2})$/.exec(words)?.[1];
-  return code ?? REGION_CODES[words] ?? words;
+  if (code) return code;
+  // "Nova Scotia/Prince Edward Island": one area code for two provinces, "NS/PE".
+  return words
+    .split("/")
+    .map((name) => REGION_CODES[name] ?? name)
+    .join("/");
 }
 
 /** The geocoder's names for NANP regions (as its English table spells them) → postal codes. */
@@ -163,4 +187,10 @@ const REGION_CODES: Record<string, string> = {
   Ontario: "ON",
   Quebec: "QC",
   Saskatchewan: "SK",
+  "Prince Edward Island": "PE",
+  "Northwest Territories": "NT",
+  Nunavut: "NU",
+  Yukon: "YT",
+  "Watson Lake": "YT",
+  Toronto: "ON",
 };

@@ -12,7 +12,7 @@
  *    the command ran and only its reply was lost (design §7.12), in the second it never ran. A release
  *    "error" finds the store down, so the real release queues its work in the Outbox. The template
  *    has a calling law (design §7.8): a closed window, a peek blocked and a record rejected are the
- *    real gates' answers to the callee's zone and to a Regulation F cooldown, not forced.
+ *    real gates' answers to the callee's zone and to a cooldown after an answered call, not forced.
  * 3. At every snapshot: nothing held before acquiringChannel, no record without the hold, makeCall only
  *    from placingCall. At every end: what was taken is given back exactly once (after the Outbox is
  *    flushed), or, for inCall / heldUnknown, exactly one hold and one record remain.
@@ -71,17 +71,23 @@ const NUMBER: OutboundNumber = {
   pool: true,
 };
 /**
- * A template with a calling law (design §7.8): the TCPA window and Regulation F's 7-in-7 cap and
- * cooldown. The lead is in Kolkata by its own zone (open at T0); the window and the cooldown close
- * the gates for real on the paths that need them closed.
+ * A template with a calling law (design §7.8): the TCPA window and a cooldown of 7 days after an
+ * answered call (Regulation F's, failing open like the dispatcher's rule so that a record error takes
+ * the fail-open path). The lead is in Kolkata by its own zone (open at T0); the window and the cooldown
+ * close the gates for real on the paths that need them closed.
  */
-const TEMPLATE: Template = { id: "tpl-1", resellerId: "res-1", presets: ["tcpa", "regF"] };
+const TEMPLATE: Template = {
+  id: "tpl-1",
+  resellerId: "res-1",
+  presets: ["tcpa"],
+  cooldowns: [{ seconds: 7 * 86400, afterOutcomes: ["ANSWERED"] }],
+};
 const CONFIG = configSchema.parse({});
 const DAY_MS = 24 * 3600_000;
-const LAW_RULES = [...CONFIG.rateLimit.rules, { maxCalls: 7, windowSeconds: 7 * 86400 }];
+const LAW_RULES = CONFIG.rateLimit.rules;
 /** The window's next opening for the lead without its own zone: 08:00 in Los Angeles, its number's. */
 const OPENS_AT = T0 + 10 * 3600_000;
-/** An ANSWERED call to the phone ended an hour before T0: Regulation F's cooldown runs 7 days from it. */
+/** An ANSWERED call to the phone ended an hour before T0: the cooldown runs 7 days from it. */
 const ANSWERED_AT = T0 - 3600_000;
 const COOLED_UNTIL = ANSWERED_AT + 7 * DAY_MS;
 const LEAD_ID = "lead-1";

@@ -208,16 +208,20 @@ describe("local time per zone (Intl)", () => {
 
 describe("the law of a lead, rebuilt for the report", () => {
   it("zones: the lead's timeZone, else every zone the number rings in, else the template window's", () => {
-    expect(simLawOf(template("tcpa"), { phone: "+16025550110" }).zones).toEqual([
-      "America/Denver",
-      "America/Phoenix",
+    expect(simLawOf(template("tcpa"), { phone: "+19075550110" }).zones).toEqual([
+      "America/Adak",
+      "America/Anchorage",
     ]);
-    expect(simLawOf(template("tcpa"), { phone: "+16025550110", timeZone: "America/Phoenix" }).zones).toEqual([
-      "America/Phoenix",
-    ]);
-    // A toll-free number rings anywhere: the template's zone decides, when it has one.
-    expect(simLawOf(template("own"), { phone: "+18002345678" }).zones).toEqual(["America/New_York"]);
-    expect(simLawOf(template("tcpa"), { phone: "+18002345678" }).zones.length).toBeGreaterThan(10);
+    expect(
+      simLawOf(template("tcpa"), { phone: "+19075550110", timeZone: "America/Anchorage" }).zones,
+    ).toEqual(["America/Anchorage"]);
+    // A toll-free number rings anywhere in its country: every US zone, whatever the template's.
+    for (const id of ["own", "tcpa"]) {
+      const { zones } = simLawOf(template(id), { phone: "+18002345678" });
+      expect(zones).toContain("America/New_York");
+      expect(zones).toContain("Pacific/Honolulu");
+      expect(zones).not.toContain("America/Toronto");
+    }
   });
 
   it("presets and regional overrides add windows and cooldowns only for the callees they match", () => {
@@ -231,7 +235,7 @@ describe("the law of a lead, rebuilt for the report", () => {
     expect(windowsOf("own", "+12125550110")).toEqual(["template 09:00-17:00", "region 0 10:00-16:00"]);
     expect(windowsOf("own", "+13125550110")).toEqual(["template 09:00-17:00"]);
     expect(simLawOf(template("regf"), { phone: "+13125550110" }).cooldowns).toEqual([
-      { seconds: 7 * 86_400, afterOutcomes: ["ANSWERED"] },
+      { seconds: 7 * 86_400, afterOutcomes: ["ANSWERED"], failMode: "closed" },
     ]);
   });
 });
@@ -248,14 +252,15 @@ describe("calls outside a window of the law", () => {
     expect(outsideWindow).toEqual(["L0", "L3"]);
   });
 
-  it("a number of several zones must be open in all of them (Arizona: Phoenix and Denver)", () => {
-    const az = (at: string) => ({ templateId: "tcpa", phone: "+16025550110", at });
+  it("a number of several zones must be open in all of them (Alaska's 907: Anchorage and Adak)", () => {
+    const ak = (at: string) => ({ templateId: "tcpa", phone: "+19075550110", at });
     const { outsideWindow } = breaches([
-      az("2026-06-01T14:30:00Z"), // 07:30 Phoenix, 08:30 Denver
-      az("2026-06-01T15:00:00Z"), // 08:00 Phoenix, 09:00 Denver
-      az("2026-06-02T03:30:00Z"), // 20:30 Phoenix, 21:30 Denver
+      ak("2026-06-01T16:30:00Z"), // 08:30 Anchorage, 07:30 Adak
+      ak("2026-06-01T17:00:00Z"), // 09:00 Anchorage, 08:00 Adak
+      ak("2026-06-02T04:30:00Z"), // 20:30 Anchorage, 19:30 Adak
+      ak("2026-06-02T05:00:00Z"), // 21:00 Anchorage, 20:00 Adak
     ]);
-    expect(outsideWindow).toEqual(["L0", "L2"]);
+    expect(outsideWindow).toEqual(["L0", "L3"]);
   });
 
   it("Hawaii, Alaska and Puerto Rico each in their own zone", () => {

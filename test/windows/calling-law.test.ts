@@ -179,18 +179,45 @@ describe("lawWindowDecision: every window open in every zone", () => {
 describe("lawOf: one callee's law", () => {
   const lead = (phone: string, timeZone: string | null = null) => ({ phone, timeZone });
 
-  it("the zones: the lead's own, else its number's, else (a number placed only by country) the template's", () => {
+  it("the zones: the lead's own, else every zone its number may ring in, else the template's", () => {
     const t: Template = { id: "t", resellerId: "r", window: { start: "09:00", end: "17:00", timeZone: NY } };
     expect(lawOf(t, lead("+14155550123"), CONFIG_RULES)).toMatchObject({ zones: [LA], zoneSource: "number" });
     expect(lawOf(t, lead("+14155550123", "Asia/Kolkata"), CONFIG_RULES)).toMatchObject({
       zones: ["Asia/Kolkata"],
       zoneSource: "lead",
     });
-    expect(lawOf(t, lead("+18005550123"), CONFIG_RULES)).toMatchObject({
+    expect(lawOf(t, lead("+19075550123"), CONFIG_RULES).zones).toEqual(["America/Adak", "America/Anchorage"]);
+    // Toll-free: anywhere in the United States.
+    const tollFree = lawOf(t, lead("+18005550123"), CONFIG_RULES);
+    expect(tollFree.zoneSource).toBe("number");
+    expect(tollFree.zones).toEqual(expect.arrayContaining([NY, LA, "Pacific/Honolulu", "America/Anchorage"]));
+    // A number of no known country: the template's zone.
+    expect(lawOf(t, lead("+882123456789"), CONFIG_RULES)).toMatchObject({
       zones: [NY],
       zoneSource: "template",
     });
-    expect(lawOf(t, lead("+19075550123"), CONFIG_RULES).zones).toEqual(["America/Adak", "America/Anchorage"]);
+  });
+
+  it("a region's clause applies to a NANP callee whose region the tables cannot tell (it only narrows)", () => {
+    const t: Template = {
+      id: "t",
+      resellerId: "r",
+      presets: ["florida"],
+      regions: [{ match: { region: "PE" }, window: { start: "10:00", end: "16:00" } }],
+    };
+    expect(lawOf(t, lead("+18005550123"), CONFIG_RULES).windows).toEqual([
+      { start: "08:00", end: "20:00" },
+      { start: "10:00", end: "16:00" },
+    ]);
+    // 902 serves Nova Scotia and Prince Edward Island: the PE clause applies, Florida's does not.
+    expect(lawOf(t, lead("+19025550123"), CONFIG_RULES).windows).toEqual([{ start: "10:00", end: "16:00" }]);
+    expect(lawOf(t, lead("+442079460123"), CONFIG_RULES).windows).toEqual([]);
+  });
+
+  it("a preset name this version does not know adds nothing (a newer process may have stored it)", () => {
+    const t = { id: "t", resellerId: "r", presets: ["tcpa", "someday"] } as unknown as Template;
+    expect(lawOf(t, lead("+14155550123"), CONFIG_RULES).windows).toEqual([{ start: "08:00", end: "21:00" }]);
+    expect(templateRules(t)).toEqual([]);
   });
 
   it("presets and matching regions add windows, rules and cooldowns; others do not apply", () => {
@@ -205,12 +232,13 @@ describe("lawOf: one callee's law", () => {
       { start: "08:00", end: "21:00" },
       { start: "08:00", end: "20:00" },
     ]);
+    // The presets' caps and cooldowns are law: they fail closed.
     expect(miami.rules).toEqual([
       { maxCalls: 7, windowSeconds: 3600 },
-      { maxCalls: 3, windowSeconds: 86400 },
-      { maxCalls: 7, windowSeconds: 604800 },
+      { maxCalls: 3, windowSeconds: 86400, failMode: "closed" },
+      { maxCalls: 7, windowSeconds: 604800, failMode: "closed" },
     ]);
-    expect(miami.cooldowns).toEqual([{ seconds: 604800, afterOutcomes: ["ANSWERED"] }]);
+    expect(miami.cooldowns).toEqual([{ seconds: 604800, afterOutcomes: ["ANSWERED"], failMode: "closed" }]);
     const manhattan = lawOf(t, lead("+12125551234"), CONFIG_RULES);
     expect(manhattan.windows).toEqual([
       { start: "08:00", end: "21:00" },
@@ -218,7 +246,7 @@ describe("lawOf: one callee's law", () => {
     ]);
     expect(manhattan.rules).toEqual([
       { maxCalls: 7, windowSeconds: 3600 },
-      { maxCalls: 7, windowSeconds: 604800 },
+      { maxCalls: 7, windowSeconds: 604800, failMode: "closed" },
     ]);
   });
 

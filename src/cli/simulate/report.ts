@@ -1,6 +1,6 @@
 import type { DispatcherStats } from "../../dispatcher.js";
-import { PRESETS } from "../../infra/calling-law.js";
-import { type Place, placeOf } from "../../infra/geo.js";
+import { calleeZones, hasCallingLaw, matches, PRESETS } from "../../infra/calling-law.js";
+import { placeOf } from "../../infra/geo.js";
 import { canonicalPhone } from "../../infra/phone.js";
 import type { SimDial } from "../../infra/providers/simulated.js";
 import type {
@@ -180,7 +180,7 @@ export function buildReport(run: SimulationRun): Report {
         ? (d: SimDial) => governedBy.get(d.leadId) === templateId
         : (d: SimDial) => {
             const lead = leadById.get(d.leadId);
-            return lead?.templateId === templateId && calleeMatches(match, placeOf(lead.phone));
+            return lead?.templateId === templateId && matches(match, placeOf(lead.phone));
           };
     const counted = placedOverRule(placed, rule, governs);
     return {
@@ -433,41 +433,27 @@ export interface SimLaw {
 
 /**
  * The law of a lead as the calling-law rules word it: the template's window, then each preset's and
- * each matching regional override's; its cooldowns likewise. Zones: the lead's `timeZone`; else the
- * zones the callee's number rings in when the tables place it (all of them); else the template
- * window's zone; else whatever zones the number's country has; else UTC.
+ * each matching regional override's; its cooldowns likewise. Its zones and its regions' matching are
+ * the rules' own (calleeZones, matches in src/infra/calling-law.ts, design §7.8); what is checked
+ * apart from the dispatcher is the local time in each zone and the calls at the provider.
  */
 export function simLawOf(template: Template, lead: Pick<SimLead, "phone" | "timeZone">): SimLaw {
   const place = placeOf(lead.phone);
   const windows: LawWindow[] = template.window ? [{ hours: template.window, source: "template" }] : [];
   const cooldowns = [...(template.cooldowns ?? [])];
   const clauses = [
-    ...(template.presets ?? []).flatMap((p) => PRESETS[p].map((c) => ({ ...c, source: `preset ${p}` }))),
+    ...(template.presets ?? []).flatMap((p) =>
+      (PRESETS[p] ?? []).map((c) => ({ ...c, source: `preset ${p}` })),
+    ),
     ...(template.regions ?? []).map((r, i) => ({ ...r, source: `region ${i}` })),
   ];
   for (const clause of clauses) {
-    if (!calleeMatches(clause.match, place)) continue;
+    if (!matches(clause.match, place)) continue;
     if (clause.window) windows.push({ hours: clause.window, source: clause.source });
     cooldowns.push(...(clause.cooldowns ?? []));
   }
-  let zones: string[];
-  if (lead.timeZone) zones = [lead.timeZone];
-  else if (place.zones.length > 0 && place.zonesPrecise) zones = place.zones;
-  else if (template.window) zones = [template.window.timeZone];
-  else if (place.zones.length > 0) zones = place.zones;
-  else zones = ["UTC"];
+  const [zones] = calleeZones(lead.timeZone ?? null, place, template);
   return { zones, windows, cooldowns };
-}
-
-/** Whether every field the match gives fits the callee (no match: every callee). */
-export function calleeMatches(match: RegionMatch | undefined, place: Place): boolean {
-  if (!match) return true;
-  return (
-    (match.country === undefined || match.country === place.country) &&
-    (match.region === undefined || match.region === place.region) &&
-    (match.areaCodes === undefined ||
-      (place.areaCode !== undefined && match.areaCodes.includes(place.areaCode)))
-  );
 }
 
 /**
@@ -486,7 +472,7 @@ export function callingLawBreaches(run: Pick<SimulationRun, "scenario" | "leads"
     if (law === undefined) {
       const lead = leads.get(leadId);
       const template = lead && templates.get(lead.templateId);
-      law = lead && template && hasLaw(template) ? simLawOf(template, lead) : null;
+      law = lead && template && hasCallingLaw(template) ? simLawOf(template, lead) : null;
       laws.set(leadId, law);
     }
     return law;
@@ -530,16 +516,6 @@ export function callingLawBreaches(run: Pick<SimulationRun, "scenario" | "leads"
     }
   }
   return breaches;
-}
-
-/** Whether the template has any window or cooldown of its own, a preset's or a region's. */
-function hasLaw(template: Template): boolean {
-  return (
-    template.window !== undefined ||
-    template.cooldowns !== undefined ||
-    (template.presets?.length ?? 0) > 0 ||
-    (template.regions?.length ?? 0) > 0
-  );
 }
 
 /** The first window of the law closed at `at` in one of its zones, in words; null when all are open. */
