@@ -4,8 +4,13 @@ import type { CallingWindow, WindowHours } from "../machines/ports.js";
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
 const DAY_MS = 24 * HOUR_MS;
-/** How far ahead an opening is looked for: a year of holidays and a week of weekdays fit in it. */
+/** How far ahead one window's opening is looked for: a year of holidays and a week of weekdays fit. */
 const HORIZON_DAYS = 400;
+/** How far ahead an instant when every window is open in every zone is looked for. */
+const JOINT_HORIZON_DAYS = 35;
+/** Decisions of this UTC minute, by law: every edge falls on a whole minute, so they hold all minute. */
+const memo = new Map<string, { minute: number; decision: WindowDecision }>();
+const MEMO_MAX = 1000;
 const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
 
 export type WindowDecision = { open: true } | { open: false; opensAt: number };
@@ -34,16 +39,28 @@ export function windowDecision(
 /**
  * A lead's calling law (design §7.8): open when every window is open in every zone at once, and
  * otherwise the first instant they all are. Each window's next opening moves the instant on until
- * none is closed; no common instant within the horizon looks again a day later.
+ * none is closed; no common instant within 35 days looks again a day later. The leads of one law
+ * share one decision per minute (a number of many zones costs milliseconds to decide).
  */
 export function lawWindowDecision(
   windows: readonly WindowHours[],
   zones: readonly string[],
   now: number,
 ): WindowDecision {
+  const key = `${zones.join(" ")}|${JSON.stringify(windows)}`;
+  const minute = Math.floor(now / MINUTE_MS);
+  const known = memo.get(key);
+  if (known?.minute === minute) return known.decision;
+  const decision = decideLaw(windows, zones, now);
+  if (memo.size >= MEMO_MAX) memo.clear();
+  memo.set(key, { minute, decision });
+  return decision;
+}
+
+function decideLaw(windows: readonly WindowHours[], zones: readonly string[], now: number): WindowDecision {
   const rules = windows.flatMap((w) => zones.map((zone) => ruleOf(w, zone))).filter((r) => !r.always);
   let at = now;
-  while (at - now <= HORIZON_DAYS * DAY_MS) {
+  while (at - now <= JOINT_HORIZON_DAYS * DAY_MS) {
     const closed = rules.find((rule) => !isOpenAt(rule, at));
     if (!closed) return at === now ? { open: true } : { open: false, opensAt: at };
     at = nextOpening(closed, at);

@@ -160,6 +160,8 @@ function isBetterPick(free: number, rank: number, bestFree: number, bestRank: nu
 
 /** Channel holds outlive the longest call by this much; expiry is for crashed holders only. */
 const HOLD_MARGIN_MS = 10 * 60_000;
+/** A lead passes the window gate only when its window stays open this much longer (design §7.8). */
+export const WINDOW_MARGIN_MS = 60_000;
 /** Spread for actors that lost one race, so they do not return as a herd (design §7.5). */
 const RACE_JITTER_MS = 1000;
 
@@ -325,13 +327,21 @@ export function createGateSteps(deps: GateDeps) {
   const window = async (input: GateInput): Promise<WindowOutput> => {
     const law = lawFor(input);
     if (!law || law.windows.length === 0) return { kind: "open" };
-    const decision = lawWindowDecision(law.windows, law.zones, clock.now());
+    const now = clock.now();
+    let decision = lawWindowDecision(law.windows, law.zones, now);
+    // The call goes out a few steps later: a lead passes only when the window is still open by then.
+    if (decision.open) decision = lawWindowDecision(law.windows, law.zones, now + windowMarginMs);
     const { zones, zoneSource } = law;
     deps.emit("lead:window", { leadId: input.lead.id, zones, zoneSource, open: decision.open });
     return decision.open ? { kind: "open" } : { kind: "closed", opensAt: decision.opensAt };
   };
 
   const checks = deps.preDialChecks ?? [];
+  /**
+   * How long the window must stay open after the window gate (design §7.8): the host's checks may take
+   * their whole timeout, and the store steps and the dial row a moment more.
+   */
+  const windowMarginMs = WINDOW_MARGIN_MS + (checks.length > 0 ? config.preDialCheck.timeoutMs : 0);
   const precheck = async ({ lead, template }: GateInput, signal?: AbortSignal): Promise<PrecheckOutput> => {
     // Without checks the state passes straight through: no I/O, no clock reading.
     if (checks.length === 0) return { kind: "proceed" };
