@@ -10,6 +10,7 @@ import type {
   LeadRecord,
   LeadStore,
   Provider,
+  Template,
   Timer,
 } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
@@ -142,12 +143,14 @@ export class CallLifecycle {
       return { kind: "pending", leadId: lead.id };
     }
     if (!current || lead.status !== "PROCESSING" || !dial) {
-      if (!current && dialRef) await this.#recordLateEnd(lead, dialRef);
+      if (!current && dialRef && (await this.#recordLateEnd(lead, dialRef)))
+        await this.#markEnd(lead, await this.#templateOf(lead), outcome, this.#d.clock.now());
       return { kind: "duplicate", leadId: lead.id };
     }
     const now = this.#d.clock.now();
-    await this.#markEnd(lead.phone, outcome, now);
-    const retryAt = await this.#retryAt(lead, outcome, now);
+    const template = await this.#templateOf(lead);
+    await this.#markEnd(lead, template, outcome, now);
+    const retryAt = this.#retryAt(lead, template, outcome, now);
     const token = lead.token as string;
     const settled = await this.#d.store.settle(token, { kind: "ended", outcome, retryAt }, now);
     if (!settled) return { kind: "duplicate", leadId: lead.id };
@@ -161,15 +164,22 @@ export class CallLifecycle {
     return { kind: "ended", leadId: lead.id, next: settled.status === "SCHEDULED" ? "retry" : "finished" };
   }
 
+  /** The lead's template: from the store's cache when it has it. */
+  async #templateOf(lead: LeadRecord): Promise<Template | null> {
+    return this.#d.store.cachedTemplate?.(lead.templateId) ?? (await this.#d.store.template(lead.templateId));
+  }
+
   /**
    * A cooldown in force lists the outcome (design §7.6): the phone's mark is written before the lead
-   * settles, so no lead can dial the phone after the end without meeting it. When the gate store fails
-   * the outbox writes it later (the mark keeps the end's own time).
+   * settles, so no lead can dial the phone after the end without meeting it. The lead's own template
+   * counts as in force even before this process's minutely read of the rules has seen it. When the
+   * gate store fails the outbox writes the mark later (it keeps the end's own time).
    */
-  async #markEnd(phone: string, outcome: string, at: number): Promise<void> {
+  async #markEnd(lead: LeadRecord, template: Template | null, outcome: string, at: number): Promise<void> {
+    if (template) this.#d.ruleWindows?.widenTemplate(template);
     const keepMs = this.#d.ruleWindows?.coolingMs(outcome) ?? 0;
     if (keepMs === 0) return;
-    const key = phoneKey(this.#d.hmacSecret, phone);
+    const key = phoneKey(this.#d.hmacSecret, lead.phone);
     const mark = () => this.#d.gates.markEnd(key, outcome, at, keepMs);
     await mark().catch(() => this.#d.outbox.add({ what: `cooldown mark ${outcome}`, run: mark }));
   }
@@ -211,10 +221,11 @@ export class CallLifecycle {
   /**
    * The end of an older dial of the lead (its unknown hold expired and the lead moved on): the call did
    * ring, so it counts against the phone's limit again; it frees nothing a newer dial holds (§7.15).
+   * False when the dialRef names no older dial of the lead.
    */
-  async #recordLateEnd(lead: LeadRecord, dialRef: string): Promise<void> {
+  async #recordLateEnd(lead: LeadRecord, dialRef: string): Promise<boolean> {
     const { token, at } = parseDialRef(dialRef);
-    if (token === lead.token || !Number.isFinite(at)) return;
+    if (token === lead.token || !Number.isFinite(at)) return false;
     const template = await this.#d.store.template(lead.templateId);
     const rules = template?.rateLimitRules ?? this.#d.config.rateLimit.rules;
     const key = phoneKey(this.#d.hmacSecret, lead.phone);
@@ -230,6 +241,7 @@ export class CallLifecycle {
         run: () => this.#d.gates.record(key, token, rules, at, false, options),
       });
     }
+    return true;
   }
 
   /**
@@ -333,9 +345,9 @@ export class CallLifecycle {
     }
   }
 
-  async #retryAt(lead: LeadRecord, outcome: string, now: number): Promise<number | undefined> {
+  #retryAt(lead: LeadRecord, template: Template | null, outcome: string, now: number): number | undefined {
     if (lead.cancelRequested) return undefined;
-    const retry = (await this.#d.store.template(lead.templateId))?.retry;
+    const retry = template?.retry;
     if (!retry?.onOutcomes.includes(outcome) || lead.attempt + 1 >= retry.maxAttempts) return undefined;
     return now + retry.delaySeconds * 1000;
   }

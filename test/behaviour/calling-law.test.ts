@@ -4,11 +4,20 @@
  * outcomes; caller IDs near the callee. Once in memory, once on Redis + Postgres.
  */
 import { describe, expect, it } from "vitest";
-import type { Dispatcher } from "../../src/dispatcher.js";
+import { createDispatcher, type Dispatcher } from "../../src/dispatcher.js";
 import type { VirtualClock } from "../../src/infra/clock.js";
 import type { DialRequest, DialResult, Provider } from "../../src/machines/ports.js";
 import { memoryBackend, realBackend, useBackend } from "../support/backends.js";
-import { createHarness, HOUR, MINUTE, NUMBER, SECOND } from "../support/harness.js";
+import {
+  createHarness,
+  HMAC_SECRET,
+  HOUR,
+  MINUTE,
+  NUMBER,
+  SECOND,
+  silentLogger,
+} from "../support/harness.js";
+import { ScriptedProvider } from "../support/scripted-provider.js";
 
 const DAY = 24 * HOUR;
 /** rateLimit.marginMs by default. */
@@ -32,12 +41,15 @@ class EndingProvider implements Provider {
     private readonly callMs = MINUTE,
   ) {}
 
+  /** Which process the provider's callbacks reach; the test's dispatcher unless told otherwise. */
+  endsVia: () => Dispatcher = () => this.dispatcher();
+
   async makeCall(req: DialRequest): Promise<DialResult> {
     this.calls.push({ req, at: this.clock.now() });
     const callId = `call-${++this.#ids}`;
     const outcome = this.outcomeOf(req);
     this.clock.setTimer(this.clock.now() + this.callMs, () => {
-      void this.dispatcher().callEnded({ callId, outcome });
+      void this.endsVia().callEnded({ callId, outcome });
     });
     return { kind: "placed", callId };
   }
@@ -231,6 +243,73 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
       ["L5", "c-sf", "areaCode"],
       ["P1", "a-uk", undefined], // no local presence: the least busy number, ties by id
     ]);
+  });
+
+  it("a lead passes the window only while it stays open a minute more, so its call goes out inside it", async () => {
+    const office = { start: "09:00", end: "17:00", timeZone: "America/New_York" };
+    const h = await harness([{ id: "office", resellerId: "r", window: office }], { start: monday(21, 58) });
+    await h.dispatcher.submit({ id: "L1", phone: NY, templateId: "office" }); // 16:58 EST
+    await h.settle();
+    await h.advance(MINUTE);
+    await h.dispatcher.submit({ id: "L2", phone: MIAMI, templateId: "office" }); // 16:59 EST
+    await h.settle();
+    expect(h.provider.calls.map((c) => [c.req.leadId, c.at])).toEqual([["L1", monday(21, 58)]]);
+    expect((await h.lead("L2")).nextAttemptAt).toBe(Date.UTC(2031, 0, 7, 14)); // Tuesday 09:00 EST
+  });
+
+  it("the end of an older dial, whose unknown hold had expired, still starts the cooldown", async () => {
+    const h = await createHarness({
+      backend,
+      templates: [{ id: "debt", resellerId: "r", presets: ["regF"] }],
+      start: monday(16),
+      provider: (clock) => new ScriptedProvider(clock).answer({ kind: "unknown", reason: "no reply" }),
+    });
+    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "debt" });
+    await h.settle();
+    const [first] = h.of("lead:dialling");
+    // The unknown dial's hold ends; the lead is dialled again and that call is still going.
+    await h.advance(6 * MINUTE);
+    expect(h.provider.calls.map((c) => c.result && typeof c.result === "object" && c.result.kind)).toEqual([
+      "unknown",
+      "placed",
+    ]);
+    const endedAt = h.clock.now();
+    const late = await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" });
+    expect(late.kind).toBe("duplicate");
+    await h.dispatcher.submit({ id: "L2", phone: LA, templateId: "debt" });
+    await h.settle();
+    expect(h.provider.calls).toHaveLength(2);
+    expect((await h.lead("L2")).nextAttemptAt).toBe(endedAt + 7 * DAY);
+  });
+
+  it("a call end received by a process that has not read the template yet still marks the phone", async () => {
+    const h = await harness(
+      [{ id: "busy", resellerId: "r", cooldowns: [{ seconds: 2 * 86400, afterOutcomes: ["BUSY"] }] }],
+      {
+        start: monday(16),
+        outcomeOf: () => "BUSY",
+      },
+    );
+    // Another process on the same stores, started before the template existed: its rules in force
+    // know no cooldown. The provider's callback reaches it.
+    const other = createDispatcher({
+      leadStore: h.leads,
+      gateStore: h.direct,
+      providers: [h.provider],
+      clock: h.clock,
+      logger: silentLogger,
+      hmacSecret: HMAC_SECRET,
+      owner: "other-process",
+      numbers: [],
+      templates: [],
+    });
+    h.provider.endsVia = () => other;
+    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "busy" });
+    await h.advance(2 * MINUTE);
+    await h.dispatcher.submit({ id: "L2", phone: LA, templateId: "busy" });
+    await h.settle();
+    expect(h.provider.calls.map((c) => c.req.leadId)).toEqual(["L1"]);
+    expect((await h.lead("L2")).nextAttemptAt).toBe(monday(16, 1) + 2 * DAY);
   });
 
   it("a cooldown that fails closed defers the lead when the gate store cannot count", async () => {

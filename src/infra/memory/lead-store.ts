@@ -354,11 +354,14 @@ export class MemoryLeadStore implements LeadStore {
       }));
     const numberIds = [...this.#numbers.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const phoneOf = (leadId: string) => (this.#leads.get(leadId) as LeadRecord).phone;
-    const endedCalls = [...this.#dials.values()].flatMap(({ leadId, ended }) =>
-      ended && cooling?.outcomes.includes(ended.outcome) && ended.at > now - cooling.ms
-        ? [{ phone: phoneOf(leadId), ...ended }]
-        : [],
-    );
+    // The sweep reads without `cooling` twice a round: it walks no dial.
+    const endedCalls = !cooling?.outcomes.length
+      ? []
+      : [...this.#dials.values()].flatMap(({ leadId, ended }) =>
+          ended && cooling.outcomes.includes(ended.outcome) && ended.at > now - cooling.ms
+            ? [{ phone: phoneOf(leadId), ...ended }]
+            : [],
+        );
     if (windowMs === null) return { numberIds, claims, liveDials, countedDials: [], windowMs: 0, endedCalls };
 
     const window = Math.max(windowMs, this.#templateWindowMs());
