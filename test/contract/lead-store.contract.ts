@@ -1330,7 +1330,7 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
         expect(distinct(await store.templateCooldowns())).toEqual([
           [3600, ["VOICEMAIL", "NO_ANSWER"], "closed"],
           [600, ["BUSY"], null],
-          [604_800, ["ANSWERED"], null],
+          [604_800, ["ANSWERED"], "closed"],
         ]);
       });
     });
