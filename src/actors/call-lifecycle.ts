@@ -143,8 +143,11 @@ export class CallLifecycle {
       return { kind: "pending", leadId: lead.id };
     }
     if (!current || lead.status !== "PROCESSING" || !dial) {
-      if (!current && dialRef && (await this.#recordLateEnd(lead, dialRef)))
-        await this.#markEnd(lead, await this.#templateOf(lead), outcome, this.#d.clock.now());
+      if (!current && dialRef && (await this.#recordLateEnd(lead, dialRef))) {
+        const at = this.#d.clock.now();
+        await this.#markEnd(lead, await this.#templateOf(lead), outcome, at);
+        await this.#endOlderDial(dialRef, outcome, at);
+      }
       return { kind: "duplicate", leadId: lead.id };
     }
     const now = this.#d.clock.now();
@@ -182,6 +185,16 @@ export class CallLifecycle {
     const key = phoneKey(this.#d.hmacSecret, lead.phone);
     const mark = () => this.#d.gates.markEnd(key, outcome, at, keepMs);
     await mark().catch(() => this.#d.outbox.add({ what: `cooldown mark ${outcome}`, run: mark }));
+  }
+
+  /**
+   * The late end of an older dial, written on its own dial row (the lead moved on, so no settlement
+   * does it): a gate rebuild then writes its cooldown mark again (design §7.6, §7.13). When the store
+   * fails the outbox writes it later, with the end's own time.
+   */
+  async #endOlderDial(dialRef: string, outcome: string, at: number): Promise<void> {
+    const write = () => this.#d.store.endDial(dialRef, outcome, at);
+    await write().catch(() => this.#d.outbox.add({ what: `dial end ${dialRef}`, run: write }));
   }
 
   /**

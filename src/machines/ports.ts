@@ -333,6 +333,13 @@ export interface LeadStore {
    * A defer of a lead whose cancel was requested finishes it CANCELLED instead (design §7.16).
    */
   settle(token: string, settlement: Settlement, now: number): Promise<Settled | null>;
+  /**
+   * The end of a call whose dial is no longer its lead's current one (its unknown hold expired and the
+   * lead moved on, §7.15): written on that dial's row (outcome, ended_at = `at`) when it has no end
+   * yet, so a gate rebuild still finds its cooldown mark (§7.6, §7.13). The lead is not touched.
+   * False when no dial row has that dialRef, or its call already ended.
+   */
+  endDial(dialRef: string, outcome: string, at: number): Promise<boolean>;
   /** SCHEDULED → nextAttemptAt = min(nextAttemptAt, at): wakes a waiting lead early. False otherwise. */
   expedite(id: string, at: number): Promise<boolean>;
   /**

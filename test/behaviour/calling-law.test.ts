@@ -26,6 +26,8 @@ const LA = "+14155550123";
 const NY = "+12125551234";
 const MIAMI = "+13055550123";
 const MIAMI_2 = "+13055550199";
+/** What a gate rebuild reads for the regF preset's cooldown (7 days after ANSWERED). */
+const COOLING_REG_F = { ms: 7 * DAY, outcomes: ["ANSWERED"] };
 /** Monday 2031-01-06, at an hour of UTC (EST = UTC−5, PST = UTC−8). */
 const monday = (hourUtc: number, minute = 0) => Date.UTC(2031, 0, 6, hourUtc, minute);
 
@@ -276,10 +278,57 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
     const endedAt = h.clock.now();
     const late = await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" });
     expect(late.kind).toBe("duplicate");
+    // Written on that older dial's row too: a rebuild after a Redis restart writes its mark again.
+    expect((await h.leads.gateRebuildRows(h.clock.now(), null, COOLING_REG_F)).endedCalls).toEqual([
+      { phone: LA, outcome: "ANSWERED", at: endedAt },
+    ]);
     await h.dispatcher.submit({ id: "L2", phone: LA, templateId: "debt" });
     await h.settle();
     expect(h.provider.calls).toHaveLength(2);
     expect((await h.lead("L2")).nextAttemptAt).toBe(endedAt + 7 * DAY);
+  });
+
+  it("the late end of an older dial reaches its dial row through the outbox when the lead store fails", async () => {
+    let failing = false;
+    const h = await createHarness({
+      backend,
+      templates: [{ id: "debt", resellerId: "r", presets: ["regF"] }],
+      start: monday(16),
+      provider: (clock) => new ScriptedProvider(clock).answer({ kind: "unknown", reason: "no reply" }),
+      // Only the dial-row write of a late end fails; every other call goes through.
+      wrapLeadStore: (inner) =>
+        new Proxy(inner, {
+          get(target, property) {
+            const value = Reflect.get(target, property, target) as unknown;
+            if (typeof value !== "function") return value;
+            if (property === "endDial" && failing) return () => Promise.reject(new Error("Postgres down"));
+            return (value as (...args: unknown[]) => unknown).bind(target);
+          },
+        }),
+    });
+    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "debt" });
+    await h.settle();
+    const [first] = h.of("lead:dialling");
+    await h.advance(6 * MINUTE);
+    expect(h.provider.calls).toHaveLength(2);
+    const endedAt = h.clock.now();
+    failing = true;
+    const late = await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" });
+    expect(late.kind).toBe("duplicate");
+    expect(h.dispatcher.stats().outbox).toBe(1);
+    expect((await h.leads.gateRebuildRows(h.clock.now(), null, COOLING_REG_F)).endedCalls).toEqual([]);
+    // The phone's mark was written all the same.
+    await h.dispatcher.submit({ id: "L2", phone: LA, templateId: "debt" });
+    await h.settle();
+    expect((await h.lead("L2")).nextAttemptAt).toBe(endedAt + 7 * DAY);
+
+    failing = false;
+    await h.advance(MINUTE);
+    expect(h.dispatcher.stats().outbox).toBe(0);
+    // With the end's own time, not the time the outbox wrote it.
+    expect((await h.leads.gateRebuildRows(h.clock.now(), null, COOLING_REG_F)).endedCalls).toEqual([
+      { phone: LA, outcome: "ANSWERED", at: endedAt },
+    ]);
   });
 
   it("a call end received by a process that has not read the template yet still marks the phone", async () => {

@@ -1167,6 +1167,52 @@ export function leadStoreContract(name: string, factory: LeadStoreFactory): void
           [],
         );
       });
+
+      it("endDial writes the late end of an older dial on its row, once; the current dial still ends by settle", async () => {
+        const cooling = { ms: HOUR, outcomes: ["ANSWERED", "VOICEMAIL"] };
+        const byEnd = (rows: { at: number }[]) => rows.toSorted((a, b) => a.at - b.at);
+        // The lead's first dial is held unknown until its hold expires; the lead is dialled again.
+        const older = await heldUnknown("r");
+        const olderRef = `${older}@${T0 + 1}`;
+        await store.settle(older, { kind: "unknownExpired", at: T0 + 10 }, T0 + 10);
+        const current = await claimNext(T0 + 10);
+        const currentRef = `${current}@${T0 + 11}`;
+        await store.beginDial(current, { dialRef: currentRef, numberId: "n1", at: T0 + 11, recorded: true });
+        await store.settle(current, { kind: "placed", callId: "call-r2" }, T0 + 12);
+        const before = await store.get("r");
+
+        // A dialRef no dial has (that claim's token, another time; an unknown lead) is refused.
+        expect(await store.endDial(`${older}@${T0 + 2}`, "ANSWERED", T0 + 50)).toBe(false);
+        expect(await store.endDial("nobody:1@1", "ANSWERED", T0 + 50)).toBe(false);
+        expect((await store.gateRebuildRows(T0 + 200, null, cooling)).endedCalls).toEqual([]);
+        // The older dial's call did ring, and its end comes late.
+        expect(await store.endDial(olderRef, "ANSWERED", T0 + 100)).toBe(true);
+        expect((await store.gateRebuildRows(T0 + 200, null, cooling)).endedCalls).toEqual([
+          { phone: PHONE, outcome: "ANSWERED", at: T0 + 100 },
+        ]);
+        // The lead and its current call are as they were.
+        expect(await store.get("r")).toEqual(before);
+        // A second end of that dial is refused and changes nothing.
+        expect(await store.endDial(olderRef, "VOICEMAIL", T0 + 150)).toBe(false);
+        expect((await store.gateRebuildRows(T0 + 200, HOUR, cooling)).endedCalls).toEqual([
+          { phone: PHONE, outcome: "ANSWERED", at: T0 + 100 },
+        ]);
+
+        // The current dial still ends by settle, on its own row; afterwards endDial finds it ended.
+        expect(await store.settle(current, { kind: "ended", outcome: "VOICEMAIL" }, T0 + 300)).toEqual({
+          status: "FINISHED",
+          outcome: "VOICEMAIL",
+        });
+        expect(await store.endDial(currentRef, "ANSWERED", T0 + 400)).toBe(false);
+        expect(byEnd((await store.gateRebuildRows(T0 + 500, HOUR, cooling)).endedCalls)).toEqual([
+          { phone: PHONE, outcome: "ANSWERED", at: T0 + 100 },
+          { phone: PHONE, outcome: "VOICEMAIL", at: T0 + 300 },
+        ]);
+        // Half-open, as the ends settle writes: read while now < at + ms.
+        expect((await store.gateRebuildRows(T0 + 100 + HOUR, null, cooling)).endedCalls).toEqual([
+          { phone: PHONE, outcome: "VOICEMAIL", at: T0 + 300 },
+        ]);
+      });
     });
 
     describe("numbers", () => {

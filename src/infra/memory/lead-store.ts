@@ -209,6 +209,14 @@ export class MemoryLeadStore implements LeadStore {
     return { status: lead.status, outcome: lead.outcome };
   }
 
+  async endDial(dialRef: string, outcome: string, at: number): Promise<boolean> {
+    // A dialRef is `token@epochMs` (parseDialRef); the dial rows are kept by token.
+    const dial = this.#dials.get(dialRef.slice(0, dialRef.lastIndexOf("@")));
+    if (!dial || dial.dial.dialRef !== dialRef || dial.ended) return false;
+    dial.ended = { outcome, at };
+    return true;
+  }
+
   async expedite(id: string, at: number): Promise<boolean> {
     const lead = this.#leads.get(id);
     if (lead?.status !== "SCHEDULED" || lead.nextAttemptAt <= at) return false;

@@ -182,6 +182,11 @@ export class PostgresLeadStore implements LeadStore {
     return this.#settles[s.kind].add({ token, s, now });
   }
 
+  async endDial(dialRef: string, outcome: string, at: number): Promise<boolean> {
+    const { rowCount } = await this.#query(this.#sql.endDial, [dialRef, outcome, at]);
+    return rowCount === 1;
+  }
+
   async expedite(id: string, at: number): Promise<boolean> {
     const { rowCount } = await this.#query(this.#sql.expedite, [id, at]);
     return rowCount === 1;

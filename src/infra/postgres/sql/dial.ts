@@ -104,6 +104,12 @@ export function dialStatements(s: string) {
       SELECT dial_ref, lead, claim, number_id, at, recorded FROM began
       RETURNING token`,
 
+    // The late end of an older dial of a lead (design §7.6): its row ($1) keeps how ($2) and when ($3)
+    // its call ended, as `ended` writes it for the current dial; a row that has an end keeps it.
+    endDial: `
+      UPDATE ${s}.dial_attempts SET outcome = $2, ended_at = $3
+      WHERE dial_ref = $1 AND ended_at IS NULL`,
+
     settle: {
       // A cancel requested while dialling wins over the defer (design §7.16). A null streak or
       // prechecks keeps the lead's; a dial result is written when given.
