@@ -5,6 +5,7 @@ import { phoneKey } from "../infra/phone-key.js";
 import type {
   CallStatus,
   Clock,
+  DialInfo,
   DialResult,
   GateStore,
   LeadRecord,
@@ -111,19 +112,21 @@ export class CallLifecycle {
    */
   async callEnded(signal: { callId?: string; dialRef?: string; outcome: string }): Promise<CallEndResult> {
     const parsed = parseOrThrow(callEndSchema, signal, "callEnded");
+    // Applied later by the outbox, the end keeps the time it was received.
+    const receivedAt = this.#d.clock.now();
     try {
-      return await this.#end(parsed);
+      return await this.#end(parsed, undefined, receivedAt);
     } catch (error) {
       this.#d.outbox.add({
         what: `call end ${parsed.dialRef ?? "by call id"}`,
-        run: () => this.#end(parsed),
+        run: () => this.#end(parsed, undefined, receivedAt),
       });
       throw error;
     }
   }
 
   /** `pending`: set once the signal is kept, until when and how soon it is tried again. */
-  async #end(signal: CallEndSignal, pending?: Pending): Promise<CallEndResult> {
+  async #end(signal: CallEndSignal, pending?: Pending, receivedAt?: number): Promise<CallEndResult> {
     const { callId, dialRef, outcome } = signal;
     // The dialRef first: it names one dial, while a provider may hand out a call id twice (§7.1).
     const lead = await this.#d.store.findByDial({ callId, dialRef });
@@ -143,14 +146,10 @@ export class CallLifecycle {
       return { kind: "pending", leadId: lead.id };
     }
     if (!current || lead.status !== "PROCESSING" || !dial) {
-      if (!current && dialRef && (await this.#recordLateEnd(lead, dialRef))) {
-        const at = this.#d.clock.now();
-        await this.#markEnd(lead, await this.#templateOf(lead), outcome, at);
-        await this.#endOlderDial(dialRef, outcome, at);
-      }
+      await this.#lateEnd(lead, current ? dial : null, dialRef, outcome, receivedAt ?? this.#d.clock.now());
       return { kind: "duplicate", leadId: lead.id };
     }
-    const now = this.#d.clock.now();
+    const now = receivedAt ?? this.#d.clock.now();
     const template = await this.#templateOf(lead);
     await this.#markEnd(lead, template, outcome, now);
     const retryAt = this.#retryAt(lead, template, outcome, now);
@@ -188,13 +187,24 @@ export class CallLifecycle {
   }
 
   /**
-   * The late end of an older dial, written on its own dial row (the lead moved on, so no settlement
-   * does it): a gate rebuild then writes its cooldown mark again (design §7.6, §7.13). When the store
-   * fails the outbox writes it later, with the end's own time.
+   * An end for a dial that is no live call of its lead: an older dial, or the lead's own dial whose
+   * unknown hold expired before the end came (design §7.15, §7.16). The call did ring: the first end of
+   * that dial is written on its row (no settlement does it; a gate rebuild reads it, §7.13), counts
+   * against the phone's limit again and starts the cooldowns (§7.6). A repeated end changes nothing,
+   * and neither does one for a dial that ended normally. When the store fails, the whole end is applied
+   * later by the outbox (callEnded), with its own time.
    */
-  async #endOlderDial(dialRef: string, outcome: string, at: number): Promise<void> {
-    const write = () => this.#d.store.endDial(dialRef, outcome, at);
-    await write().catch(() => this.#d.outbox.add({ what: `dial end ${dialRef}`, run: write }));
+  async #lateEnd(
+    lead: LeadRecord,
+    current: DialInfo | null,
+    dialRef: string | undefined,
+    outcome: string,
+    at: number,
+  ): Promise<void> {
+    const ref = current ? (current.unknown ? current.dialRef : undefined) : dialRef;
+    if (!ref || !(await this.#d.store.endDial(ref, outcome, at))) return;
+    await this.#recordLateEnd(lead, ref);
+    await this.#markEnd(lead, await this.#templateOf(lead), outcome, at);
   }
 
   /**
@@ -232,13 +242,13 @@ export class CallLifecycle {
   }
 
   /**
-   * The end of an older dial of the lead (its unknown hold expired and the lead moved on): the call did
-   * ring, so it counts against the phone's limit again; it frees nothing a newer dial holds (§7.15).
-   * False when the dialRef names no older dial of the lead.
+   * A dial that rang after its unknown hold expired (a late end, or a late placed reply): the call
+   * counts against the phone's limit again (its record was undone with the hold); it frees nothing a
+   * newer dial holds (§7.15).
    */
-  async #recordLateEnd(lead: LeadRecord, dialRef: string): Promise<boolean> {
+  async #recordLateEnd(lead: LeadRecord, dialRef: string): Promise<void> {
     const { token, at } = parseDialRef(dialRef);
-    if (token === lead.token || !Number.isFinite(at)) return false;
+    if (!Number.isFinite(at)) return;
     const template = await this.#d.store.template(lead.templateId);
     const rules = template?.rateLimitRules ?? this.#d.config.rateLimit.rules;
     const key = phoneKey(this.#d.hmacSecret, lead.phone);
@@ -254,7 +264,6 @@ export class CallLifecycle {
         run: () => this.#d.gates.record(key, token, rules, at, false, options),
       });
     }
-    return true;
   }
 
   /**

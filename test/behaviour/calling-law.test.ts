@@ -313,19 +313,57 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
     expect(h.provider.calls).toHaveLength(2);
     const endedAt = h.clock.now();
     failing = true;
-    const late = await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" });
-    expect(late.kind).toBe("duplicate");
+    // The end is refused (the provider's webhook would be retried) and kept in the outbox whole.
+    await expect(h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" })).rejects.toThrow(
+      "Postgres down",
+    );
     expect(h.dispatcher.stats().outbox).toBe(1);
     expect((await h.leads.gateRebuildRows(h.clock.now(), null, COOLING_REG_F)).endedCalls).toEqual([]);
-    // The phone's mark was written all the same.
-    await h.dispatcher.submit({ id: "L2", phone: LA, templateId: "debt" });
-    await h.settle();
-    expect((await h.lead("L2")).nextAttemptAt).toBe(endedAt + 7 * DAY);
 
+    await h.advance(MINUTE);
     failing = false;
     await h.advance(MINUTE);
     expect(h.dispatcher.stats().outbox).toBe(0);
-    // With the end's own time, not the time the outbox wrote it.
+    // Applied with the end's own time, not the time the outbox got through.
+    expect((await h.leads.gateRebuildRows(h.clock.now(), null, COOLING_REG_F)).endedCalls).toEqual([
+      { phone: LA, outcome: "ANSWERED", at: endedAt },
+    ]);
+    await h.dispatcher.submit({ id: "L2", phone: LA, templateId: "debt" });
+    await h.settle();
+    expect((await h.lead("L2")).nextAttemptAt).toBe(endedAt + 7 * DAY);
+  });
+
+  it("a late end of the lead's own dial, after its unknown hold expired, starts the cooldown once", async () => {
+    const h = await createHarness({
+      backend,
+      templates: [
+        {
+          id: "debt",
+          resellerId: "r",
+          presets: ["regF"],
+          window: { start: "08:00", end: "08:05", timeZone: "America/Los_Angeles" },
+        },
+      ],
+      start: monday(16),
+      provider: (clock) => new ScriptedProvider(clock).answer({ kind: "unknown", reason: "no reply" }),
+    });
+    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "debt" });
+    await h.settle();
+    const [first] = h.of("lead:dialling");
+    // The hold expires at 08:05; the window has closed, so the lead waits for tomorrow's.
+    await h.advance(6 * MINUTE);
+    expect((await h.lead("L1")).status).toBe("SCHEDULED");
+    const endedAt = h.clock.now();
+    expect((await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" })).kind).toBe(
+      "duplicate",
+    );
+    // The same end again, later: it changes nothing (the cooldown still counts from the first).
+    await h.advance(HOUR);
+    await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" });
+    // Tomorrow's window opens: the cooldown defers the lead to a week after the first end.
+    await h.advance(DAY);
+    expect(h.provider.calls).toHaveLength(1);
+    expect((await h.lead("L1")).nextAttemptAt).toBe(endedAt + 7 * DAY);
     expect((await h.leads.gateRebuildRows(h.clock.now(), null, COOLING_REG_F)).endedCalls).toEqual([
       { phone: LA, outcome: "ANSWERED", at: endedAt },
     ]);
