@@ -154,8 +154,14 @@ it("a Redis outage fails the gates fast, and after an empty restart the rebuilt 
     }
     expect(spanningChecked).toBeGreaterThan(0);
 
-    // Every lead ends, every queued release / undo / record is written, no line stays held.
-    await until(async () => (await leads.list()).every((l) => l.status === "FINISHED"), 60_000);
+    // Every lead ends, every queued release / undo / record is written, no line stays held. An end signal
+    // settles the lead (FINISHED in the store) before it frees the line, and announces lead:finished
+    // once the line is freed or queued in the outbox: wait for the announcements, or the last call's
+    // release may still be on its way to Redis when the holds are read below.
+    const ended = () =>
+      new Set(events.flatMap((e) => (e.name === "lead:finished" ? [e.payload.leadId] : [])));
+    await until(() => ended().size === LEADS.length + LATE_LEADS.length, 60_000);
+    expect((await leads.list()).filter((l) => l.status !== "FINISHED")).toEqual([]);
     await until(() => dispatcher.stats().outbox === 0, 40_000);
     await dispatcher.stop();
 
@@ -350,6 +356,7 @@ function recordEvents(dispatcher: Dispatcher): Recorded[] {
     "gate:failOpen",
     "lead:dialling",
     "alert",
+    "lead:finished",
   ];
   for (const name of names) dispatcher.on(name, (payload) => events.push({ name, payload } as Recorded));
   return events;
