@@ -446,8 +446,9 @@ export function createGateSteps(deps: GateDeps) {
         try {
           if (await tryLine(n)) return { kind: "held", number: n };
         } catch (error) {
-          // The command may have run: give the line back by name before failing closed.
-          await gates.release(n.id, token).catch(() => {});
+          // The command may have run: give the line back by name before failing closed (the lead's
+          // release step frees only the selected number's line), through the outbox if need be.
+          await releaseLine(deps, n.id, token);
           throw error;
         }
       }
