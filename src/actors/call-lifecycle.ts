@@ -1,6 +1,8 @@
 import { z } from "zod";
 import type { DispatcherEvents } from "../events.js";
+import { largestWindowMs } from "../infra/calling-law.js";
 import { type DispatcherConfig, parseOrThrow, text } from "../infra/config.js";
+import { parseDialRef } from "../infra/dial-ref.js";
 import { phoneKey } from "../infra/phone-key.js";
 import type {
   CallStatus,
@@ -15,9 +17,9 @@ import type {
   Timer,
 } from "../machines/ports.js";
 import type { Alerter } from "./alerter.js";
-import { parseDialRef, releaseLine } from "./gates.js";
+import { releaseLine } from "./gates.js";
 import type { Outbox } from "./outbox.js";
-import { largestWindowMs, type RuleWindows } from "./rule-windows.js";
+import type { RuleWindows } from "./rule-windows.js";
 
 export type CallEndResult =
   | { kind: "ended"; leadId: string; next: "finished" | "retry" }

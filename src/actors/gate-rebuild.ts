@@ -1,9 +1,9 @@
+import { largestWindowMs } from "../infra/calling-law.js";
 import { SystemClock } from "../infra/clock.js";
 import type { DispatcherConfig } from "../infra/config.js";
 import { phoneKey } from "../infra/phone-key.js";
 import type { Clock, LeadStore } from "../machines/ports.js";
 import type { GateState, GateStateSource } from "../machines/rebuild-ports.js";
-import { largestWindowMs } from "./rule-windows.js";
 
 /**
  * Redis is a cache of what the lead store knows (design §7.13): after a restart it has forgotten the

@@ -3,6 +3,7 @@ import { type AnyActorRef, fromCallback } from "xstate";
 import type { DispatcherEvents } from "../events.js";
 import { hasCallingLaw, type LeadLaw, lawOf, NEARNESS_RANK, nearness } from "../infra/calling-law.js";
 import type { DispatcherConfig } from "../infra/config.js";
+import { dialRefOf, parseDialRef } from "../infra/dial-ref.js";
 import { placeOf } from "../infra/geo.js";
 import { decide } from "../infra/memory/gate-store.js";
 import { phoneKey } from "../infra/phone-key.js";
@@ -253,8 +254,6 @@ export function createGateSteps(deps: GateDeps) {
   };
   const enforcing = config.rateLimit.mode === "block";
   const ruleWindows = deps.ruleWindows ?? new RuleWindows(config.rateLimit.rules);
-  /** Templates whose rules and cooldowns are in ruleWindows already (a lead reads its template each attempt). */
-  const widened = new WeakSet<Template>();
   /**
    * Each claimed lead's calling law (design §7.8), worked out once per attempt; none for a template
    * that has nothing but rate-limit rules.
@@ -308,10 +307,7 @@ export function createGateSteps(deps: GateDeps) {
     const cached = store.cachedTemplate?.(lead.templateId);
     const template = cached === undefined ? await store.template(lead.templateId) : cached;
     if (!template) return { kind: "finish", outcome: "NO_CONFIG" };
-    if (!widened.has(template)) {
-      ruleWindows.widenTemplate(template);
-      widened.add(template);
-    }
+    ruleWindows.widenTemplate(template);
     if (!isValidPhoneNumber(lead.phone)) return { kind: "finish", outcome: "INVALID_PHONE" };
     if (cached === undefined || lead.blocked === undefined) {
       const [blocked, current] = await Promise.all([store.isBlocked(lead.phone), store.get(lead.id)]);
@@ -649,16 +645,6 @@ interface LateRecord {
   written: boolean;
   /** The dial was placed or is unknown: no release will take the record back. */
   stands: boolean;
-}
-
-/** The dialRef names the claim token and the dial time: `leadId:claimSeq@epochMs` (design §7.1). */
-export function dialRefOf(token: string, at: number): string {
-  return `${token}@${at}`;
-}
-
-export function parseDialRef(dialRef: string): { token: string; at: number } {
-  const sep = dialRef.lastIndexOf("@");
-  return { token: dialRef.slice(0, sep), at: Number(dialRef.slice(sep + 1)) };
 }
 
 const REPLY_KINDS = new Set<unknown>(["placed", "notPlaced", "throttled", "unknown", "rejected"]);

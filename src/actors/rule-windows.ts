@@ -1,10 +1,5 @@
-import { templateCooldowns, templateRules } from "../infra/calling-law.js";
+import { largestWindowMs, templateCooldowns, templateRules } from "../infra/calling-law.js";
 import type { CooldownRule, LeadStore, RateRule, Template } from "../machines/ports.js";
-
-/** The largest window of `rules` in ms, 0 for none. */
-export function largestWindowMs(rules: readonly RateRule[] | undefined): number {
-  return Math.max(0, ...(rules ?? []).map((rule) => rule.windowSeconds * 1000));
-}
 
 /**
  * How long a phone's rate-limit records must be kept: the largest window of every rule in force —
@@ -21,6 +16,8 @@ export class RuleWindows {
   #keepMs: number;
   /** Outcome → the longest cooldown (ms) that lists it. */
   readonly #cooling = new Map<string, number>();
+  /** Template objects already counted: each lead and each call end reads its template again. */
+  readonly #seen = new WeakSet<Template>();
 
   constructor(configRules: readonly RateRule[]) {
     this.#keepMs = largestWindowMs(configRules);
@@ -30,14 +27,11 @@ export class RuleWindows {
     return this.#keepMs;
   }
 
-  /** Rules seen in force (an upsert, a template read by a lead). */
-  widen(rules: readonly RateRule[] | undefined): void {
-    this.#keepMs = Math.max(this.#keepMs, largestWindowMs(rules));
-  }
-
-  /** Every rule and cooldown the template may apply to some callee. */
+  /** Every rule and cooldown the template may apply to some callee (an upsert, a lead, a call end). */
   widenTemplate(template: Template): void {
-    this.widen(templateRules(template));
+    if (this.#seen.has(template)) return;
+    this.#seen.add(template);
+    this.#keepMs = Math.max(this.#keepMs, largestWindowMs(templateRules(template)));
     this.#cool(templateCooldowns(template));
   }
 

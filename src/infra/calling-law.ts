@@ -157,6 +157,18 @@ export function templateRules(template: Template): RateRule[] {
   return rules;
 }
 
+/** The largest window of `rules` in ms, 0 for none. */
+export function largestWindowMs(rules: readonly RateRule[] | undefined): number {
+  return Math.max(0, ...(rules ?? []).map((rule) => rule.windowSeconds * 1000));
+}
+
+/** The largest window (ms) of every rule the templates may apply: how long records are kept (design §7.6). */
+export function templatesWindowMs(templates: Iterable<Template>): number {
+  let window = 0;
+  for (const t of templates) window = Math.max(window, largestWindowMs(templateRules(t)));
+  return window;
+}
+
 /** Every cooldown the template may apply to some callee: which call ends must be remembered, how long. */
 export function templateCooldowns(template: Template): CooldownRule[] {
   const cooldowns = [...(template.cooldowns ?? [])];

@@ -16,7 +16,8 @@ import type {
   Template,
 } from "../../machines/ports.js";
 import { SETTLES_FROM } from "../../machines/ports.js";
-import { templateCooldowns, templateRules } from "../calling-law.js";
+import { templateCooldowns, templatesWindowMs } from "../calling-law.js";
+import { parseDialRef } from "../dial-ref.js";
 
 /** A dial row: the lead's dial, and how and when its call ended (design §7.13 rebuilds from these). */
 interface Dial {
@@ -210,8 +211,7 @@ export class MemoryLeadStore implements LeadStore {
   }
 
   async endDial(dialRef: string, outcome: string, at: number): Promise<boolean> {
-    // A dialRef is `token@epochMs` (parseDialRef); the dial rows are kept by token.
-    const dial = this.#dials.get(dialRef.slice(0, dialRef.lastIndexOf("@")));
+    const dial = this.#dials.get(parseDialRef(dialRef).token);
     if (!dial || dial.dial.dialRef !== dialRef || dial.ended) return false;
     dial.ended = { outcome, at };
     return true;
@@ -388,12 +388,8 @@ export class MemoryLeadStore implements LeadStore {
     return this.#templateWindowMs();
   }
 
-  /** Every template's rules count: its own, its presets' and its regions' (design §7.6). */
   #templateWindowMs(): number {
-    let window = 0;
-    for (const t of this.#templates.values())
-      for (const rule of templateRules(t)) window = Math.max(window, rule.windowSeconds * 1000);
-    return window;
+    return templatesWindowMs(this.#templates.values());
   }
 
   async templateCooldowns(): Promise<CooldownRule[]> {

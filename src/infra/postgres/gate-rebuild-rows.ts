@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { CooldownRule, GateRebuildRows, Template } from "../../machines/ports.js";
-import { templateCooldowns, templateRules } from "../calling-law.js";
+import { templateCooldowns, templatesWindowMs } from "../calling-law.js";
 import { type TemplateRow, toTemplate } from "./rows.js";
 import type { Statements } from "./sql/statements.js";
 
@@ -22,8 +22,7 @@ function lawOnly(row: TemplateLawRow): Template {
 
 /** The largest window (ms) of every template's rules: its own, its presets' and regions' (design §7.6). */
 export function lawsWindowMs(rows: TemplateLawRow[]): number {
-  const windows = rows.flatMap((row) => templateRules(lawOnly(row)).map((r) => r.windowSeconds * 1000));
-  return Math.max(0, ...windows);
+  return templatesWindowMs(rows.map(lawOnly));
 }
 
 /** Every cooldown of every template: its own, its presets' and regions'. */

@@ -6,12 +6,12 @@
  */
 import { randomUUID } from "node:crypto";
 import pino from "pino";
-import { parseDialRef } from "../../../src/actors/gates.js";
 import { generatedPhone } from "../../../src/cli/simulate/scenario.js";
 import { createDispatcher, type Dispatcher } from "../../../src/dispatcher.js";
 import { type Backend, connectBackend } from "../../../src/infra/backend.js";
 import { SystemClock } from "../../../src/infra/clock.js";
 import type { DispatcherConfigInput } from "../../../src/infra/config.js";
+import { parseDialRef } from "../../../src/infra/dial-ref.js";
 import type { LeadInput, LeadRecord } from "../../../src/machines/ports.js";
 import { waitFor } from "../../multiprocess/run-process.js";
 import {
