@@ -16,6 +16,7 @@ import { expandLeads, parseScenario, type ScenarioInput } from "../../src/cli/si
 import { violations } from "../../src/cli/simulate/summary.js";
 import type { SimDial } from "../../src/infra/providers/simulated.js";
 import type { CallerIdMatch, LeadRecord, Template, ZoneSource } from "../../src/machines/ports.js";
+import { leadRecord } from "../support/lead-record.js";
 
 const DAY = 86_400_000;
 
@@ -114,30 +115,7 @@ function runOf(
 }
 
 function stored(id: string, templateId: string, phone: string): LeadRecord {
-  return {
-    id,
-    phone,
-    templateId,
-    status: "FINISHED",
-    outcome: "ANSWERED",
-    attempt: 0,
-    notPlacedStreak: 0,
-    claimSeq: 1,
-    token: `${id}:1`,
-    owner: null,
-    leaseUntil: null,
-    nextAttemptAt: 0,
-    dueAt: 0,
-    expiresAt: null,
-    timeZone: null,
-    cancelRequested: false,
-    dial: null,
-    payload: {},
-    deferReason: null,
-    precheckDefers: 0,
-    parkedOn: null,
-    parkedAt: null,
-  };
+  return leadRecord({ id, templateId, phone, status: "FINISHED", outcome: "ANSWERED" });
 }
 
 /** Calls of one lead each: the count of each breach kind. */

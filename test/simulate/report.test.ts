@@ -11,6 +11,7 @@ import { parseScenario, type ScenarioInput } from "../../src/cli/simulate/scenar
 import { violations } from "../../src/cli/simulate/summary.js";
 import type { SimDial } from "../../src/infra/providers/simulated.js";
 import type { LeadRecord } from "../../src/machines/ports.js";
+import { leadRecord } from "../support/lead-record.js";
 
 function dial(over: Partial<SimDial>): SimDial {
   return {
@@ -29,33 +30,7 @@ function dial(over: Partial<SimDial>): SimDial {
   };
 }
 
-function stored(over: Partial<LeadRecord>): LeadRecord {
-  return {
-    id: "L1",
-    phone: "+919800000001",
-    templateId: "t1",
-    status: "SCHEDULED",
-    outcome: null,
-    attempt: 0,
-    notPlacedStreak: 0,
-    claimSeq: 1,
-    token: "L1:1",
-    owner: null,
-    leaseUntil: null,
-    nextAttemptAt: 0,
-    dueAt: 0,
-    expiresAt: null,
-    timeZone: null,
-    cancelRequested: false,
-    dial: null,
-    payload: {},
-    deferReason: null,
-    precheckDefers: 0,
-    parkedOn: null,
-    parkedAt: null,
-    ...over,
-  };
-}
+const stored = leadRecord;
 
 describe("report invariants", () => {
   it("concurrency per number counts calls over [at, endsAt): a call starting as another ends does not overlap", () => {
