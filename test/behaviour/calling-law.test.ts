@@ -10,6 +10,7 @@ import type { DialRequest, DialResult, Provider } from "../../src/machines/ports
 import { memoryBackend, realBackend, useBackend } from "../support/backends.js";
 import {
   createHarness,
+  type HarnessOptions,
   HMAC_SECRET,
   HOUR,
   MINUTE,
@@ -74,6 +75,23 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
       start: options.start ?? monday(6),
       provider: (clock, dispatcher) => new EndingProvider(clock, dispatcher, options.outcomeOf),
     });
+
+  /**
+   * Lead L1 of a Regulation F template calls the Los Angeles phone at 08:00 PST; its first dial gets
+   * no usable reply and is held unknown (5 minutes). Returns the harness and that dial's dialRef.
+   */
+  const unknownFirstDial = async (template: object, wrapLeadStore?: HarnessOptions["wrapLeadStore"]) => {
+    const h = await createHarness({
+      backend,
+      templates: [{ id: "debt", resellerId: "r", presets: ["regF"], ...template }],
+      start: monday(16),
+      provider: (clock) => new ScriptedProvider(clock).answer({ kind: "unknown", reason: "no reply" }),
+      ...(wrapLeadStore && { wrapLeadStore }),
+    });
+    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "debt" });
+    await h.settle();
+    return { h, firstRef: h.of("lead:dialling")[0]?.dialRef };
+  };
 
   it("a lead without a timeZone is judged in its number's zone; the lead's own timeZone wins", async () => {
     const h = await harness([{ id: "tcpa", resellerId: "r", presets: ["tcpa"] }]);
@@ -260,15 +278,7 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
   });
 
   it("the end of an older dial, whose unknown hold had expired, still starts the cooldown", async () => {
-    const h = await createHarness({
-      backend,
-      templates: [{ id: "debt", resellerId: "r", presets: ["regF"] }],
-      start: monday(16),
-      provider: (clock) => new ScriptedProvider(clock).answer({ kind: "unknown", reason: "no reply" }),
-    });
-    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "debt" });
-    await h.settle();
-    const [first] = h.of("lead:dialling");
+    const { h, firstRef } = await unknownFirstDial({});
     // The unknown dial's hold ends; the lead is dialled again and that call is still going.
     await h.advance(6 * MINUTE);
     expect(h.provider.calls.map((c) => c.result && typeof c.result === "object" && c.result.kind)).toEqual([
@@ -276,7 +286,7 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
       "placed",
     ]);
     const endedAt = h.clock.now();
-    const late = await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" });
+    const late = await h.dispatcher.callEnded({ dialRef: firstRef, outcome: "ANSWERED" });
     expect(late.kind).toBe("duplicate");
     // Written on that older dial's row too: a rebuild after a Redis restart writes its mark again.
     expect((await h.leads.gateRebuildRows(h.clock.now(), null, COOLING_REG_F)).endedCalls).toEqual([
@@ -290,13 +300,10 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
 
   it("the late end of an older dial reaches its dial row through the outbox when the lead store fails", async () => {
     let failing = false;
-    const h = await createHarness({
-      backend,
-      templates: [{ id: "debt", resellerId: "r", presets: ["regF"] }],
-      start: monday(16),
-      provider: (clock) => new ScriptedProvider(clock).answer({ kind: "unknown", reason: "no reply" }),
-      // Only the dial-row write of a late end fails; every other call goes through.
-      wrapLeadStore: (inner) =>
+    // Only the dial-row write of a late end fails; every other call goes through.
+    const { h, firstRef } = await unknownFirstDial(
+      {},
+      (inner) =>
         new Proxy(inner, {
           get(target, property) {
             const value = Reflect.get(target, property, target) as unknown;
@@ -305,16 +312,13 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
             return (value as (...args: unknown[]) => unknown).bind(target);
           },
         }),
-    });
-    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "debt" });
-    await h.settle();
-    const [first] = h.of("lead:dialling");
+    );
     await h.advance(6 * MINUTE);
     expect(h.provider.calls).toHaveLength(2);
     const endedAt = h.clock.now();
     failing = true;
     // The end is refused (the provider's webhook would be retried) and kept in the outbox whole.
-    await expect(h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" })).rejects.toThrow(
+    await expect(h.dispatcher.callEnded({ dialRef: firstRef, outcome: "ANSWERED" })).rejects.toThrow(
       "Postgres down",
     );
     expect(h.dispatcher.stats().outbox).toBe(1);
@@ -334,32 +338,17 @@ describe.each([memoryBackend, realBackend({ isolation: "schema" })])("calling la
   });
 
   it("a late end of the lead's own dial, after its unknown hold expired, starts the cooldown once", async () => {
-    const h = await createHarness({
-      backend,
-      templates: [
-        {
-          id: "debt",
-          resellerId: "r",
-          presets: ["regF"],
-          window: { start: "08:00", end: "08:05", timeZone: "America/Los_Angeles" },
-        },
-      ],
-      start: monday(16),
-      provider: (clock) => new ScriptedProvider(clock).answer({ kind: "unknown", reason: "no reply" }),
+    const { h, firstRef } = await unknownFirstDial({
+      window: { start: "08:00", end: "08:05", timeZone: "America/Los_Angeles" },
     });
-    await h.dispatcher.submit({ id: "L1", phone: LA, templateId: "debt" });
-    await h.settle();
-    const [first] = h.of("lead:dialling");
     // The hold expires at 08:05; the window has closed, so the lead waits for tomorrow's.
     await h.advance(6 * MINUTE);
     expect((await h.lead("L1")).status).toBe("SCHEDULED");
     const endedAt = h.clock.now();
-    expect((await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" })).kind).toBe(
-      "duplicate",
-    );
+    expect((await h.dispatcher.callEnded({ dialRef: firstRef, outcome: "ANSWERED" })).kind).toBe("duplicate");
     // The same end again, later: it changes nothing (the cooldown still counts from the first).
     await h.advance(HOUR);
-    await h.dispatcher.callEnded({ dialRef: first?.dialRef, outcome: "ANSWERED" });
+    await h.dispatcher.callEnded({ dialRef: firstRef, outcome: "ANSWERED" });
     // Tomorrow's window opens: the cooldown defers the lead to a week after the first end.
     await h.advance(DAY);
     expect(h.provider.calls).toHaveLength(1);
